@@ -1,0 +1,91 @@
+import { z } from "zod";
+
+/**
+ * The one table of operations. The worker validates requests and builds tickets from it; the runner
+ * dispatches on `name` and checks params with the same schema. Adding an operation = one entry here,
+ * one pipeline in gpu-runner/src/operations/, and (if public) it is routed at `POST /v1/<path>`.
+ */
+export interface OperationSpec<P extends z.ZodType = z.ZodType> {
+  name: string;
+  /** Public route under /v1, or null for internal operations (run by other routes, e.g. protect). */
+  path: string | null;
+  summary: string;
+  /** API key scope needed to create the job. */
+  scope: "protect" | "verify" | "restore" | "inspect";
+  params: P;
+  inputs: { min: number; max: number };
+  /** Model ids from models/manifest.json the pipeline loads; their sha256 travels in the ticket. */
+  models: string[];
+  limits: {
+    max_input_bytes: number;
+    max_pixels: number;
+    /** Lease visibility timeout; the runner heartbeats well inside it. */
+    lease_seconds: number;
+    max_attempts: number;
+  };
+  /** Names of image artifacts the runner uploads (each gets a signed PUT URL in the ticket). */
+  artifacts: { name: string; content_type: string }[];
+}
+
+const MB = 1024 * 1024;
+const hexBits = z.string().regex(/^[0-9a-fA-F]+$/, "hex string expected");
+
+export const OPERATIONS = {
+  inspect: {
+    name: "inspect",
+    path: "inspect",
+    summary: "Image facts: dimensions, format, orientation, color space, bit depth, perceptual hash.",
+    scope: "inspect",
+    params: z.object({}).strict(),
+    inputs: { min: 1, max: 1 },
+    models: [],
+    limits: { max_input_bytes: 25 * MB, max_pixels: 100_000_000, lease_seconds: 30, max_attempts: 3 },
+    artifacts: [],
+  },
+  "watermark.embed": {
+    name: "watermark.embed",
+    path: null,
+    summary: "Embed an invisible watermark payload into an image.",
+    scope: "protect",
+    params: z
+      .object({
+        bits: hexBits,
+        strength: z.coerce.number().min(0.1).max(4).default(1),
+        format: z.enum(["png", "jpeg", "webp"]).default("png"),
+      })
+      .strict(),
+    inputs: { min: 1, max: 1 },
+    models: ["watermark-encoder"],
+    limits: { max_input_bytes: 50 * MB, max_pixels: 50_000_000, lease_seconds: 60, max_attempts: 3 },
+    artifacts: [{ name: "image", content_type: "image/png" }],
+  },
+  "watermark.decode": {
+    name: "watermark.decode",
+    path: null,
+    summary: "Recover a watermark payload with soft bits and a presence p-value.",
+    scope: "verify",
+    params: z.object({}).strict(),
+    inputs: { min: 1, max: 1 },
+    models: ["watermark-decoder"],
+    limits: { max_input_bytes: 50 * MB, max_pixels: 50_000_000, lease_seconds: 60, max_attempts: 3 },
+    artifacts: [],
+  },
+  "enhance.lowlight": {
+    name: "enhance.lowlight",
+    path: "enhance/lowlight",
+    summary: "Low-light enhancement with illumination-aware gamma correction.",
+    scope: "restore",
+    params: z.object({ format: z.enum(["png", "jpeg", "webp"]).default("png") }).strict(),
+    inputs: { min: 1, max: 1 },
+    models: ["lowlight-iagc"],
+    limits: { max_input_bytes: 50 * MB, max_pixels: 13_000_000, lease_seconds: 120, max_attempts: 3 },
+    artifacts: [{ name: "image", content_type: "image/png" }],
+  },
+} as const satisfies Record<string, OperationSpec>;
+
+export type OperationName = keyof typeof OPERATIONS;
+export const OPERATION_NAMES = Object.keys(OPERATIONS) as OperationName[];
+
+export function getOperation(name: string): OperationSpec | undefined {
+  return (OPERATIONS as Record<string, OperationSpec>)[name];
+}
