@@ -1,0 +1,48 @@
+import { join } from "node:path";
+import { LocalStack, ROOT } from "./local-stack.ts";
+
+// `npm start`: the whole service on one machine — wrangler dev (local D1, R2, Queues, Durable Objects) plus one CPU runner.
+const port = Number(process.env.PORT ?? 8787);
+const stack = new LocalStack({
+  port,
+  persistTo: join(ROOT, ".wrangler", "state"),
+  envFile: join(ROOT, ".dev.vars"),
+  runners: Number(process.env.VIGIL_RUNNERS ?? 1),
+  inheritOutput: true,
+});
+
+let stopping = false;
+async function shutdown(code: number) {
+  if (stopping) return;
+  stopping = true;
+  await stack.stop();
+  process.exit(code);
+}
+process.on("SIGINT", () => void shutdown(0));
+process.on("SIGTERM", () => void shutdown(0));
+
+try {
+  await stack.start();
+} catch (e) {
+  console.error(`npm start failed: ${e instanceof Error ? e.message : e}`);
+  await shutdown(1);
+}
+const key = stack.vars.VIGIL_DEV_KEY;
+console.log(`
+  Vigil is running.
+    API       ${stack.url}
+    Docs      ${stack.url}/docs
+    Dev key   ${key}
+
+  Try it:
+    curl -s -H "Authorization: Bearer ${key}" -H "Content-Type: image/jpeg" -H "Prefer: wait=30" \\
+      --data-binary @test/fixtures/photo.jpg ${stack.url}/v1/inspect
+`);
+for (const child of [stack.wrangler, ...stack.runners.map((r) => r.process)]) {
+  child?.once("exit", (code) => {
+    if (!stopping) {
+      console.error(`a local stack process exited (${code}); stopping`);
+      void shutdown(1);
+    }
+  });
+}
