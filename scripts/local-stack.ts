@@ -136,7 +136,7 @@ export class LocalStack {
     return this;
   }
 
-  async startRunner(): Promise<Runner> {
+  async startRunner(extraEnv: Record<string, string> = {}): Promise<Runner> {
     const id = this.runnerSeq++;
     const creds = runnerCredentials(this.vars);
     const metricsPort = this.options.port + 100 + id;
@@ -149,6 +149,7 @@ export class LocalStack {
       VIGIL_EXECUTION_PROVIDERS: "cpu",
       VIGIL_TICKET_PUBLIC_KEYS: `${this.vars.TICKET_SIGNING_KID}:${this.vars.TICKET_PUBLIC_KEY}`,
       PORT: String(metricsPort),
+      ...extraEnv,
     };
     const child = this.spawnChild(join(BIN, "tsx"), [join(ROOT, "gpu-runner/src/cli.ts"), "serve"], env, output);
     const runner = { id, process: child, metricsPort, output };
