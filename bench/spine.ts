@@ -1,0 +1,170 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LocalStack } from "../scripts/local-stack.ts";
+
+/**
+ * Spine benchmark on the real local stack (wrangler dev + CPU runners), written to bench/results/spine.json:
+ * create/get latency under concurrent clients, worker CPU per request, spine overhead per job
+ * (end-to-end minus the runner's model time) and throughput with 1 and 2 runners.
+ */
+
+const photo = readFileSync(new URL("../test/fixtures/photo.jpg", import.meta.url));
+const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 8);
+const REQUESTS_PER_CLIENT = Number(process.env.BENCH_REQUESTS ?? 25);
+const OVERHEAD_JOBS = Number(process.env.BENCH_OVERHEAD_JOBS ?? 40);
+const THROUGHPUT_JOBS = Number(process.env.BENCH_THROUGHPUT_JOBS ?? 60);
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+function summary(samples: number[]) {
+  const s = [...samples].sort((a, b) => a - b);
+  const round = (x: number) => Math.round(x * 100) / 100;
+  return { n: s.length, p50_ms: round(percentile(s, 50)), p99_ms: round(percentile(s, 99)), max_ms: round(s[s.length - 1] ?? NaN) };
+}
+
+/** CPU seconds (user+system) of every workerd process under the given pid. */
+function workerdCpuSeconds(rootPid: number): number {
+  const ticks = 100; // USER_HZ on Linux
+  const children = new Map<number, number[]>();
+  const names = new Map<number, string>();
+  const stats = new Map<number, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const close = stat.lastIndexOf(")");
+      const name = stat.slice(stat.indexOf("(") + 1, close);
+      const fields = stat.slice(close + 2).split(" ");
+      const pid = Number(entry);
+      const ppid = Number(fields[1]);
+      names.set(pid, name);
+      stats.set(pid, (Number(fields[11]) + Number(fields[12])) / ticks);
+      children.set(ppid, [...(children.get(ppid) ?? []), pid]);
+    } catch {
+      /* process exited */
+    }
+  }
+  let total = 0;
+  const stack = [rootPid];
+  while (stack.length) {
+    const pid = stack.pop()!;
+    if (names.get(pid)?.startsWith("workerd")) total += stats.get(pid) ?? 0;
+    stack.push(...(children.get(pid) ?? []));
+  }
+  return total;
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t0 = performance.now();
+  const r = await fn();
+  return [r, performance.now() - t0];
+}
+
+export async function runSpineBench() {
+  const dir = mkdtempSync(join(tmpdir(), "vigil-bench-"));
+  const stack = new LocalStack({
+    port: 28787,
+    persistTo: join(dir, "state"),
+    envFile: join(dir, "dev.vars"),
+    runners: 1,
+    vars: { RATE_LIMIT_PER_MINUTE: "1000000", RATE_LIMIT_BURST: "100000" },
+  });
+  await stack.start();
+  const auth = { authorization: `Bearer ${stack.vars.VIGIL_DEV_KEY}` };
+  const create = (wait?: number) =>
+    fetch(`${stack.url}/v1/inspect`, {
+      method: "POST",
+      headers: { ...auth, "content-type": "image/jpeg", ...(wait ? { prefer: `wait=${wait}` } : {}) },
+      body: photo,
+    }).then(async (r) => {
+      const body = (await r.json()) as any;
+      if (r.status >= 300) throw new Error(`create failed ${r.status} ${JSON.stringify(body)}`);
+      return body;
+    });
+  const get = (id: string) => fetch(`${stack.url}/v1/jobs/${id}`, { headers: auth }).then((r) => r.json() as Promise<any>);
+  const waitDone = async (id: string) => {
+    for (;;) {
+      const j = await get(id);
+      if (!["queued", "running"].includes(j.status)) return j;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
+  try {
+    // Warm-up: first requests compile code paths in workerd and load the runner.
+    for (let i = 0; i < 5; i++) await create(30);
+
+    // 1. Create and get latency with concurrent clients.
+    const createMs: number[] = [];
+    const getMs: number[] = [];
+    const ids: string[] = [];
+    const wrPid = stack.wrangler!.pid!;
+    const cpu0 = workerdCpuSeconds(wrPid);
+    let requests = 0;
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async () => {
+        for (let i = 0; i < REQUESTS_PER_CLIENT; i++) {
+          const [job, c] = await timed(() => create());
+          createMs.push(c);
+          ids.push(job.id);
+          const [, g] = await timed(() => get(job.id));
+          getMs.push(g);
+          requests += 2;
+        }
+      }),
+    );
+    await Promise.all(ids.map(waitDone));
+
+    // 2. Worker CPU per request: workerd's CPU seconds over a batch of pure GETs (no runner traffic).
+    const cpuGet0 = workerdCpuSeconds(wrPid);
+    const GETS = 400;
+    for (let i = 0; i < GETS; i++) await get(ids[i % ids.length]!);
+    const cpuPerGetMs = ((workerdCpuSeconds(wrPid) - cpuGet0) * 1000) / GETS;
+    const cpuMixed = ((cpuGet0 - cpu0) * 1000) / Math.max(1, requests);
+
+    // 3. Spine overhead per job: end-to-end (create with Prefer: wait) minus the runner's reported model time.
+    const overhead: number[] = [];
+    const e2e: number[] = [];
+    for (let i = 0; i < OVERHEAD_JOBS; i++) {
+      const [job, ms] = await timed(() => create(30));
+      if (job.status !== "succeeded") throw new Error(`job ${job.id} ${job.status}`);
+      const modelMs = Number(job.metrics?.model_ms ?? NaN);
+      e2e.push(ms);
+      overhead.push(ms - modelMs);
+    }
+
+    // 4. Throughput with 1 and 2 runners.
+    const throughput = async (n: number) => {
+      const t0 = performance.now();
+      const batch = await Promise.all(Array.from({ length: n }, () => create()));
+      await Promise.all(batch.map((j) => waitDone(j.id)));
+      return n / ((performance.now() - t0) / 1000);
+    };
+    const oneRunner = await throughput(THROUGHPUT_JOBS);
+    await stack.startRunner();
+    const twoRunners = await throughput(THROUGHPUT_JOBS);
+
+    return {
+      machine: { cpus: (await import("node:os")).cpus().length, node: process.version },
+      clients: CLIENTS,
+      create_latency: summary(createMs),
+      get_latency: summary(getMs),
+      worker_cpu_ms_per_request: {
+        get: Math.round(cpuPerGetMs * 1000) / 1000,
+        mixed_create_get_with_runner_traffic: Math.round(cpuMixed * 1000) / 1000,
+        method: "user+system CPU of the workerd processes (/proc) over a batch, divided by requests",
+      },
+      spine_overhead: { ...summary(overhead), target_p50_ms: 30, end_to_end: summary(e2e) },
+      jobs_per_second: { one_runner: Math.round(oneRunner * 10) / 10, two_runners: Math.round(twoRunners * 10) / 10 },
+    };
+  } finally {
+    await stack.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
