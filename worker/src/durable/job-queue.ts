@@ -1,0 +1,590 @@
+import { DurableObject } from "cloudflare:workers";
+import { base64urlDecode, base64urlEncode, utf8 } from "../../../contract/encoding.ts";
+import { getOperation, OPERATION_NAMES } from "../../../contract/operations.ts";
+import type { Artifact, JobStatus } from "../../../contract/protocol.ts";
+import type { AppEnv } from "../env.ts";
+import { newId } from "../lib/ids.ts";
+import { emitJobEvent } from "../lib/webhooks.ts";
+
+/**
+ * JobQueue: the single, strongly consistent source of truth for jobs, leases, idempotency keys and
+ * runner nonces. One instance (named "global") serialises every state transition, so "two runners
+ * race for one job" cannot hand it out twice: each RPC's SQL runs without interleaving.
+ */
+
+export interface JobInput {
+  key: string;
+  content_type: string;
+  bytes: number;
+}
+
+export interface JobError {
+  type: string;
+  message: string;
+}
+
+export interface JobRecord {
+  id: string;
+  tenant_id: string;
+  operation: string;
+  status: JobStatus;
+  params: Record<string, unknown>;
+  inputs: JobInput[];
+  /** Public origin the job was created through; used to mint absolute URLs in webhooks. */
+  origin: string;
+  created_at: number;
+  started_at: number | null;
+  completed_at: number | null;
+  attempts: number;
+  max_attempts: number;
+  lease_id: string | null;
+  lease_expires_at: number | null;
+  runner_id: string | null;
+  result: Record<string, unknown> | null;
+  artifacts: Artifact[];
+  error: JobError | null;
+  last_error: JobError | null;
+  metrics: Record<string, unknown> | null;
+}
+
+export interface CreateJobArgs {
+  id: string;
+  tenantId: string;
+  operation: string;
+  params: Record<string, unknown>;
+  inputs: JobInput[];
+  origin: string;
+  idempotency?: { key: string; hash: string };
+}
+
+export type IdempotencyLookup = { kind: "none" } | { kind: "replay"; job: JobRecord } | { kind: "conflict" };
+
+export type ReportOutcome =
+  | { ok: true; job: JobRecord; first: boolean }
+  | { ok: false; code: "not_found" | "lease_lost" | "job_canceled" | "report_conflict"; detail: string };
+
+export type HeartbeatOutcome =
+  { ok: true; lease_expires_at: number; cancel: boolean } | { ok: false; code: "not_found" | "lease_lost"; detail: string };
+
+export interface ListOptions {
+  limit: number;
+  cursor?: string;
+  status?: string;
+  operation?: string;
+}
+
+export interface QueueMetric {
+  operation: string;
+  queued: number;
+  running: number;
+  oldest_queued_age_seconds: number;
+}
+
+const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
+const HOUSEKEEPING_MS = 10 * 60 * 1000;
+
+type Row = Record<string, SqlStorageValue>;
+
+function parseJson<T>(v: SqlStorageValue | undefined, fallback: T): T {
+  return typeof v === "string" ? (JSON.parse(v) as T) : fallback;
+}
+
+function toRecord(r: Row): JobRecord {
+  return {
+    id: r.id as string,
+    tenant_id: r.tenant_id as string,
+    operation: r.operation as string,
+    status: r.status as JobStatus,
+    params: parseJson(r.params, {}),
+    inputs: parseJson(r.inputs, []),
+    origin: (r.origin as string) ?? "",
+    created_at: r.created_at as number,
+    started_at: (r.started_at as number | null) ?? null,
+    completed_at: (r.completed_at as number | null) ?? null,
+    attempts: r.attempts as number,
+    max_attempts: r.max_attempts as number,
+    lease_id: (r.lease_id as string | null) ?? null,
+    lease_expires_at: (r.lease_expires_at as number | null) ?? null,
+    runner_id: (r.runner_id as string | null) ?? null,
+    result: parseJson(r.result, null),
+    artifacts: parseJson(r.artifacts, []),
+    error: parseJson(r.error, null),
+    last_error: parseJson(r.last_error, null),
+    metrics: parseJson(r.metrics, null),
+  };
+}
+
+export function encodeCursor(createdAt: number, id: string): string {
+  return base64urlEncode(utf8(JSON.stringify([createdAt, id])));
+}
+
+function decodeCursor(cursor: string): [number, string] | null {
+  try {
+    const v = JSON.parse(new TextDecoder().decode(base64urlDecode(cursor))) as unknown;
+    if (Array.isArray(v) && typeof v[0] === "number" && typeof v[1] === "string") return [v[0], v[1]];
+  } catch {
+    // fall through: an unreadable cursor is the caller's error
+  }
+  return null;
+}
+
+export class JobQueue extends DurableObject<AppEnv> {
+  private readonly sql: SqlStorage;
+  /** Resolvers for `Prefer: wait` callers, keyed by job id; called on terminal transitions. */
+  private readonly terminalWaiters = new Map<string, Set<(job: JobRecord) => void>>();
+  /** Long-polling lease calls; woken whenever a job becomes leasable. */
+  private readonly leaseWaiters = new Set<() => void>();
+
+  constructor(ctx: DurableObjectState, env: AppEnv) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.migrate();
+  }
+
+  private migrate(): void {
+    this.sql.exec(`
+      CREATE TABLE IF NOT EXISTS jobs (
+        id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, operation TEXT NOT NULL, status TEXT NOT NULL,
+        params TEXT NOT NULL, inputs TEXT NOT NULL, origin TEXT NOT NULL,
+        created_at INTEGER NOT NULL, queued_at INTEGER NOT NULL, started_at INTEGER, completed_at INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,
+        lease_id TEXT, lease_expires_at INTEGER, runner_id TEXT,
+        result TEXT, artifacts TEXT, error TEXT, last_error TEXT, metrics TEXT
+      );
+      CREATE INDEX IF NOT EXISTS jobs_tenant_created ON jobs (tenant_id, created_at DESC, id DESC);
+      CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (status, operation, queued_at, id);
+      CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (status, lease_expires_at);
+      CREATE TABLE IF NOT EXISTS idempotency (
+        tenant_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, job_id TEXT NOT NULL,
+        expires_at INTEGER NOT NULL, PRIMARY KEY (tenant_id, key)
+      );
+      CREATE TABLE IF NOT EXISTS reports (
+        job_id TEXT NOT NULL, lease_id TEXT NOT NULL, kind TEXT NOT NULL, body_hash TEXT NOT NULL,
+        PRIMARY KEY (job_id, lease_id)
+      );
+      CREATE TABLE IF NOT EXISTS nonces (
+        runner_id TEXT NOT NULL, nonce TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (runner_id, nonce)
+      );
+    `);
+  }
+
+  private row(id: string): JobRecord | null {
+    const rows = this.sql.exec("SELECT * FROM jobs WHERE id = ?", id).toArray();
+    return rows[0] ? toRecord(rows[0]) : null;
+  }
+
+  // ---------------------------------------------------------------- client side
+
+  lookupIdempotency(tenantId: string, key: string, hash: string): IdempotencyLookup {
+    const rows = this.sql
+      .exec(
+        "SELECT request_hash, job_id FROM idempotency WHERE tenant_id = ? AND key = ? AND expires_at > ?",
+        tenantId,
+        key,
+        Date.now(),
+      )
+      .toArray();
+    const hit = rows[0];
+    if (!hit) return { kind: "none" };
+    if (hit.request_hash !== hash) return { kind: "conflict" };
+    const job = this.row(hit.job_id as string);
+    return job ? { kind: "replay", job } : { kind: "none" };
+  }
+
+  /** Creates a queued job; re-checks the idempotency key atomically (two identical requests may race). */
+  async create(args: CreateJobArgs): Promise<{ job: JobRecord; replayed: boolean } | { conflict: true }> {
+    if (args.idempotency) {
+      const seen = this.lookupIdempotency(args.tenantId, args.idempotency.key, args.idempotency.hash);
+      if (seen.kind === "conflict") return { conflict: true };
+      if (seen.kind === "replay") return { job: seen.job, replayed: true };
+    }
+    const op = getOperation(args.operation);
+    if (!op) throw new Error(`unknown operation ${args.operation}`);
+    const now = Date.now();
+    this.sql.exec(
+      `INSERT INTO jobs (id, tenant_id, operation, status, params, inputs, origin, created_at, queued_at, max_attempts)
+       VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)`,
+      args.id,
+      args.tenantId,
+      args.operation,
+      JSON.stringify(args.params),
+      JSON.stringify(args.inputs),
+      args.origin,
+      now,
+      now,
+      op.limits.max_attempts,
+    );
+    if (args.idempotency) {
+      this.sql.exec(
+        "INSERT OR REPLACE INTO idempotency (tenant_id, key, request_hash, job_id, expires_at) VALUES (?, ?, ?, ?, ?)",
+        args.tenantId,
+        args.idempotency.key,
+        args.idempotency.hash,
+        args.id,
+        now + IDEMPOTENCY_TTL_MS,
+      );
+    }
+    this.wakeLeasers();
+    await this.scheduleAlarm();
+    return { job: this.row(args.id)!, replayed: false };
+  }
+
+  ownerOf(id: string): string | null {
+    const row = this.sql.exec("SELECT tenant_id FROM jobs WHERE id = ?", id).toArray()[0];
+    return row ? (row.tenant_id as string) : null;
+  }
+
+  get(tenantId: string, id: string): JobRecord | null {
+    const job = this.row(id);
+    return job && job.tenant_id === tenantId ? job : null;
+  }
+
+  list(tenantId: string, opts: ListOptions): { data: JobRecord[]; next_cursor: string | null } | { error: "bad_cursor" } {
+    const where = ["tenant_id = ?"];
+    const binds: SqlStorageValue[] = [tenantId];
+    if (opts.cursor) {
+      const c = decodeCursor(opts.cursor);
+      if (!c) return { error: "bad_cursor" };
+      where.push("(created_at < ? OR (created_at = ? AND id < ?))");
+      binds.push(c[0], c[0], c[1]);
+    }
+    if (opts.status) {
+      where.push("status = ?");
+      binds.push(opts.status);
+    }
+    if (opts.operation) {
+      where.push("operation = ?");
+      binds.push(opts.operation);
+    }
+    const rows = this.sql
+      .exec(`SELECT * FROM jobs WHERE ${where.join(" AND ")} ORDER BY created_at DESC, id DESC LIMIT ?`, ...binds, opts.limit + 1)
+      .toArray()
+      .map(toRecord);
+    const more = rows.length > opts.limit;
+    const data = rows.slice(0, opts.limit);
+    const last = data[data.length - 1];
+    return { data, next_cursor: more && last ? encodeCursor(last.created_at, last.id) : null };
+  }
+
+  /** Resolves with the job once terminal, or with its current state after `timeoutMs`. */
+  async waitFor(tenantId: string, id: string, timeoutMs: number): Promise<JobRecord | null> {
+    const job = this.get(tenantId, id);
+    if (!job || job.status === "succeeded" || job.status === "failed" || job.status === "canceled" || timeoutMs <= 0) return job;
+    return new Promise((resolve) => {
+      const set = this.terminalWaiters.get(id) ?? new Set();
+      this.terminalWaiters.set(id, set);
+      const done = (j: JobRecord) => {
+        clearTimeout(timer);
+        set.delete(done);
+        resolve(j);
+      };
+      const timer = setTimeout(() => {
+        set.delete(done);
+        resolve(this.row(id));
+      }, timeoutMs);
+      set.add(done);
+    });
+  }
+
+  async cancel(tenantId: string, id: string): Promise<{ job: JobRecord } | { error: "not_found" | "not_cancelable" }> {
+    const job = this.get(tenantId, id);
+    if (!job) return { error: "not_found" };
+    if (job.status === "canceled") return { job };
+    if (job.status === "succeeded" || job.status === "failed") return { error: "not_cancelable" };
+    // A running job keeps its lease id so the runner's next heartbeat learns it was canceled.
+    return { job: await this.finish(job, "canceled", { error: { type: "canceled", message: "canceled by the client" } }) };
+  }
+
+  /** Deletes the job record; the caller deletes its objects. */
+  remove(tenantId: string, id: string): JobRecord | null {
+    const job = this.get(tenantId, id);
+    if (!job) return null;
+    this.sql.exec("DELETE FROM jobs WHERE id = ?", id);
+    this.sql.exec("DELETE FROM reports WHERE job_id = ?", id);
+    this.sql.exec("DELETE FROM idempotency WHERE job_id = ?", id);
+    return job;
+  }
+
+  /** Retention: removes up to `limit` finished jobs created before `cutoff` and returns them for object deletion. */
+  purgeBefore(cutoff: number, limit = 500): JobRecord[] {
+    const rows = this.sql
+      .exec("SELECT * FROM jobs WHERE created_at < ? AND status IN ('succeeded','failed','canceled') LIMIT ?", cutoff, limit)
+      .toArray()
+      .map(toRecord);
+    for (const job of rows) this.remove(job.tenant_id, job.id);
+    return rows;
+  }
+
+  // ---------------------------------------------------------------- runner side
+
+  /** Records a runner nonce; false when it was already used inside the replay window. */
+  useNonce(runnerId: string, nonce: string, expiresAt: number): boolean {
+    const seen = this.sql.exec("SELECT 1 FROM nonces WHERE runner_id = ? AND nonce = ?", runnerId, nonce).toArray();
+    if (seen.length) return false;
+    this.sql.exec("INSERT INTO nonces (runner_id, nonce, expires_at) VALUES (?, ?, ?)", runnerId, nonce, expiresAt);
+    return true;
+  }
+
+  /**
+   * Leases up to `maxJobs` queued jobs of `operations`, oldest first, waiting up to `waitMs` for one to
+   * appear. Each gets a fresh lease id, attempt + 1 and a visibility timeout of the operation's lease_seconds.
+   */
+  async lease(runnerId: string, operations: string[], maxJobs: number, waitMs: number): Promise<JobRecord[]> {
+    const known = operations.filter((o) => getOperation(o));
+    if (!known.length) return [];
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      await this.expireLeases();
+      const taken = this.take(runnerId, known, maxJobs);
+      if (taken.length) {
+        await this.scheduleAlarm();
+        return taken;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) return [];
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          this.leaseWaiters.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, left);
+        this.leaseWaiters.add(wake);
+      });
+    }
+  }
+
+  private take(runnerId: string, operations: string[], maxJobs: number): JobRecord[] {
+    const marks = operations.map(() => "?").join(",");
+    const ids = this.sql
+      .exec(
+        `SELECT id FROM jobs WHERE status = 'queued' AND operation IN (${marks}) ORDER BY queued_at, id LIMIT ?`,
+        ...operations,
+        maxJobs,
+      )
+      .toArray()
+      .map((r) => r.id as string);
+    const now = Date.now();
+    return ids.map((id) => {
+      const job = this.row(id)!;
+      const op = getOperation(job.operation)!;
+      this.sql.exec(
+        `UPDATE jobs SET status = 'running', lease_id = ?, lease_expires_at = ?, runner_id = ?, attempts = attempts + 1,
+           started_at = COALESCE(started_at, ?) WHERE id = ?`,
+        newId("lease"),
+        now + op.limits.lease_seconds * 1000,
+        runnerId,
+        now,
+        id,
+      );
+      return this.row(id)!;
+    });
+  }
+
+  heartbeat(jobId: string, leaseId: string, extendSeconds?: number): HeartbeatOutcome {
+    const job = this.row(jobId);
+    if (!job) return { ok: false, code: "not_found", detail: "no such job" };
+    if (job.lease_id !== leaseId) return { ok: false, code: "lease_lost", detail: "the lease is no longer held" };
+    if (job.status === "canceled") return { ok: true, lease_expires_at: job.lease_expires_at ?? Date.now(), cancel: true };
+    if (job.status !== "running" || (job.lease_expires_at ?? 0) <= Date.now()) {
+      return { ok: false, code: "lease_lost", detail: "the lease has expired" };
+    }
+    const seconds = extendSeconds ?? getOperation(job.operation)!.limits.lease_seconds;
+    const expires = Date.now() + seconds * 1000;
+    this.sql.exec("UPDATE jobs SET lease_expires_at = ? WHERE id = ?", expires, jobId);
+    return { ok: true, lease_expires_at: expires, cancel: false };
+  }
+
+  /**
+   * Common gate for complete/fail/release. A report already recorded for this lease is answered again
+   * (same body) or refused (different body); otherwise the lease must be current and unexpired.
+   */
+  private gate(jobId: string, leaseId: string, kind: string, bodyHash: string): ReportOutcome | { proceed: JobRecord } {
+    const job = this.row(jobId);
+    if (!job) return { ok: false, code: "not_found", detail: "no such job" };
+    const prior = this.sql
+      .exec("SELECT kind, body_hash FROM reports WHERE job_id = ? AND lease_id = ?", jobId, leaseId)
+      .toArray()[0];
+    if (prior) {
+      if (prior.kind === kind && prior.body_hash === bodyHash) return { ok: true, job, first: false };
+      return {
+        ok: false,
+        code: "report_conflict",
+        detail: `this lease already reported ${String(prior.kind)} with a different body`,
+      };
+    }
+    if (job.lease_id !== leaseId) return { ok: false, code: "lease_lost", detail: "the lease is no longer held" };
+    if (job.status === "canceled") return { ok: false, code: "job_canceled", detail: "the job was canceled" };
+    if (job.status !== "running" || (job.lease_expires_at ?? 0) <= Date.now()) {
+      return { ok: false, code: "lease_lost", detail: "the lease has expired" };
+    }
+    return { proceed: job };
+  }
+
+  private recordReport(jobId: string, leaseId: string, kind: string, bodyHash: string): void {
+    this.sql.exec("INSERT INTO reports (job_id, lease_id, kind, body_hash) VALUES (?, ?, ?, ?)", jobId, leaseId, kind, bodyHash);
+  }
+
+  async complete(
+    jobId: string,
+    leaseId: string,
+    bodyHash: string,
+    report: { result: Record<string, unknown>; artifacts: Artifact[]; metrics?: Record<string, unknown> },
+  ): Promise<ReportOutcome> {
+    const g = this.gate(jobId, leaseId, "complete", bodyHash);
+    if (!("proceed" in g)) return g;
+    this.recordReport(jobId, leaseId, "complete", bodyHash);
+    const job = await this.finish(g.proceed, "succeeded", {
+      result: report.result,
+      artifacts: report.artifacts,
+      metrics: report.metrics ?? null,
+    });
+    return { ok: true, job, first: true };
+  }
+
+  async fail(jobId: string, leaseId: string, bodyHash: string, error: JobError, retryable: boolean): Promise<ReportOutcome> {
+    const g = this.gate(jobId, leaseId, "fail", bodyHash);
+    if (!("proceed" in g)) return g;
+    this.recordReport(jobId, leaseId, "fail", bodyHash);
+    const job = g.proceed;
+    if (retryable && job.attempts < job.max_attempts) return { ok: true, job: this.requeue(job, error, false), first: true };
+    return { ok: true, job: await this.finish(job, "failed", { error }), first: true };
+  }
+
+  /** Graceful shutdown: back to the queue without spending an attempt. */
+  release(jobId: string, leaseId: string, bodyHash: string): ReportOutcome {
+    const g = this.gate(jobId, leaseId, "release", bodyHash);
+    if (!("proceed" in g)) return g;
+    this.recordReport(jobId, leaseId, "release", bodyHash);
+    return { ok: true, job: this.requeue(g.proceed, g.proceed.last_error, true), first: true };
+  }
+
+  private requeue(job: JobRecord, lastError: JobError | null, refundAttempt: boolean): JobRecord {
+    this.sql.exec(
+      `UPDATE jobs SET status = 'queued', lease_id = NULL, lease_expires_at = NULL, runner_id = NULL, last_error = ?,
+         attempts = attempts - ? WHERE id = ?`,
+      lastError ? JSON.stringify(lastError) : null,
+      refundAttempt ? 1 : 0,
+      job.id,
+    );
+    this.wakeLeasers();
+    return this.row(job.id)!;
+  }
+
+  private async finish(
+    job: JobRecord,
+    status: "succeeded" | "failed" | "canceled",
+    fields: {
+      result?: Record<string, unknown>;
+      artifacts?: Artifact[];
+      metrics?: Record<string, unknown> | null;
+      error?: JobError;
+    },
+  ): Promise<JobRecord> {
+    this.sql.exec(
+      `UPDATE jobs SET status = ?, completed_at = ?, lease_expires_at = NULL, result = ?, artifacts = ?, metrics = ?, error = ?
+       WHERE id = ?`,
+      status,
+      Date.now(),
+      fields.result ? JSON.stringify(fields.result) : null,
+      JSON.stringify(fields.artifacts ?? []),
+      fields.metrics ? JSON.stringify(fields.metrics) : null,
+      fields.error ? JSON.stringify(fields.error) : null,
+      job.id,
+    );
+    const done = this.row(job.id)!;
+    for (const resolve of [...(this.terminalWaiters.get(job.id) ?? [])]) resolve(done);
+    this.terminalWaiters.delete(job.id);
+    await emitJobEvent(this.env, done);
+    return done;
+  }
+
+  // ---------------------------------------------------------------- timers
+
+  /** Re-queues (or fails, when attempts are spent) every job whose lease has expired. */
+  private async expireLeases(): Promise<number> {
+    const expired = this.sql
+      .exec("SELECT * FROM jobs WHERE status = 'running' AND lease_expires_at <= ?", Date.now())
+      .toArray()
+      .map(toRecord);
+    for (const job of expired) {
+      const error = { type: "lease_expired", message: `lease ${job.lease_id} expired (attempt ${job.attempts})` };
+      if (job.attempts >= job.max_attempts) await this.finish(job, "failed", { error });
+      else this.requeue(job, error, false);
+    }
+    return expired.length;
+  }
+
+  private wakeLeasers(): void {
+    for (const wake of [...this.leaseWaiters]) wake();
+  }
+
+  private async scheduleAlarm(): Promise<void> {
+    const next = this.sql.exec("SELECT MIN(lease_expires_at) AS t FROM jobs WHERE status = 'running'").one().t as number | null;
+    const at = next ?? Date.now() + HOUSEKEEPING_MS;
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || at < current) await this.ctx.storage.setAlarm(at);
+  }
+
+  override async alarm(): Promise<void> {
+    await this.expireLeases();
+    const now = Date.now();
+    this.sql.exec("DELETE FROM nonces WHERE expires_at <= ?", now);
+    this.sql.exec("DELETE FROM idempotency WHERE expires_at <= ?", now);
+    const next = this.sql.exec("SELECT MIN(lease_expires_at) AS t FROM jobs WHERE status = 'running'").one().t as number | null;
+    await this.ctx.storage.setAlarm(next ?? now + HOUSEKEEPING_MS);
+  }
+
+  // ---------------------------------------------------------------- metrics
+
+  metrics(): QueueMetric[] {
+    const now = Date.now();
+    const rows = this.sql
+      .exec(
+        `SELECT operation, status, COUNT(*) AS n, MIN(queued_at) AS oldest FROM jobs
+         WHERE status IN ('queued','running') GROUP BY operation, status`,
+      )
+      .toArray();
+    return OPERATION_NAMES.map((operation) => {
+      const q = rows.find((r) => r.operation === operation && r.status === "queued");
+      const r = rows.find((x) => x.operation === operation && x.status === "running");
+      return {
+        operation,
+        queued: (q?.n as number) ?? 0,
+        running: (r?.n as number) ?? 0,
+        oldest_queued_age_seconds: q ? Math.max(0, (now - (q.oldest as number)) / 1000) : 0,
+      };
+    });
+  }
+}
+
+type QueueMethods =
+  | "lookupIdempotency"
+  | "create"
+  | "ownerOf"
+  | "get"
+  | "list"
+  | "waitFor"
+  | "cancel"
+  | "remove"
+  | "purgeBefore"
+  | "useNonce"
+  | "lease"
+  | "heartbeat"
+  | "complete"
+  | "fail"
+  | "release"
+  | "metrics";
+
+/**
+ * The queue's RPC surface as plain async methods. Workers' generated RPC types turn `unknown`-typed
+ * fields (params, result) into `never`; every value here is JSON-shaped, so the plain signatures hold.
+ */
+export type JobQueueApi = {
+  [K in QueueMethods]: JobQueue[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : never;
+};
+
+/** The one queue instance. */
+export function jobQueue(env: AppEnv): JobQueueApi {
+  return env.JOB_QUEUE.get(env.JOB_QUEUE.idFromName("global")) as unknown as JobQueueApi;
+}

@@ -1,0 +1,108 @@
+import { Scalar } from "@scalar/hono-api-reference";
+import { HTTPException } from "hono/http-exception";
+import { jobQueue } from "./durable/job-queue.ts";
+import { intVar, type AppEnv } from "./env.ts";
+import { handleWebhookBatch, type WebhookMessage } from "./lib/webhooks.ts";
+import { apiAuth } from "./middleware/auth.ts";
+import { requestLog } from "./middleware/logging.ts";
+import { ApiError, problemResponse } from "./problem.ts";
+import { newRouter } from "./router.ts";
+import { admin } from "./routes/admin.ts";
+import { health } from "./routes/health.ts";
+import { deleteJobObjects, jobs } from "./routes/jobs.ts";
+import { objects } from "./routes/objects.ts";
+import { runner } from "./routes/runner.ts";
+import { uploads } from "./routes/uploads.ts";
+import { webhooks } from "./routes/webhooks.ts";
+
+export { JobQueue } from "./durable/job-queue.ts";
+export { RateLimiter } from "./durable/rate-limiter.ts";
+// Internal API for other worker modules (identity/protect/verify): see lib/jobs-api.ts and lib/webhooks.ts.
+export { createJob, registerCompletionHook, type CompletionHook } from "./lib/jobs-api.ts";
+export { emitEvent } from "./lib/webhooks.ts";
+
+const app = newRouter();
+
+app.use("*", requestLog);
+// Signed object URLs carry their own authorization; everything else under /v1 needs an API key.
+app.use("/v1/*", async (c, next) => (c.req.path.startsWith("/v1/objects/") ? next() : apiAuth(c, next)));
+
+app.route("/", health);
+app.route("/", objects);
+app.route("/", uploads);
+app.route("/", jobs);
+app.route("/", admin);
+app.route("/", webhooks);
+app.route("/", runner);
+
+app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
+  type: "http",
+  scheme: "bearer",
+  description: "vgl_… API key",
+});
+app.doc31("/openapi.json", {
+  openapi: "3.1.0",
+  info: {
+    title: "Vigil API",
+    version: "1.0.0",
+    description: "Watermarks photos against deepfake face swaps and restores degraded photos. Every operation is a job.",
+  },
+});
+app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "Vigil API reference" }));
+
+app.notFound((c) => problemResponse(new ApiError(404, "not_found", `no route for ${c.req.method} ${c.req.path}`), c.req.path));
+
+app.onError((err, c) => {
+  if (err instanceof ApiError) return problemResponse(err, c.req.path);
+  if (err instanceof HTTPException) {
+    return problemResponse(
+      new ApiError(err.status, err.status === 413 ? "payload_too_large" : "bad_request", err.message || "bad request"),
+      c.req.path,
+    );
+  }
+  console.error(
+    JSON.stringify({
+      msg: "unhandled_error",
+      request_id: c.get("requestId"),
+      path: c.req.path,
+      error: String(err),
+      stack: err.stack,
+    }),
+  );
+  return problemResponse(
+    new ApiError(500, "internal_error", "an internal error occurred; quote the x-request-id header when reporting it"),
+    c.req.path,
+  );
+});
+
+/** Daily retention sweep: jobs older than RETENTION_DAYS go, with their objects; so do stale uploads. */
+async function sweepRetention(env: AppEnv): Promise<number> {
+  const cutoff = Date.now() - intVar(env.RETENTION_DAYS, 30) * 86_400_000;
+  let removed = 0;
+  for (;;) {
+    const batch = await jobQueue(env).purgeBefore(cutoff, 200);
+    for (const job of batch) await deleteJobObjects(env, job);
+    removed += batch.length;
+    if (batch.length < 200) break;
+  }
+  const { results } = await env.DB.prepare("SELECT id, object_key FROM uploads WHERE created_at < ?")
+    .bind(cutoff)
+    .all<{ id: string; object_key: string }>();
+  for (const u of results) {
+    await env.OBJECTS.delete(u.object_key);
+    await env.DB.prepare("DELETE FROM uploads WHERE id = ?").bind(u.id).run();
+  }
+  return removed;
+}
+
+export default {
+  fetch: app.fetch,
+  async queue(batch: MessageBatch<WebhookMessage>, env: AppEnv): Promise<void> {
+    await handleWebhookBatch(batch, env);
+  },
+  async scheduled(_controller: ScheduledController, env: AppEnv, ctx: ExecutionContext): Promise<void> {
+    ctx.waitUntil(sweepRetention(env).then((n) => console.log(JSON.stringify({ msg: "retention_sweep", removed: n }))));
+  },
+} satisfies ExportedHandler<AppEnv, WebhookMessage>;
+
+export { app, sweepRetention };

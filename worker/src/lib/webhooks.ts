@@ -1,0 +1,200 @@
+import type { JobRecord } from "../durable/job-queue.ts";
+import type { AppEnv } from "../env.ts";
+import { newId } from "./ids.ts";
+import { publicJob } from "./job-view.ts";
+import { checkWebhookUrl } from "./ssrf.ts";
+
+/**
+ * Webhooks per the Standard Webhooks spec (https://www.standardwebhooks.com/): headers webhook-id,
+ * webhook-timestamp and webhook-signature = "v1,<base64 HMAC-SHA256(secret bytes, id.timestamp.body)>",
+ * where the secret bytes are the base64 after "whsec_". During a secret rotation both signatures are sent.
+ *
+ * Delivery runs in two queue hops: an `event` message fans out to the tenant's matching endpoints, then
+ * each `delivery` message is one endpoint's delivery with its own retries and backoff.
+ */
+
+export interface WebhookEvent {
+  id: string;
+  type: string;
+  created_at: string;
+  data: Record<string, unknown>;
+}
+
+export type WebhookMessage =
+  | { kind: "event"; tenant_id: string; event: WebhookEvent }
+  | { kind: "delivery"; delivery_id: string; endpoint_id: string; event: WebhookEvent };
+
+export const PREVIOUS_SECRET_GRACE_SECONDS = 24 * 3600;
+const DELIVERY_TIMEOUT_MS = 10_000;
+/** Matches max_retries of the queue consumer in wrangler.toml. */
+export const MAX_DELIVERY_ATTEMPTS = 10;
+
+function b64(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s);
+}
+
+export function generateWebhookSecret(): string {
+  return `whsec_${b64(crypto.getRandomValues(new Uint8Array(24)))}`;
+}
+
+export async function signWebhook(secret: string, id: string, timestamp: number, body: string): Promise<string> {
+  const raw = Uint8Array.from(atob(secret.replace(/^whsec_/, "")), (c) => c.charCodeAt(0));
+  const key = await crypto.subtle.importKey("raw", raw, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const mac = await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`${id}.${timestamp}.${body}`));
+  return `v1,${b64(new Uint8Array(mac))}`;
+}
+
+/** Headers for one delivery; `secrets` are all currently valid secrets (one signature each). */
+export async function webhookHeaders(
+  secrets: string[],
+  id: string,
+  timestamp: number,
+  body: string,
+): Promise<Record<string, string>> {
+  const sigs = await Promise.all(secrets.map((s) => signWebhook(s, id, timestamp, body)));
+  return {
+    "content-type": "application/json",
+    "user-agent": "Vigil-Webhooks/1",
+    "webhook-id": id,
+    "webhook-timestamp": String(timestamp),
+    "webhook-signature": sigs.join(" "),
+  };
+}
+
+/**
+ * Emits any event type for a tenant (e.g. "verification.face_swap_detected"). Delivery is asynchronous
+ * through WEBHOOK_QUEUE; endpoints subscribed to the type (or to "*") receive it.
+ */
+export async function emitEvent(
+  env: AppEnv,
+  tenantId: string,
+  type: string,
+  data: Record<string, unknown>,
+): Promise<WebhookEvent> {
+  const event: WebhookEvent = { id: newId("evt"), type, created_at: new Date().toISOString(), data };
+  const message: WebhookMessage = { kind: "event", tenant_id: tenantId, event };
+  await env.WEBHOOK_QUEUE.send(message);
+  return event;
+}
+
+export async function emitJobEvent(env: AppEnv, job: JobRecord): Promise<void> {
+  try {
+    await emitEvent(env, job.tenant_id, `job.${job.status}`, { job: await publicJob(env, job) });
+  } catch (e) {
+    // A lost notification must not undo a state transition that already committed.
+    console.error(JSON.stringify({ msg: "webhook_emit_failed", job: job.id, error: String(e) }));
+  }
+}
+
+interface EndpointRow {
+  id: string;
+  tenant_id: string;
+  url: string;
+  events: string;
+  secret: string;
+  previous_secret: string | null;
+  previous_secret_expires_at: number | null;
+}
+
+async function fanOut(env: AppEnv, tenantId: string, event: WebhookEvent): Promise<void> {
+  const { results } = await env.DB.prepare("SELECT * FROM webhook_endpoints WHERE tenant_id = ?")
+    .bind(tenantId)
+    .all<EndpointRow>();
+  const now = Date.now();
+  for (const ep of results) {
+    const events = JSON.parse(ep.events) as string[];
+    if (!events.includes("*") && !events.includes(event.type)) continue;
+    const id = newId("dlv");
+    // UNIQUE(endpoint, event): a re-delivered fan-out message does not create a second delivery.
+    const r = await env.DB.prepare(
+      `INSERT OR IGNORE INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, status, attempts, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)`,
+    )
+      .bind(id, ep.id, tenantId, event.id, event.type, now, now)
+      .run();
+    if (r.meta.changes) {
+      const message: WebhookMessage = { kind: "delivery", delivery_id: id, endpoint_id: ep.id, event };
+      await env.WEBHOOK_QUEUE.send(message);
+    }
+  }
+}
+
+/** Attempts one delivery and records it. Returns true when done (success or permanently given up). */
+export async function deliver(
+  env: AppEnv,
+  msg: Extract<WebhookMessage, { kind: "delivery" }>,
+  attempt: number,
+): Promise<boolean> {
+  const ep = await env.DB.prepare("SELECT * FROM webhook_endpoints WHERE id = ?").bind(msg.endpoint_id).first<EndpointRow>();
+  const started = Date.now();
+  const record = async (status: string, code: number | null, error: string | null) => {
+    await env.DB.batch([
+      env.DB.prepare(
+        "INSERT INTO webhook_attempts (delivery_id, attempt, status_code, error, duration_ms, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+      ).bind(msg.delivery_id, attempt, code, error, Date.now() - started, started),
+      env.DB.prepare("UPDATE webhook_deliveries SET status = ?, attempts = ?, updated_at = ? WHERE id = ?").bind(
+        status,
+        attempt,
+        Date.now(),
+        msg.delivery_id,
+      ),
+    ]);
+  };
+  if (!ep) {
+    await record("canceled", null, "endpoint deleted");
+    return true;
+  }
+  // Checked again at delivery time: the rules (or VIGIL_MODE) may have changed since registration.
+  const verdict = checkWebhookUrl(ep.url, env.VIGIL_MODE);
+  if (!verdict.ok) {
+    await record("failed", null, `blocked: ${verdict.reason}`);
+    return true;
+  }
+  const secrets = [ep.secret];
+  if (ep.previous_secret && (ep.previous_secret_expires_at ?? 0) > started) secrets.push(ep.previous_secret);
+  const body = JSON.stringify(msg.event);
+  const headers = await webhookHeaders(secrets, msg.event.id, Math.floor(started / 1000), body);
+  const last = attempt >= MAX_DELIVERY_ATTEMPTS;
+  try {
+    const res = await fetch(verdict.url, {
+      method: "POST",
+      headers,
+      body,
+      redirect: "manual",
+      signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
+    });
+    await res.body?.cancel();
+    const ok = res.status >= 200 && res.status < 300;
+    await record(ok ? "succeeded" : last ? "failed" : "retrying", res.status, ok ? null : `HTTP ${res.status}`);
+    return ok || last;
+  } catch (e) {
+    await record(last ? "failed" : "retrying", null, e instanceof Error ? e.message : String(e));
+    return last;
+  }
+}
+
+/** Exponential backoff: 10 s, 20 s, 40 s, ... capped at one hour. */
+export function backoffSeconds(attempt: number): number {
+  return Math.min(3600, 10 * 2 ** Math.max(0, attempt - 1));
+}
+
+export async function handleWebhookBatch(batch: MessageBatch<WebhookMessage>, env: AppEnv): Promise<void> {
+  for (const message of batch.messages) {
+    const body = message.body;
+    try {
+      if (body.kind === "event") {
+        await fanOut(env, body.tenant_id, body.event);
+        message.ack();
+      } else if (await deliver(env, body, message.attempts)) {
+        message.ack();
+      } else {
+        message.retry({ delaySeconds: backoffSeconds(message.attempts) });
+      }
+    } catch (e) {
+      console.error(JSON.stringify({ msg: "webhook_consumer_error", error: String(e) }));
+      message.retry({ delaySeconds: backoffSeconds(message.attempts) });
+    }
+  }
+}

@@ -1,0 +1,154 @@
+import type { Context } from "hono";
+import type { z } from "zod";
+import { sha256Hex } from "../../../contract/encoding.ts";
+import { getOperation } from "../../../contract/operations.ts";
+import { CompleteRequest, FailRequest, HeartbeatRequest, LeaseRequest, ReleaseRequest } from "../../../contract/protocol.ts";
+import { RUNNER_HEADERS } from "../../../contract/runner-auth.ts";
+import { jobQueue, type ReportOutcome } from "../durable/job-queue.ts";
+import type { HonoEnv } from "../env.ts";
+import { runCompletionHooks } from "../lib/jobs-api.ts";
+import { authenticate, requireScope } from "../lib/keys.ts";
+import { objectKeys } from "../lib/object-urls.ts";
+import { leasedJob } from "../lib/tickets.ts";
+import { ApiError, json, zodFieldErrors } from "../problem.ts";
+import { newRouter } from "../router.ts";
+import { runnerAuth, verifyRunnerRequest } from "../middleware/runner-auth.ts";
+
+/** Runner protocol (docs/protocol.md). Not in the public OpenAPI document. */
+export const runner = newRouter();
+type C = Context<HonoEnv>;
+
+runner.use("/internal/runner/jobs/*", runnerAuth);
+runner.use("/internal/runner/lease", runnerAuth);
+
+function parseBody<T extends z.ZodType>(c: C, schema: T): z.infer<T> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(c.get("rawBody") || "{}");
+  } catch {
+    throw new ApiError(400, "invalid_json", "the body is not valid JSON");
+  }
+  const r = schema.safeParse(raw);
+  if (!r.success)
+    throw new ApiError(422, "validation_failed", "the request body is not valid", { errors: zodFieldErrors(r.error.issues) });
+  return r.data;
+}
+
+function stable(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stable).join(",")}]`;
+  if (v && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stable(o[k])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+function reportResponse(out: ReportOutcome): Response {
+  if (!out.ok) {
+    const status = out.code === "not_found" ? 404 : 409;
+    throw new ApiError(status, out.code === "not_found" ? "job_not_found" : out.code, out.detail);
+  }
+  return json({ job_id: out.job.id, status: out.job.status, attempts: out.job.attempts });
+}
+
+runner.post("/internal/runner/lease", async (c) => {
+  const req = parseBody(c, LeaseRequest);
+  const queue = jobQueue(c.env);
+  const leased = await queue.lease(c.get("runnerId")!, req.operations, req.max_jobs, req.wait_seconds * 1000);
+  const origin = new URL(c.req.url).origin;
+  const jobs = [];
+  for (const job of leased) {
+    try {
+      jobs.push(await leasedJob(c.env, job, origin));
+    } catch (e) {
+      // A job whose ticket cannot be built (e.g. a model missing from the manifest) would fail on every runner.
+      const error = { type: "configuration_error", message: e instanceof Error ? e.message : String(e) };
+      await queue.fail(job.id, job.lease_id!, "worker", error, false);
+    }
+  }
+  return json({ jobs });
+});
+
+runner.post("/internal/runner/jobs/:id/heartbeat", async (c) => {
+  const req = parseBody(c, HeartbeatRequest);
+  const out = await jobQueue(c.env).heartbeat(c.req.param("id"), req.lease_id, req.extend_seconds);
+  if (!out.ok)
+    throw new ApiError(out.code === "not_found" ? 404 : 409, out.code === "not_found" ? "job_not_found" : out.code, out.detail);
+  return json({ lease_expires_at: Math.floor(out.lease_expires_at / 1000), cancel: out.cancel });
+});
+
+runner.post("/internal/runner/jobs/:id/complete", async (c) => {
+  const req = parseBody(c, CompleteRequest);
+  const queue = jobQueue(c.env);
+  const jobId = c.req.param("id");
+  const job = await queue.get(...(await ownerOf(c, jobId)));
+  if (!job) throw new ApiError(404, "job_not_found", "no such job");
+  const op = getOperation(job.operation)!;
+  // Artifacts must be exactly the objects the ticket allowed, and they must really be there.
+  for (const a of req.artifacts) {
+    const spec = op.artifacts.find((s) => s.name === a.name);
+    if (!spec || a.key !== objectKeys.output(job.tenant_id, job.id, a.name)) {
+      throw new ApiError(422, "invalid_artifact", `artifact ${a.name} does not match the ticket's outputs`);
+    }
+    const head = await c.env.OBJECTS.head(a.key);
+    if (!head || head.size !== a.bytes)
+      throw new ApiError(422, "artifact_missing", `artifact ${a.name} was not uploaded (or its size differs)`);
+  }
+  const out = await queue.complete(jobId, req.lease_id, await sha256Hex(stable(req)), {
+    result: req.result,
+    artifacts: req.artifacts,
+    metrics: req.metrics,
+  });
+  if (out.ok && out.first) await runCompletionHooks(c.env, out.job);
+  return reportResponse(out);
+});
+
+/** The DO's get() is tenant-scoped; runners act across tenants, so look the owner up first. */
+async function ownerOf(c: C, jobId: string): Promise<[string, string]> {
+  const owner = await jobQueue(c.env).ownerOf(jobId);
+  return [owner ?? "", jobId];
+}
+
+runner.post("/internal/runner/jobs/:id/fail", async (c) => {
+  const req = parseBody(c, FailRequest);
+  return reportResponse(
+    await jobQueue(c.env).fail(c.req.param("id"), req.lease_id, await sha256Hex(stable(req)), req.error, req.retryable),
+  );
+});
+
+runner.post("/internal/runner/jobs/:id/release", async (c) => {
+  const req = parseBody(c, ReleaseRequest);
+  return reportResponse(await jobQueue(c.env).release(c.req.param("id"), req.lease_id, await sha256Hex(stable(req))));
+});
+
+// Public keys are not secret; runners fetch them at start-up to verify tickets.
+runner.get("/internal/runner/ticket-keys", (c) => {
+  if (!c.env.TICKET_PUBLIC_KEY || !c.env.TICKET_SIGNING_KID)
+    throw new ApiError(503, "not_configured", "no ticket key is configured");
+  return c.json({ keys: [{ kid: c.env.TICKET_SIGNING_KID, public_key: c.env.TICKET_PUBLIC_KEY }] });
+});
+
+// Queue depth for autoscalers: a signed runner request or an admin API key.
+runner.get("/internal/metrics/queue", async (c) => {
+  if (c.req.header(RUNNER_HEADERS.signature)) await verifyRunnerRequest(c);
+  else requireScope(await authenticate(c.env, c.req.header("authorization") ?? null), "admin");
+  const metrics = await jobQueue(c.env).metrics();
+  if ((c.req.header("accept") ?? "").includes("application/json")) return json({ operations: metrics });
+  const lines = [
+    "# HELP vigil_jobs_queued Jobs waiting for a runner.",
+    "# TYPE vigil_jobs_queued gauge",
+    ...metrics.map((m) => `vigil_jobs_queued{operation="${m.operation}"} ${m.queued}`),
+    "# HELP vigil_jobs_running Jobs leased to a runner.",
+    "# TYPE vigil_jobs_running gauge",
+    ...metrics.map((m) => `vigil_jobs_running{operation="${m.operation}"} ${m.running}`),
+    "# HELP vigil_oldest_queued_job_age_seconds Age of the oldest queued job.",
+    "# TYPE vigil_oldest_queued_job_age_seconds gauge",
+    ...metrics.map(
+      (m) => `vigil_oldest_queued_job_age_seconds{operation="${m.operation}"} ${m.oldest_queued_age_seconds.toFixed(3)}`,
+    ),
+  ];
+  return c.text(lines.join("\n") + "\n", 200, { "content-type": "text/plain; version=0.0.4" });
+});
