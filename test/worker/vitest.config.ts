@@ -56,5 +56,7 @@ export default defineConfig(async () => ({
     include: [join(here, "**/*.test.ts")],
     setupFiles: [join(here, "setup.ts")],
     testTimeout: 30_000,
+    // The worker logs one JSON line per request; keep test output readable.
+    onConsoleLog: (log: string) => !log.startsWith('{"request_id"'),
   },
 }));

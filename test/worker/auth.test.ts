@@ -1,0 +1,148 @@
+import { describe, expect, it } from "vitest";
+import { call, createTenantKey, postImage, postJson } from "./helpers.ts";
+
+async function expectProblem(res: Response, status: number, code: string) {
+  expect(res.status).toBe(status);
+  expect(res.headers.get("content-type")).toContain("application/problem+json");
+  const body = (await res.json()) as { type: string; status: number; title: string; detail: string };
+  expect(body.type).toBe(`https://vigil.dev/errors/${code}`);
+  expect(body.status).toBe(status);
+  expect(body.title).toBeTruthy();
+  expect(body.detail).toBeTruthy();
+  expect(JSON.stringify(body)).not.toMatch(/at \w+ \(|\.ts:\d+/); // no stack traces
+}
+
+describe("API key authentication", () => {
+  it("rejects missing and malformed keys", async () => {
+    await expectProblem(await call("/v1/jobs", { key: null }), 401, "unauthorized");
+    await expectProblem(
+      await call("/v1/jobs", { key: "vgl_0000000000000000_notarealsecretnotarealsecret" }),
+      401,
+      "invalid_api_key",
+    );
+    await expectProblem(await call("/v1/jobs", { key: "garbage" }), 401, "invalid_api_key");
+  });
+
+  it("accepts a created key, and a wrong secret for a real key id fails", async () => {
+    const { key } = await createTenantKey(["inspect"]);
+    expect((await call("/v1/jobs", { key })).status).toBe(200);
+    const forged = key.slice(0, -4) + (key.endsWith("AAAA") ? "BBBB" : "AAAA");
+    await expectProblem(await call("/v1/jobs", { key: forged }), 401, "invalid_api_key");
+  });
+
+  it("enforces scopes: a restore-only key cannot inspect or administer", async () => {
+    const { key } = await createTenantKey(["restore"]);
+    await expectProblem(await postImage("/v1/inspect", undefined, { key }), 403, "insufficient_scope");
+    await expectProblem(await call("/v1/admin/tenants", { key }), 403, "insufficient_scope");
+    expect((await postImage("/v1/enhance/lowlight", undefined, { key })).status).toBe(202);
+  });
+
+  it("admin scope can do everything", async () => {
+    const { key } = await createTenantKey(["admin"]);
+    expect((await postImage("/v1/inspect", undefined, { key })).status).toBe(202);
+    expect((await call("/v1/admin/tenants", { key })).status).toBe(200);
+  });
+
+  it("revoked keys stop working", async () => {
+    const { tenantId, keyId, key } = await createTenantKey(["inspect"]);
+    const r = await postJson(`/v1/admin/tenants/${tenantId}/keys/${keyId}/revoke`, {});
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as { revoked_at: string | null }).revoked_at).not.toBeNull();
+    await expectProblem(await call("/v1/jobs", { key }), 401, "api_key_revoked");
+  });
+
+  it("rotation without grace revokes the old key; with grace both work until expiry", async () => {
+    const a = await createTenantKey(["inspect"]);
+    const rotated = await postJson(`/v1/admin/tenants/${a.tenantId}/keys/${a.keyId}/rotate`, {});
+    expect(rotated.status).toBe(201);
+    const fresh = (await rotated.json()) as { key: string; scopes: string[]; id: string };
+    expect(fresh.scopes).toEqual(["inspect"]);
+    expect((await call("/v1/jobs", { key: fresh.key })).status).toBe(200);
+    await expectProblem(await call("/v1/jobs", { key: a.key }), 401, "api_key_revoked");
+
+    const b = await createTenantKey(["inspect"]);
+    const withGrace = await postJson(`/v1/admin/tenants/${b.tenantId}/keys/${b.keyId}/rotate`, { grace_seconds: 1 });
+    const next = (await withGrace.json()) as { key: string };
+    expect((await call("/v1/jobs", { key: b.key })).status).toBe(200);
+    expect((await call("/v1/jobs", { key: next.key })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1100));
+    await expectProblem(await call("/v1/jobs", { key: b.key }), 401, "api_key_expired");
+    expect((await call("/v1/jobs", { key: next.key })).status).toBe(200);
+
+    const list = await call(`/v1/admin/tenants/${b.tenantId}/keys`);
+    const keys = ((await list.json()) as { data: { id: string; replaced_by: string | null }[] }).data;
+    expect(keys).toHaveLength(2);
+    expect(JSON.stringify(keys)).not.toContain(b.key.split("_")[2]!); // no secrets listed
+    expect(keys.find((k) => k.id === b.keyId)!.replaced_by).toBeTruthy();
+  });
+
+  it("tenants are isolated: another tenant's job is a 404", async () => {
+    const a = await createTenantKey(["inspect"]);
+    const b = await createTenantKey(["inspect"]);
+    const job = (await (await postImage("/v1/inspect", undefined, { key: a.key })).json()) as { id: string };
+    expect((await call(`/v1/jobs/${job.id}`, { key: a.key })).status).toBe(200);
+    await expectProblem(await call(`/v1/jobs/${job.id}`, { key: b.key }), 404, "job_not_found");
+  });
+
+  it("admin input is validated with field errors", async () => {
+    const res = await postJson("/v1/admin/tenants/ten_nope/keys", { scopes: ["root"] });
+    expect([404, 422]).toContain(res.status);
+    const bad = await postJson("/v1/admin/tenants", { name: "" });
+    await expectProblem(bad.clone(), 422, "validation_failed");
+    expect(((await bad.json()) as { errors: { path: string }[] }).errors[0]!.path).toBe("name");
+  });
+});
+
+describe("rate limiting", () => {
+  it("returns 429 with Retry-After once the tenant's bucket is empty", async () => {
+    const { key } = await createTenantKey(["inspect"], { rate_limit_per_minute: 6, rate_limit_burst: 3 });
+    const statuses: number[] = [];
+    let limited: Response | undefined;
+    for (let i = 0; i < 5; i++) {
+      const res = await call("/v1/jobs", { key });
+      statuses.push(res.status);
+      if (res.status === 429) limited = res;
+    }
+    expect(statuses.slice(0, 3)).toEqual([200, 200, 200]);
+    expect(limited).toBeDefined();
+    expect(Number(limited!.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    await expectProblem(limited!, 429, "rate_limited");
+    // Another tenant is unaffected.
+    expect((await call("/v1/jobs")).status).toBe(200);
+  });
+});
+
+describe("errors and docs", () => {
+  it("unknown routes are 404 problems", async () => {
+    await expectProblem(await call("/v1/nope"), 404, "not_found");
+    await expectProblem(await call("/nothing-here", { key: null }), 404, "not_found");
+  });
+
+  it("serves the generated OpenAPI 3.1 document and the reference page", async () => {
+    const doc = (await (await call("/openapi.json", { key: null })).json()) as {
+      openapi: string;
+      paths: Record<string, unknown>;
+    };
+    expect(doc.openapi).toBe("3.1.0");
+    for (const p of [
+      "/v1/inspect",
+      "/v1/enhance/lowlight",
+      "/v1/jobs",
+      "/v1/jobs/{id}",
+      "/v1/uploads",
+      "/v1/webhook_endpoints",
+      "/v1/admin/tenants",
+    ]) {
+      expect(doc.paths).toHaveProperty(p);
+    }
+    const docs = await call("/docs", { key: null });
+    expect(docs.status).toBe(200);
+    expect(docs.headers.get("content-type")).toContain("text/html");
+  });
+
+  it("echoes x-request-id", async () => {
+    const res = await call("/healthz", { key: null, headers: { "x-request-id": "req-123" } });
+    expect(res.headers.get("x-request-id")).toBe("req-123");
+    expect((await call("/healthz", { key: null })).headers.get("x-request-id")).toMatch(/[0-9a-f-]{36}/);
+  });
+});

@@ -1,0 +1,123 @@
+import { env, exports } from "cloudflare:workers";
+import { signRunnerRequest } from "../../contract/runner-auth.ts";
+import type { LeasedJob } from "../../contract/protocol.ts";
+
+export const ORIGIN = "http://vigil.test";
+export const DEV_KEY = "vgl_dev_test_key_0123456789abcdef";
+export const RUNNER_A = { id: "runner-a", secret: "secret-a-0123456789" };
+export const RUNNER_B = { id: "runner-b", secret: "secret-b-0123456789" };
+
+export const testEnv = env as unknown as Cloudflare.Env & { JOB_QUEUE: DurableObjectNamespace };
+
+/** A real 1x1 PNG (signature, IHDR, IDAT, IEND). */
+export const PNG_1x1 = Uint8Array.from(
+  atob("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="),
+  (c) => c.charCodeAt(0),
+);
+
+/** A PNG with distinct trailing bytes, so each call is a different request body. */
+export function uniquePng(): Uint8Array {
+  const tail = new TextEncoder().encode(crypto.randomUUID());
+  const out = new Uint8Array(PNG_1x1.length + tail.length);
+  out.set(PNG_1x1);
+  out.set(tail, PNG_1x1.length);
+  return out;
+}
+
+export function call(path: string, init: RequestInit & { key?: string | null } = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  const key = init.key === undefined ? DEV_KEY : init.key;
+  if (key) headers.set("authorization", `Bearer ${key}`);
+  return exports.default.fetch(new Request(`${ORIGIN}${path}`, { ...init, headers }));
+}
+
+export function postJson(path: string, body: unknown, init: RequestInit & { key?: string | null } = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  headers.set("content-type", "application/json");
+  return call(path, { ...init, method: "POST", headers, body: JSON.stringify(body) });
+}
+
+export function postImage(path: string, bytes: Uint8Array = uniquePng(), init: RequestInit & { key?: string | null } = {}) {
+  const headers = new Headers(init.headers);
+  if (!headers.has("content-type")) headers.set("content-type", "image/png");
+  return call(path, { ...init, method: "POST", headers, body: bytes });
+}
+
+export async function runnerCall(
+  path: string,
+  body: unknown,
+  opts: { runner?: { id: string; secret: string }; method?: string; now?: number; headers?: Record<string, string> } = {},
+): Promise<Response> {
+  const runner = opts.runner ?? RUNNER_A;
+  const method = opts.method ?? "POST";
+  const text = body === undefined ? "" : JSON.stringify(body);
+  const signed = await signRunnerRequest({
+    runnerId: runner.id,
+    secret: runner.secret,
+    method,
+    url: `${ORIGIN}${path}`,
+    body: text,
+    now: opts.now,
+  });
+  return exports.default.fetch(
+    new Request(`${ORIGIN}${path}`, {
+      method,
+      headers: { ...signed, "content-type": "application/json", ...opts.headers },
+      body: method === "GET" ? undefined : text,
+    }),
+  );
+}
+
+export async function lease(
+  operations: string[],
+  opts: { runner?: typeof RUNNER_A; max_jobs?: number; wait_seconds?: number } = {},
+) {
+  const res = await runnerCall(
+    "/internal/runner/lease",
+    { runner_id: (opts.runner ?? RUNNER_A).id, operations, max_jobs: opts.max_jobs ?? 1, wait_seconds: opts.wait_seconds ?? 0 },
+    { runner: opts.runner },
+  );
+  if (res.status !== 200) throw new Error(`lease failed: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { jobs: LeasedJob[] }).jobs;
+}
+
+/** Leases until the given job comes out (other test files' jobs may be queued too). */
+export async function leaseJob(jobId: string, operation = "inspect", runner = RUNNER_A): Promise<LeasedJob> {
+  for (let i = 0; i < 50; i++) {
+    const jobs = await lease([operation], { runner, max_jobs: 32 });
+    const hit = jobs.find((j) => j.job_id === jobId);
+    if (hit) return hit;
+    if (!jobs.length) break;
+  }
+  throw new Error(`job ${jobId} was not leased`);
+}
+
+export async function createTenantKey(scopes: string[], tenant?: { rate_limit_per_minute?: number; rate_limit_burst?: number }) {
+  const t = await postJson("/v1/admin/tenants", { name: `t-${crypto.randomUUID()}`, ...tenant });
+  if (t.status !== 201) throw new Error(`tenant: ${t.status} ${await t.text()}`);
+  const tenantJson = (await t.json()) as { id: string };
+  const k = await postJson(`/v1/admin/tenants/${tenantJson.id}/keys`, { name: "test", scopes });
+  if (k.status !== 201) throw new Error(`key: ${k.status} ${await k.text()}`);
+  const keyJson = (await k.json()) as { id: string; key: string };
+  return { tenantId: tenantJson.id, keyId: keyJson.id, key: keyJson.key };
+}
+
+export interface JobJson {
+  id: string;
+  object: string;
+  status: string;
+  attempts: number;
+  output: Record<string, unknown> | null;
+  error: { type: string; message: string } | null;
+  params: Record<string, unknown>;
+  operation: string;
+  created_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+}
+
+export async function createInspectJob(key: string = DEV_KEY, init: RequestInit = {}): Promise<JobJson> {
+  const res = await postImage("/v1/inspect", uniquePng(), { ...init, key });
+  if (res.status !== 202 && res.status !== 200) throw new Error(`create: ${res.status} ${await res.text()}`);
+  return (await res.json()) as JobJson;
+}
