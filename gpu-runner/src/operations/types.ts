@@ -47,5 +47,10 @@ export interface OperationResult {
 
 export interface OperationPipeline {
   name: string;
+  /**
+   * How animated inputs are decoded: "reject" (default) fails with animated_image_unsupported;
+   * "first_frame" decodes frame 0 (for read-only operations such as inspect).
+   */
+  animated?: "reject" | "first_frame";
   run(ctx: OperationContext): Promise<OperationResult>;
 }

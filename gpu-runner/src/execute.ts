@@ -1,0 +1,97 @@
+import { createHash } from "node:crypto";
+import { getOperation } from "../../contract/operations.ts";
+import { RunnerError } from "./errors.ts";
+import { decodeImage } from "./image/decode.ts";
+import { CONTENT_TYPES, encodeImage } from "./image/encode.ts";
+import type { ModelRefT, SessionCache } from "./models/session-cache.ts";
+import type { OperationPipeline, RasterImage } from "./operations/types.ts";
+
+export interface ExecuteRequest {
+  pipeline: OperationPipeline;
+  params: Record<string, unknown>;
+  inputs: Uint8Array[];
+  maxPixels: number;
+  /** Models the ticket (or the manifest, for `exec`) names, with the sha256 each must have. */
+  models: ModelRefT[];
+  sessions: SessionCache;
+  signal: AbortSignal;
+}
+
+export interface EncodedArtifact {
+  name: string;
+  contentType: string;
+  body: Buffer;
+  sha256: string;
+}
+
+export interface ExecuteResult {
+  result: Record<string, unknown>;
+  artifacts: EncodedArtifact[];
+  metrics: { model_ms: number; total_ms: number };
+}
+
+/** Params are validated with the contract's schema on the runner too: the ticket is trusted, its contents are still checked. */
+export function validateParams(operation: string, params: unknown): Record<string, unknown> {
+  const spec = getOperation(operation);
+  if (!spec) return (params ?? {}) as Record<string, unknown>;
+  const parsed = spec.params.safeParse(params ?? {});
+  if (!parsed.success) {
+    const detail = parsed.error.issues.map((i) => `${i.path.join(".") || "params"}: ${i.message}`).join("; ");
+    throw new RunnerError("invalid_params", `invalid params for ${operation}: ${detail}`);
+  }
+  return parsed.data as Record<string, unknown>;
+}
+
+export function checkAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new RunnerError("aborted", "job aborted", true);
+}
+
+/** Decode inputs, run the pipeline, encode its images: the part of a job that does not talk to the worker. */
+export async function executeOperation(req: ExecuteRequest): Promise<ExecuteResult> {
+  const started = performance.now();
+  let modelMs = 0;
+  const params = validateParams(req.pipeline.name, req.params);
+  const images: RasterImage[] = [];
+  for (const bytes of req.inputs) {
+    checkAborted(req.signal);
+    images.push(await decodeImage(bytes, { maxPixels: req.maxPixels, animated: req.pipeline.animated ?? "reject" }));
+  }
+  const output = await req.pipeline.run({
+    params,
+    inputs: images,
+    signal: req.signal,
+    session: (modelId) => {
+      const ref = req.models.find((m) => m.id === modelId);
+      if (!ref) return Promise.reject(new RunnerError("model_unavailable", `model ${modelId} is not named by the job's ticket`));
+      return req.sessions.get(ref);
+    },
+    timeModel: async (fn) => {
+      const t0 = performance.now();
+      try {
+        return await fn();
+      } finally {
+        modelMs += performance.now() - t0;
+      }
+    },
+  });
+  checkAborted(req.signal);
+  const artifacts: EncodedArtifact[] = [];
+  for (const a of output.images ?? []) {
+    const body = await encodeImage(a.image, a.format, a.quality);
+    artifacts.push({
+      name: a.name,
+      contentType: CONTENT_TYPES[a.format],
+      body,
+      sha256: createHash("sha256").update(body).digest("hex"),
+    });
+  }
+  return {
+    result: output.result,
+    artifacts,
+    metrics: { model_ms: round(modelMs), total_ms: round(performance.now() - started) },
+  };
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}

@@ -1,0 +1,132 @@
+import sharp from "sharp";
+import { RunnerError } from "../errors.ts";
+import type { RasterImage } from "../operations/types.ts";
+
+/**
+ * Decoding policy for animated inputs (GIF, animated WebP/AVIF): pipelines that change pixels reject them
+ * with `animated_image_unsupported`, because processing one frame and returning a still would silently
+ * drop the animation. Read-only operations (inspect) may take the first frame.
+ */
+export type AnimatedPolicy = "reject" | "first_frame";
+
+export interface DecodeOptions {
+  /** Decompression-bomb guard: width x height (after nothing, straight from the header) must not exceed this. */
+  maxPixels: number;
+  animated?: AnimatedPolicy;
+}
+
+export const IMAGE_ERROR_CODES = [
+  "empty_input",
+  "truncated_image",
+  "unsupported_format",
+  "image_too_large",
+  "corrupt_image",
+  "animated_image_unsupported",
+] as const;
+
+const DECODABLE = new Set(["jpeg", "png", "webp", "gif", "tiff", "avif", "heif", "jp2k", "jxl"]);
+
+/** sharp/libvips report problems as free text; map them onto our stable codes. */
+function classify(e: unknown): RunnerError {
+  const msg = e instanceof Error ? e.message : String(e);
+  const firstLine = msg.split("\n")[0]!;
+  if (/unsupported image format/i.test(msg))
+    return new RunnerError("unsupported_format", "the input is not a supported image format");
+  if (/pixel limit/i.test(msg)) return new RunnerError("image_too_large", firstLine);
+  if (/premature end|truncated|unexpected end|not enough (image )?data|short read|end of file|read error|incomplete/i.test(msg)) {
+    return new RunnerError("truncated_image", `the image data ends early: ${firstLine}`);
+  }
+  return new RunnerError("corrupt_image", `the image could not be decoded: ${firstLine}`);
+}
+
+export interface HeaderFacts {
+  format: string;
+  width: number;
+  height: number;
+  space: string | null;
+  icc: boolean;
+  pages: number;
+  orientation: number | null;
+  depth: string | null;
+  channels: number;
+  hasAlpha: boolean;
+}
+
+/** Reads only the header: cheap, and lets us refuse oversized images before any pixel is allocated. */
+export async function readHeader(bytes: Uint8Array): Promise<HeaderFacts> {
+  if (bytes.length === 0) throw new RunnerError("empty_input", "the input is empty (0 bytes)");
+  let meta: Awaited<ReturnType<ReturnType<typeof sharp>["metadata"]>>;
+  try {
+    meta = await sharp(bytes, { animated: true, limitInputPixels: false }).metadata();
+  } catch (e) {
+    throw classify(e);
+  }
+  if (!meta.format || !DECODABLE.has(meta.format)) {
+    throw new RunnerError("unsupported_format", `image format ${meta.format ?? "unknown"} is not supported`);
+  }
+  if (!meta.width || !meta.height) throw new RunnerError("corrupt_image", "the image header has no dimensions");
+  const pages = meta.pages ?? 1;
+  // With animated: true, sharp reports the stacked height of all pages; the frame height is pageHeight.
+  const height = pages > 1 && meta.pageHeight ? meta.pageHeight : meta.height;
+  return {
+    format: meta.format,
+    width: meta.width,
+    height,
+    space: meta.space ?? null,
+    icc: Boolean(meta.icc),
+    pages,
+    orientation: meta.orientation ?? null,
+    depth: meta.depth ?? null,
+    channels: meta.channels ?? 0,
+    hasAlpha: meta.hasAlpha ?? false,
+  };
+}
+
+export function checkPixelLimit(width: number, height: number, maxPixels: number): void {
+  if (width * height > maxPixels) {
+    throw new RunnerError("image_too_large", `image is ${width}x${height} = ${width * height} pixels; the limit is ${maxPixels}`);
+  }
+}
+
+/**
+ * Decodes to interleaved HWC samples: EXIF orientation applied, CMYK/Lab/etc. converted to sRGB, grey kept
+ * as grey, alpha kept, 16-bit sources kept at 16 bits. Every failure is a RunnerError with a stable code.
+ */
+export async function decodeImage(bytes: Uint8Array, options: DecodeOptions): Promise<RasterImage> {
+  const header = await readHeader(bytes);
+  checkPixelLimit(header.width, header.height, options.maxPixels);
+  if (header.pages > 1 && (options.animated ?? "reject") === "reject") {
+    throw new RunnerError("animated_image_unsupported", `the image is animated (${header.pages} frames); send a still image`);
+  }
+  const sixteen = header.depth === "ushort" || header.depth === "short" || header.depth === "uint" || header.depth === "float";
+  const grey = header.space === "b-w" || header.space === "grey16";
+  const target = grey ? (sixteen ? "grey16" : "b-w") : sixteen ? "rgb16" : "srgb";
+  try {
+    const { data, info } = await sharp(bytes, { limitInputPixels: options.maxPixels, failOn: "error", pages: 1 })
+      .rotate()
+      .toColourspace(target)
+      .raw({ depth: sixteen ? "ushort" : "uchar" })
+      .toBuffer({ resolveWithObject: true });
+    const samples = sixteen
+      ? new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2)
+      : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    return {
+      width: info.width,
+      height: info.height,
+      channels: info.channels as RasterImage["channels"],
+      bitDepth: sixteen ? 16 : 8,
+      hasAlpha: info.channels === 2 || info.channels === 4,
+      data: samples,
+      source: {
+        format: header.format,
+        bytes: bytes.length,
+        orientation: header.orientation,
+        space: header.space,
+        icc: header.icc,
+        pages: header.pages,
+      },
+    };
+  } catch (e) {
+    throw classify(e);
+  }
+}

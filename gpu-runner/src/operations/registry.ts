@@ -1,0 +1,14 @@
+import { inspectPipeline } from "./inspect.ts";
+import type { OperationPipeline } from "./types.ts";
+
+/**
+ * Every pipeline this runner can execute, by operation name (the names in contract/operations.ts).
+ * Adding an operation is one import and one entry here.
+ */
+export const PIPELINES: readonly OperationPipeline[] = [inspectPipeline];
+
+export const REGISTRY: ReadonlyMap<string, OperationPipeline> = new Map(PIPELINES.map((p) => [p.name, p]));
+
+export function pipelineFor(operation: string): OperationPipeline | undefined {
+  return REGISTRY.get(operation);
+}

@@ -1,0 +1,68 @@
+import type { TicketPayload } from "../../contract/protocol.ts";
+import { RUNNER_ROUTES } from "../../contract/protocol.ts";
+import { importTicketPublicKey, TicketError, verifyTicket } from "../../contract/ticket.ts";
+import type { WorkerClient } from "./worker-client.ts";
+
+/**
+ * The worker's ticket public keys by kid. Configured keys are fixed; otherwise they are fetched from the
+ * worker (signed request) and refetched when a ticket names a kid we have not seen (key rotation), at most
+ * once per `minRefreshMs` so a flood of forged kids cannot make us hammer the worker.
+ */
+export class TicketKeyring {
+  private keys = new Map<string, CryptoKey>();
+  private lastFetch = 0;
+
+  constructor(
+    private readonly source: { fixed: Map<string, string> } | { client: WorkerClient },
+    private readonly minRefreshMs = 10_000,
+  ) {}
+
+  async init(): Promise<void> {
+    if ("fixed" in this.source) this.keys = await importAll(this.source.fixed);
+    else await this.refresh();
+  }
+
+  get size(): number {
+    return this.keys.size;
+  }
+
+  private async refresh(): Promise<void> {
+    if (!("client" in this.source)) return;
+    this.lastFetch = Date.now();
+    const body = await this.source.client.call<unknown>("GET", RUNNER_ROUTES.ticketKeys);
+    this.keys = await importAll(parseKeysResponse(body));
+  }
+
+  async verify(token: string, nowSeconds?: number): Promise<TicketPayload> {
+    try {
+      return await verifyTicket(token, this.keys, nowSeconds);
+    } catch (e) {
+      const canRefresh = "client" in this.source && Date.now() - this.lastFetch >= this.minRefreshMs;
+      if (!(e instanceof TicketError) || e.code !== "unknown_key" || !canRefresh) throw e;
+      await this.refresh();
+      return verifyTicket(token, this.keys, nowSeconds);
+    }
+  }
+}
+
+async function importAll(raw: Map<string, string>): Promise<Map<string, CryptoKey>> {
+  const out = new Map<string, CryptoKey>();
+  for (const [kid, key] of raw) out.set(kid, await importTicketPublicKey(key));
+  return out;
+}
+
+/** Accepts `{keys:[{kid, public_key|key|x}]}` or a plain `{kid: key}` object. */
+export function parseKeysResponse(body: unknown): Map<string, string> {
+  const out = new Map<string, string>();
+  const list = (body as { keys?: unknown })?.keys;
+  if (Array.isArray(list)) {
+    for (const k of list as Record<string, unknown>[]) {
+      const key = k.public_key ?? k.key ?? k.x;
+      if (typeof k.kid === "string" && typeof key === "string") out.set(k.kid, key);
+    }
+  } else if (body && typeof body === "object") {
+    for (const [kid, key] of Object.entries(body)) if (typeof key === "string") out.set(kid, key);
+  }
+  if (out.size === 0) throw new Error("the worker returned no ticket public keys");
+  return out;
+}

@@ -1,0 +1,101 @@
+import { signRunnerRequest } from "../../contract/runner-auth.ts";
+import { LeaseLostError } from "./errors.ts";
+
+export class WorkerHttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: string,
+    path: string,
+  ) {
+    super(`worker answered ${status} to ${path}: ${body.slice(0, 300)}`);
+    this.name = "WorkerHttpError";
+  }
+}
+
+export interface WorkerClientOptions {
+  apiUrl: string;
+  runnerId: string;
+  secret: string;
+  /** Attempts for network errors, 429 and 5xx (each freshly signed: nonces are single-use). */
+  attempts?: number;
+  baseDelayMs?: number;
+  /** Told about every reachable / unreachable outcome (for /healthz). */
+  onReachability?: (reachable: boolean) => void;
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Exponential backoff with full jitter, capped. */
+export function backoffMs(attempt: number, baseMs: number, capMs = 10_000): number {
+  return Math.random() * Math.min(capMs, baseMs * 2 ** attempt);
+}
+
+/** Signed JSON calls to the worker's runner routes, retried on transient failures. */
+export class WorkerClient {
+  constructor(private readonly o: WorkerClientOptions) {}
+
+  async call<T>(method: "GET" | "POST", path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const attempts = this.o.attempts ?? 5;
+    let lastError: unknown;
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      if (attempt > 0) await sleep(backoffMs(attempt, this.o.baseDelayMs ?? 250), signal);
+      try {
+        return await this.once<T>(method, path, body, signal);
+      } catch (e) {
+        if (e instanceof LeaseLostError || signal?.aborted) throw e;
+        if (e instanceof WorkerHttpError && e.status !== 429 && e.status < 500) throw e;
+        lastError = e;
+      }
+    }
+    throw lastError;
+  }
+
+  private async once<T>(method: string, path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+    const url = this.o.apiUrl + path;
+    const text = body === undefined ? "" : JSON.stringify(body);
+    const headers = await signRunnerRequest({ runnerId: this.o.runnerId, secret: this.o.secret, method, url, body: text });
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method,
+        headers: { ...headers, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+        body: body === undefined ? undefined : text,
+        signal,
+      });
+    } catch (e) {
+      if (!signal?.aborted) this.o.onReachability?.(false);
+      throw e;
+    }
+    this.o.onReachability?.(res.status < 500);
+    const responseText = await res.text();
+    if (res.status === 409) throw new LeaseLostError(`worker answered 409 to ${path}: ${responseText.slice(0, 200)}`);
+    if (!res.ok) throw new WorkerHttpError(res.status, responseText, path);
+    return (responseText ? JSON.parse(responseText) : {}) as T;
+  }
+
+  /** Unsigned reachability probe of the worker's public health route. */
+  async ping(signal?: AbortSignal): Promise<boolean> {
+    try {
+      const res = await fetch(this.o.apiUrl + "/healthz", { signal });
+      await res.body?.cancel();
+      this.o.onReachability?.(res.ok);
+      return res.ok;
+    } catch {
+      this.o.onReachability?.(false);
+      return false;
+    }
+  }
+}
