@@ -1,0 +1,163 @@
+import { readFileSync } from "node:fs";
+import sharp from "sharp";
+import { beforeAll, describe, expect, it } from "vitest";
+import { analyzeFaces, type AnalyzedFace } from "../../gpu-runner/src/face/analyze.ts";
+import {
+  bitsToHex,
+  hammingHex,
+  hexToBits,
+  IDENTITY_CODE_BITS,
+  identityCode,
+  projectionMatrix,
+} from "../../gpu-runner/src/face/identity-code.ts";
+import { faceAnalyzePipeline } from "../../gpu-runner/src/operations/face-analyze.ts";
+import type { OperationContext, RasterImage } from "../../gpu-runner/src/operations/types.ts";
+
+const ASTRONAUT = new URL("../fixtures/photo.jpg", import.meta.url).pathname;
+const GROUP = new URL("../../node_modules/@vladmandic/face-api/demo/sample1.jpg", import.meta.url).pathname;
+const calibration = JSON.parse(readFileSync(new URL("../../models/identity/calibration.json", import.meta.url), "utf8")) as {
+  hamming_radius: number;
+  code: { bits: number };
+};
+const RADIUS = calibration.hamming_radius;
+
+async function raster(input: Buffer | string): Promise<RasterImage> {
+  const { data, info } = await sharp(input).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  return {
+    width: info.width,
+    height: info.height,
+    channels: 3,
+    bitDepth: 8,
+    hasAlpha: false,
+    data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+    source: { format: "test", bytes: data.length, orientation: null, space: "srgb", icc: false, pages: 1 },
+  };
+}
+
+function context(inputs: RasterImage[], params: Record<string, unknown> = {}): OperationContext {
+  return {
+    params,
+    inputs,
+    session: () => Promise.reject(new Error("face.analyze loads no ONNX model")),
+    timeModel: (fn) => fn(),
+    signal: new AbortController().signal,
+  };
+}
+
+const code = (f: AnalyzedFace | undefined): string => identityCode(f!.descriptor);
+
+describe("face analysis (real face-api models on tfjs-wasm)", () => {
+  let astronaut: AnalyzedFace[];
+  beforeAll(async () => {
+    astronaut = await analyzeFaces(await raster(ASTRONAUT));
+  });
+
+  it("finds the astronaut's face with 68 landmarks inside its box and a 128-d descriptor", () => {
+    expect(astronaut.length).toBe(1);
+    const [face] = astronaut;
+    // Eileen Collins' face sits in the upper middle of the 512x512 portrait.
+    const cx = face!.box.x + face!.box.width / 2;
+    const cy = face!.box.y + face!.box.height / 2;
+    expect(cx).toBeGreaterThan(170);
+    expect(cx).toBeLessThan(280);
+    expect(cy).toBeGreaterThan(60);
+    expect(cy).toBeLessThan(200);
+    expect(face!.score).toBeGreaterThan(0.9);
+    expect(face!.landmarks).toHaveLength(68);
+    const inside = face!.landmarks.filter(
+      ([x, y]) =>
+        x >= face!.box.x - 10 &&
+        x <= face!.box.x + face!.box.width + 10 &&
+        y >= face!.box.y - 10 &&
+        y <= face!.box.y + face!.box.height + 10,
+    );
+    expect(inside.length).toBeGreaterThan(60);
+    expect(face!.descriptor).toHaveLength(128);
+  });
+
+  it("keeps the identity code within the calibrated radius after JPEG q75 and a 0.5x resize", async () => {
+    const jpeg = await analyzeFaces(await raster(await sharp(ASTRONAUT).jpeg({ quality: 75 }).toBuffer()));
+    const half = await analyzeFaces(await raster(await sharp(ASTRONAUT).resize(256, 256).png().toBuffer()));
+    expect(hammingHex(code(jpeg[0]), code(astronaut[0]))).toBeLessThanOrEqual(RADIUS);
+    expect(hammingHex(code(half[0]), code(astronaut[0]))).toBeLessThanOrEqual(RADIUS);
+  });
+
+  it("puts different people outside the radius and sorts faces by area", async () => {
+    const group = await analyzeFaces(await raster(GROUP));
+    expect(group.length).toBe(3);
+    const areas = group.map((f) => f.box.width * f.box.height);
+    expect(areas).toEqual([...areas].sort((a, b) => b - a));
+    const people = [...group, astronaut[0]!];
+    for (let i = 0; i < people.length; i++) {
+      for (let j = i + 1; j < people.length; j++) expect(hammingHex(code(people[i]), code(people[j]))).toBeGreaterThan(RADIUS);
+    }
+  });
+
+  it("is deterministic: the same photo gives the same descriptor and code", async () => {
+    const again = await analyzeFaces(await raster(ASTRONAUT));
+    expect(Array.from(again[0]!.descriptor)).toEqual(Array.from(astronaut[0]!.descriptor));
+    expect(code(again[0])).toBe(code(astronaut[0]));
+  });
+
+  it("finds no face in a photo without people", async () => {
+    const coffee = "/usr/lib/python3/dist-packages/skimage/data/coffee.png";
+    expect(await analyzeFaces(await raster(coffee))).toEqual([]);
+  });
+});
+
+describe("identity code", () => {
+  it("is the shipped length and reproducible from the published seed", () => {
+    expect(calibration.code.bits).toBe(IDENTITY_CODE_BITS);
+    const m = projectionMatrix(IDENTITY_CODE_BITS);
+    expect(Array.from(m)).toEqual(Array.from(projectionMatrix(IDENTITY_CODE_BITS)));
+    expect(new Set(m)).toEqual(new Set([1, -1]));
+    // Rademacher entries: about half are +1.
+    const plus = m.filter((v) => v === 1).length / m.length;
+    expect(plus).toBeGreaterThan(0.45);
+    expect(plus).toBeLessThan(0.55);
+    expect(Array.from(projectionMatrix(IDENTITY_CODE_BITS, 1))).not.toEqual(Array.from(m));
+  });
+
+  it("round-trips hex and counts Hamming distance", () => {
+    const bits = Uint8Array.from({ length: 32 }, (_, i) => ((i * 7) % 3 === 0 ? 1 : 0));
+    const hex = bitsToHex(bits);
+    expect(hex).toHaveLength(8);
+    expect(Array.from(hexToBits(hex, 32))).toEqual(Array.from(bits));
+    expect(hammingHex("00000000", "ffffffff")).toBe(32);
+    expect(hammingHex("0f0f0f0f", "0f0f0f0e")).toBe(1);
+  });
+
+  it("rejects malformed input with a clear error", () => {
+    expect(() => identityCode(new Float32Array(127))).toThrow(/128 values/);
+    expect(() => identityCode(new Float32Array(128).fill(NaN))).toThrow(/non-finite/);
+    expect(() => hammingHex("abc", "abcd")).toThrow(/equal length/);
+    expect(() => hexToBits("zz", 8)).toThrow(/hex digits/);
+  });
+});
+
+describe("face.analyze pipeline", () => {
+  it("returns faces with hex identity codes and no descriptor by default", async () => {
+    const out = await faceAnalyzePipeline.run(context([await raster(ASTRONAUT)]));
+    const result = out.result as { faces: Record<string, unknown>[]; identity_code_bits: number };
+    expect(result.identity_code_bits).toBe(IDENTITY_CODE_BITS);
+    expect(result.faces).toHaveLength(1);
+    const [face] = result.faces;
+    expect(face!.identity_code).toMatch(new RegExp(`^[0-9a-f]{${IDENTITY_CODE_BITS / 4}}$`));
+    expect(face!.landmarks).toHaveLength(68);
+    expect(face).not.toHaveProperty("descriptor");
+    expect(out.images).toBeUndefined();
+  });
+
+  it("includes the descriptor on request and honours max_faces", async () => {
+    const out = await faceAnalyzePipeline.run(context([await raster(GROUP)], { include_descriptor: true, max_faces: 1 }));
+    const faces = (out.result as { faces: { descriptor: number[]; identity_code: string }[] }).faces;
+    expect(faces).toHaveLength(1);
+    expect(faces[0]!.descriptor).toHaveLength(128);
+    expect(identityCode(faces[0]!.descriptor)).toBe(faces[0]!.identity_code);
+  });
+
+  it("rejects unknown parameters and a missing input", async () => {
+    await expect(faceAnalyzePipeline.run(context([], {}))).rejects.toThrow(/one input image/);
+    await expect(faceAnalyzePipeline.run(context([await raster(ASTRONAUT)], { bogus: 1 }))).rejects.toThrow();
+  });
+});

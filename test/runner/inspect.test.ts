@@ -1,0 +1,82 @@
+import sharp from "sharp";
+import { describe, expect, it } from "vitest";
+import { decodeImage } from "../../gpu-runner/src/image/decode.ts";
+import { inspectPipeline } from "../../gpu-runner/src/operations/inspect.ts";
+import { hammingDistance, pHash } from "../../gpu-runner/src/operations/phash.ts";
+import { otherPhotoBytes, photoBytes } from "./helpers.ts";
+
+const LIMIT = { maxPixels: 100_000_000 };
+
+async function inspect(bytes: Uint8Array) {
+  const image = await decodeImage(bytes, { ...LIMIT, animated: "first_frame" });
+  const ctx = { params: {}, inputs: [image], signal: new AbortController().signal };
+  const out = await inspectPipeline.run({
+    ...ctx,
+    session: () => Promise.reject(new Error("no models")),
+    timeModel: (fn) => fn(),
+  });
+  return out.result as Record<string, unknown>;
+}
+
+async function hashOf(bytes: Uint8Array): Promise<string> {
+  return pHash(await decodeImage(bytes, LIMIT));
+}
+
+describe("inspect on real photos", () => {
+  it("reports the facts of a JPEG photo", async () => {
+    const bytes = photoBytes();
+    const meta = await sharp(bytes).metadata();
+    const r = await inspect(bytes);
+    expect(r).toMatchObject({
+      width: meta.width,
+      height: meta.height,
+      format: "jpeg",
+      color_space: "srgb",
+      bit_depth: 8,
+      channels: 3,
+      has_alpha: false,
+      pages: 1,
+      animated: false,
+      bytes: bytes.length,
+    });
+    expect(r.phash).toMatch(/^[0-9a-f]{16}$/);
+    expect(r.dhash).toMatch(/^[0-9a-f]{16}$/);
+  });
+
+  it("reports oriented and raw dimensions, orientation, 16-bit depth, alpha and ICC", async () => {
+    const rotated = await sharp(photoBytes())
+      .resize(200, 100, { fit: "fill" })
+      .withMetadata({ orientation: 8 })
+      .jpeg()
+      .toBuffer();
+    const r = await inspect(rotated);
+    expect(r).toMatchObject({ width: 100, height: 200, raw: { width: 200, height: 100 }, orientation: 8, icc_profile: true });
+    const rgba16 = await sharp(photoBytes()).resize(64, 64).ensureAlpha(0.5).toColourspace("rgb16").png().toBuffer();
+    expect(await inspect(rgba16)).toMatchObject({ bit_depth: 16, channels: 4, has_alpha: true, format: "png" });
+  });
+
+  it("describes an animated GIF instead of refusing it", async () => {
+    const frames = ["#ff0000", "#0000ff"].map((background) => ({
+      create: { width: 20, height: 10, channels: 3 as const, background },
+    }));
+    const gif = await sharp(frames, { join: { animated: true } })
+      .gif()
+      .toBuffer();
+    expect(await inspect(gif)).toMatchObject({ format: "gif", width: 20, height: 10, pages: 2, animated: true });
+  });
+
+  it("pHash is stable under re-encoding and resizing, and differs between photos", async () => {
+    const original = photoBytes();
+    const h0 = await hashOf(original);
+    const variants = [
+      await sharp(original).jpeg({ quality: 40 }).toBuffer(),
+      await sharp(original).webp({ quality: 60 }).toBuffer(),
+      await sharp(original).resize(300).png().toBuffer(),
+    ];
+    for (const v of variants) expect(hammingDistance(h0, await hashOf(v))).toBeLessThanOrEqual(6);
+    const other = await hashOf(await otherPhotoBytes());
+    expect(hammingDistance(h0, other)).toBeGreaterThanOrEqual(20);
+    // Same pixels, same hash: it is a pure function of the image.
+    expect(await hashOf(original)).toBe(h0);
+  });
+});
