@@ -1,5 +1,5 @@
 """Baseline: a tiny Zero-DCE++-style curve estimator (Li et al., TPAMI 2021, "Learning to Enhance Low-Light
-Image via Zero-Reference Deep Curve Estimation"). Depthwise-separable convs on the 256x256 thumbnail estimate
+Image via Zero-Reference Deep Curve Estimation"). Depthwise-separable convs on the (4x pooled) thumbnail estimate
 per-pixel curve parameters alpha; the curve LE(x) = x + alpha x (1 - x) is applied 8 times at full
 resolution. Same inputs as IAGC (tile, thumbnail, roi) so it trains on exactly the same batches."""
 

@@ -1,0 +1,85 @@
+/**
+ * Tiling for the low-light model: overlapping tiles, each blended in with a separable linear ramp over the
+ * overlap, so every output pixel is a convex combination of tile outputs whose weights sum to 1.
+ *
+ * The model samples its gamma map in global image coordinates (the `roi` input), so overlapping tiles agree
+ * except within the refinement convs' receptive field (3 px) of a tile edge; OVERLAP is far wider than that and
+ * the ramp gives those edge pixels almost no weight.
+ */
+
+export interface Tile {
+  top: number;
+  left: number;
+  height: number;
+  width: number;
+}
+
+/** Start offsets of tiles of `size` covering `length` with at least `overlap` shared pixels between neighbours. */
+export function tileStarts(length: number, size: number, overlap: number): number[] {
+  if (length <= size) return [0];
+  const step = size - overlap;
+  const n = Math.ceil((length - overlap) / step);
+  // Spread the tiles evenly so the last one ends exactly at the border (no thin remainder tile).
+  const stride = (length - size) / (n - 1);
+  return Array.from({ length: n }, (_, i) => Math.round(i * stride));
+}
+
+export function planTiles(height: number, width: number, size: number, overlap: number): Tile[] {
+  const tiles: Tile[] = [];
+  for (const top of tileStarts(height, size, overlap))
+    for (const left of tileStarts(width, size, overlap))
+      tiles.push({ top, left, height: Math.min(size, height), width: Math.min(size, width) });
+  return tiles;
+}
+
+/**
+ * 1-D blending weight of position i in a tile of `length` whose start is `start` within an axis of `total`:
+ * a ramp from ~0 to 1 across `overlap` pixels on every side that has a neighbour, 1 on image borders.
+ */
+export function rampWeight(i: number, length: number, start: number, total: number, overlap: number): number {
+  const ramp = (d: number) => Math.min(1, (d + 0.5) / overlap);
+  let w = 1;
+  if (start > 0) w = Math.min(w, ramp(i));
+  if (start + length < total) w = Math.min(w, ramp(length - 1 - i));
+  return w;
+}
+
+/** Adds a tile's planar CHW output into accumulators (value x weight and weight). */
+export function accumulate(
+  acc: Float32Array,
+  weights: Float32Array,
+  tileOut: Float32Array,
+  tile: Tile,
+  height: number,
+  width: number,
+  overlap: number,
+): void {
+  const plane = height * width;
+  const tilePlane = tile.height * tile.width;
+  const wx = Float32Array.from({ length: tile.width }, (_, x) => rampWeight(x, tile.width, tile.left, width, overlap));
+  for (let y = 0; y < tile.height; y++) {
+    const wy = rampWeight(y, tile.height, tile.top, height, overlap);
+    const row = (tile.top + y) * width + tile.left;
+    for (let x = 0; x < tile.width; x++) {
+      const w = wy * wx[x]!;
+      const p = row + x;
+      const t = y * tile.width + x;
+      weights[p]! += w;
+      acc[p]! += w * tileOut[t]!;
+      acc[plane + p]! += w * tileOut[tilePlane + t]!;
+      acc[2 * plane + p]! += w * tileOut[2 * tilePlane + t]!;
+    }
+  }
+}
+
+/** Copies a tile out of a planar CHW (3-channel) image. */
+export function cropPlanar(src: Float32Array, height: number, width: number, tile: Tile): Float32Array {
+  const plane = height * width;
+  const out = new Float32Array(3 * tile.height * tile.width);
+  for (let c = 0; c < 3; c++)
+    for (let y = 0; y < tile.height; y++) {
+      const from = c * plane + (tile.top + y) * width + tile.left;
+      out.set(src.subarray(from, from + tile.width), (c * tile.height + y) * tile.width);
+    }
+  return out;
+}

@@ -1,0 +1,126 @@
+import type { InferenceSession } from "onnxruntime-node";
+import { Tensor } from "onnxruntime-node";
+import { OPERATIONS } from "../../../contract/operations.ts";
+import { RunnerError } from "../errors.ts";
+import { alphaOf, nchwToRaster, rasterToNchw } from "../image/tensor.ts";
+import { accumulate, cropPlanar, planTiles } from "./lowlight-tiles.ts";
+import type { OperationPipeline } from "./types.ts";
+
+/** Fixed working size of the gamma-map branch (the ONNX graph's `thumb` input). */
+export const THUMB = 128;
+export const TILE = 1024;
+export const OVERLAP = 32;
+export const MODEL_ID = "lowlight-iagc";
+
+/**
+ * Exact area-weighted resize of one axis (each output sample averages the source interval it covers), the
+ * same definition as OpenCV's INTER_AREA used for the thumbnails at training time.
+ */
+function areaWeights(src: number, dst: number): { start: number; weights: number[] }[] {
+  const scale = src / dst;
+  return Array.from({ length: dst }, (_, o) => {
+    const a = o * scale;
+    const b = a + scale;
+    const start = Math.floor(a);
+    const weights: number[] = [];
+    for (let i = start; i < Math.min(src, Math.ceil(b)); i++) weights.push((Math.min(b, i + 1) - Math.max(a, i)) / scale);
+    return { start, weights };
+  });
+}
+
+/** Planar CHW (3 channels) -> 3 x size x size by area averaging; rows first, then columns. */
+export function areaThumbnail(src: Float32Array, height: number, width: number, size = THUMB): Float32Array {
+  const wy = areaWeights(height, size);
+  const wx = areaWeights(width, size);
+  const rows = new Float32Array(3 * size * width);
+  for (let c = 0; c < 3; c++)
+    for (let oy = 0; oy < size; oy++) {
+      const { start, weights } = wy[oy]!;
+      const dst = (c * size + oy) * width;
+      for (let k = 0; k < weights.length; k++) {
+        const from = (c * height + start + k) * width;
+        const w = weights[k]!;
+        for (let x = 0; x < width; x++) rows[dst + x]! += w * src[from + x]!;
+      }
+    }
+  const out = new Float32Array(3 * size * size);
+  for (let r = 0; r < 3 * size; r++)
+    for (let ox = 0; ox < size; ox++) {
+      const { start, weights } = wx[ox]!;
+      let s = 0;
+      for (let k = 0; k < weights.length; k++) s += weights[k]! * rows[r * width + start + k]!;
+      out[r * size + ox] = s;
+    }
+  return out;
+}
+
+export interface EnhanceStats {
+  tiles: number;
+  model_ms: number;
+}
+
+/**
+ * Runs the model over a planar RGB image in overlapping tiles; every tile sees the same whole-image thumbnail and
+ * its own position (roi), so the gamma map is continuous across tiles.
+ */
+export async function enhancePlanar(
+  session: InferenceSession,
+  rgb: Float32Array,
+  height: number,
+  width: number,
+  opts: { tile?: number; overlap?: number; signal?: AbortSignal } = {},
+): Promise<{ data: Float32Array; stats: EnhanceStats }> {
+  const tileSize = opts.tile ?? TILE;
+  const overlap = opts.overlap ?? OVERLAP;
+  const thumb = new Tensor("float32", areaThumbnail(rgb, height, width), [1, 3, THUMB, THUMB]);
+  const plane = height * width;
+  const acc = new Float32Array(3 * plane);
+  const weights = new Float32Array(plane);
+  const tiles = planTiles(height, width, tileSize, overlap);
+  let modelMs = 0;
+  for (const tile of tiles) {
+    if (opts.signal?.aborted) throw new RunnerError("aborted", "job aborted", true);
+    const image = new Tensor("float32", cropPlanar(rgb, height, width, tile), [1, 3, tile.height, tile.width]);
+    const roi = new Tensor("float32", Float32Array.from([tile.top, tile.left, height, width]), [1, 4]);
+    const t0 = performance.now();
+    const out = await session.run({ image, thumb, roi });
+    modelMs += performance.now() - t0;
+    const enhanced = out["enhanced"];
+    if (!enhanced) throw new RunnerError("model_output_missing", "lowlight model returned no 'enhanced' output");
+    accumulate(acc, weights, enhanced.data as Float32Array, tile, height, width, overlap);
+  }
+  for (let p = 0; p < plane; p++) {
+    const w = weights[p]!;
+    acc[p]! /= w;
+    acc[plane + p]! /= w;
+    acc[2 * plane + p]! /= w;
+  }
+  return { data: acc, stats: { tiles: tiles.length, model_ms: Math.round(modelMs) } };
+}
+
+export const lowlightPipeline: OperationPipeline = {
+  name: "enhance.lowlight",
+  async run(ctx) {
+    const parsed = OPERATIONS["enhance.lowlight"].params.safeParse(ctx.params);
+    if (!parsed.success) throw new RunnerError("invalid_params", parsed.error.issues.map((i) => i.message).join("; "));
+    const input = ctx.inputs[0];
+    if (!input) throw new RunnerError("invalid_input", "enhance.lowlight needs one input image");
+    const session = await ctx.session(MODEL_ID);
+    const rgb = rasterToNchw(input, 3);
+    const { data, stats } = await ctx.timeModel(() =>
+      enhancePlanar(session, rgb.data, input.height, input.width, { signal: ctx.signal }),
+    );
+    const image = nchwToRaster({ data, dims: [1, 3, input.height, input.width] }, input, alphaOf(input));
+    return {
+      result: {
+        width: input.width,
+        height: input.height,
+        model: MODEL_ID,
+        tiles: stats.tiles,
+        tile_size: TILE,
+        overlap: OVERLAP,
+      },
+      images: [{ name: "image", image, format: parsed.data.format }],
+    };
+  },
+};
