@@ -146,7 +146,7 @@ describe("webhook delivery", () => {
       const result = await getQueueResult(batch, ctx);
       expect(result.explicitAcks).toEqual([]);
       // The test harness records that retry() was called but drops its delaySeconds; backoffSeconds is checked below.
-      expect(result.retryMessages.map((m) => m.msgId)).toEqual([`m${attempts}`]);
+      expect(result.retryMessages.map((m: { msgId: string }) => m.msgId)).toEqual([`m${attempts}`]);
     }
     expect([1, 2, 3, 4].map(backoffSeconds)).toEqual([10, 20, 40, 80]);
     expect(backoffSeconds(20)).toBe(3600);
