@@ -40,3 +40,11 @@ export async function gradientPng(width: number, height: number, channels: 3 | 4
     .png()
     .toBuffer();
 }
+
+/** An animated GIF, one solid frame per colour (sharp joins the frames; its types do not model create-inputs in arrays). */
+export async function animatedGif(width: number, height: number, colours: string[]): Promise<Buffer> {
+  const frames = colours.map((background) => ({ create: { width, height, channels: 3 as const, background } }));
+  return sharp(frames as unknown as Parameters<typeof sharp>[0], { join: { animated: true } })
+    .gif()
+    .toBuffer();
+}

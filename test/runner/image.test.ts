@@ -5,7 +5,7 @@ import { RunnerError } from "../../gpu-runner/src/errors.ts";
 import { decodeImage } from "../../gpu-runner/src/image/decode.ts";
 import { encodeImage } from "../../gpu-runner/src/image/encode.ts";
 import { alphaOf, nchwToRaster, rasterToNchw } from "../../gpu-runner/src/image/tensor.ts";
-import { gradientPng, gradientRaw, photoBytes } from "./helpers.ts";
+import { animatedGif, gradientPng, gradientRaw, photoBytes } from "./helpers.ts";
 
 const LIMIT = { maxPixels: 50_000_000 };
 
@@ -104,12 +104,7 @@ describe("decoding hostile or unusual images gives typed errors, never a crash",
   });
 
   it("an animated GIF → animated_image_unsupported, or its first frame when the pipeline asks", async () => {
-    const frames = ["#ff0000", "#0000ff", "#00ff00"].map((background) => ({
-      create: { width: 16, height: 12, channels: 3 as const, background },
-    }));
-    const gif = await sharp(frames, { join: { animated: true } })
-      .gif()
-      .toBuffer();
+    const gif = await animatedGif(16, 12, ["#ff0000", "#0000ff", "#00ff00"]);
     expect((await decodeError(gif)).code).toBe("animated_image_unsupported");
     const first = await decodeImage(gif, { ...LIMIT, animated: "first_frame" });
     expect([first.width, first.height, first.source.pages]).toEqual([16, 12, 3]);

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { decodeImage } from "../../gpu-runner/src/image/decode.ts";
 import { inspectPipeline } from "../../gpu-runner/src/operations/inspect.ts";
 import { hammingDistance, pHash } from "../../gpu-runner/src/operations/phash.ts";
-import { otherPhotoBytes, photoBytes } from "./helpers.ts";
+import { animatedGif, otherPhotoBytes, photoBytes } from "./helpers.ts";
 
 const LIMIT = { maxPixels: 100_000_000 };
 
@@ -56,12 +56,7 @@ describe("inspect on real photos", () => {
   });
 
   it("describes an animated GIF instead of refusing it", async () => {
-    const frames = ["#ff0000", "#0000ff"].map((background) => ({
-      create: { width: 20, height: 10, channels: 3 as const, background },
-    }));
-    const gif = await sharp(frames, { join: { animated: true } })
-      .gif()
-      .toBuffer();
+    const gif = await animatedGif(20, 10, ["#ff0000", "#0000ff"]);
     expect(await inspect(gif)).toMatchObject({ format: "gif", width: 20, height: 10, pages: 2, animated: true });
   });
 
