@@ -70,6 +70,23 @@ export const OPERATIONS = {
     limits: { max_input_bytes: 50 * MB, max_pixels: 50_000_000, lease_seconds: 60, max_attempts: 3 },
     artifacts: [],
   },
+  "face.analyze": {
+    name: "face.analyze",
+    path: null,
+    summary: "Faces largest first: box, score, 68 landmarks and a K-bit identity code (descriptor on request).",
+    scope: "protect",
+    params: z
+      .object({
+        include_descriptor: z.boolean().default(false),
+        max_faces: z.number().int().min(1).max(20).default(10),
+      })
+      .strict(),
+    inputs: { min: 1, max: 1 },
+    // TF.js models (not ONNX), pinned by sha256 in gpu-runner/src/face/models.ts; see models/identity/CARD.md.
+    models: [],
+    limits: { max_input_bytes: 50 * MB, max_pixels: 50_000_000, lease_seconds: 60, max_attempts: 3 },
+    artifacts: [],
+  },
   "enhance.lowlight": {
     name: "enhance.lowlight",
     path: "enhance/lowlight",

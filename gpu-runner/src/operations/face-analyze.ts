@@ -1,0 +1,38 @@
+import { OPERATIONS } from "../../../contract/operations.ts";
+import { analyzeFaces, type AnalyzedFace } from "../face/analyze.ts";
+import { IDENTITY_CODE_BITS, identityCode } from "../face/identity-code.ts";
+import type { OperationContext, OperationPipeline, OperationResult } from "./types.ts";
+
+const round = (v: number, digits: number): number => Number(v.toFixed(digits));
+
+function describeFace(face: AnalyzedFace, includeDescriptor: boolean): Record<string, unknown> {
+  const { x, y, width, height } = face.box;
+  return {
+    box: { x: round(x, 1), y: round(y, 1), width: round(width, 1), height: round(height, 1) },
+    score: round(face.score, 4),
+    landmarks: face.landmarks.map(([lx, ly]) => [round(lx, 1), round(ly, 1)]),
+    identity_code: identityCode(face.descriptor),
+    // The raw descriptor is biometric data: only sent when a caller asks (calibration, debugging).
+    ...(includeDescriptor ? { descriptor: Array.from(face.descriptor, (v) => round(v, 6)) } : {}),
+  };
+}
+
+/**
+ * face.analyze: faces largest first, each with its identity code. Zero faces is a normal result (the
+ * caller then protects provenance only); the first face is the one a single-code payload carries.
+ */
+export const faceAnalyzePipeline: OperationPipeline = {
+  name: "face.analyze",
+  async run(ctx: OperationContext): Promise<OperationResult> {
+    const params = OPERATIONS["face.analyze"].params.parse(ctx.params);
+    const image = ctx.inputs[0];
+    if (!image) throw new Error("face.analyze needs one input image");
+    const faces = await ctx.timeModel(() => analyzeFaces(image, { maxFaces: params.max_faces }));
+    return {
+      result: {
+        faces: faces.map((f) => describeFace(f, params.include_descriptor)),
+        identity_code_bits: IDENTITY_CODE_BITS,
+      },
+    };
+  },
+};
