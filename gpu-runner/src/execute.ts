@@ -51,6 +51,13 @@ export async function executeOperation(req: ExecuteRequest): Promise<ExecuteResu
   const started = performance.now();
   let modelMs = 0;
   const params = validateParams(req.pipeline.name, req.params);
+  const spec = getOperation(req.pipeline.name);
+  if (spec && (req.inputs.length < spec.inputs.min || req.inputs.length > spec.inputs.max)) {
+    throw new RunnerError(
+      "invalid_inputs",
+      `${spec.name} takes ${spec.inputs.min}-${spec.inputs.max} inputs, got ${req.inputs.length}`,
+    );
+  }
   const images: RasterImage[] = [];
   for (const bytes of req.inputs) {
     checkAborted(req.signal);

@@ -99,7 +99,7 @@ async function download(input: TicketPayload["inputs"][number], signal: AbortSig
   }
   const out = new Uint8Array(input.bytes);
   let n = 0;
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+  for await (const chunk of (res.body ?? []) as unknown as AsyncIterable<Uint8Array>) {
     if (n + chunk.length > input.bytes) {
       throw new RunnerError(
         "input_size_mismatch",

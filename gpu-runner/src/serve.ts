@@ -84,8 +84,9 @@ export async function startRunner(
     (stopping ??= (async () => {
       state.draining = true;
       await loop.stop(graceMs);
-      await new Promise<void>((r) => server.close(() => r()));
+      const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
+      await closed;
       await sessions.release();
     })());
   return { loop, server, metrics, state, sessions, stop };
