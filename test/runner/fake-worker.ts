@@ -40,7 +40,7 @@ export interface FakeJob {
 export class FakeWorker {
   readonly runnerId = "runner-test";
   readonly secret = "test-runner-secret-0123456789";
-  readonly kid = "test-kid";
+  kid = "test-kid";
   publicKey = "";
   url = "";
   readonly jobs: FakeJob[] = [];
@@ -69,6 +69,14 @@ export class FakeWorker {
   async stop(): Promise<void> {
     this.server?.closeAllConnections();
     await new Promise<void>((r) => this.server?.close(() => r()));
+  }
+
+  /** Key rotation: new tickets are signed with a fresh key under a new kid, which ticket-keys now lists. */
+  async rotateKey(kid: string): Promise<void> {
+    const pair = await generateTicketKeyPair();
+    this.publicKey = pair.publicKey;
+    this.privateKey = await importTicketPrivateKey(pair.privateKey);
+    this.kid = kid;
   }
 
   enqueue(spec: FakeJobSpec): FakeJob {
