@@ -84,11 +84,39 @@ def batches(cfg: dict, split: str) -> Iterator[dict]:
         yield q.get()
 
 
+SHARED = os.path.join(HERE, "..", "data")
+
+
+def eval_photos() -> list[tuple[str, str]]:
+    """Held-out photos: ours, plus the shared corpus's (models/data/splits.json) held-out photos that are not in
+    our training split (matched by source sha256), so the numbers also cover the zoo-wide held-out set."""
+    with open(os.path.join(HERE, "splits.json")) as f:
+        mine = json.load(f)["photos"]
+    train = {e["sha256"] for e in mine if e["split"] == "train"}
+    held = {e["sha256"] for e in mine if e["split"] == "heldout"}
+    out = [(e["file"], os.path.join(PHOTOS, e["file"])) for e in mine if e["split"] == "heldout"]
+    shared_path = os.path.join(SHARED, "splits.json")
+    if os.path.exists(shared_path):
+        with open(shared_path) as f:
+            shared = json.load(f)["photos"]
+        for e in shared:
+            if e["split"] == "heldout" and e["sha256"] not in train and e["sha256"] not in held:
+                out.append(("shared:" + e["file"], os.path.join(SHARED, "photos", e["file"])))
+    return sorted(out)
+
+
+def load_any(path: str) -> np.ndarray:
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f"{path} missing: build the photo caches first (see CARD.md)")
+    return img[:, :, ::-1].astype(np.float32) / 255.0
+
+
 def heldout_pairs(cfg: dict) -> list[dict]:
     """Deterministic held-out set: each held-out photo at long side eval_long_side, eval_variants degradations."""
     out = []
-    for i, name in enumerate(photo_names("heldout")):
-        img = load_rgb(name)
+    for i, (name, path) in enumerate(eval_photos()):
+        img = load_any(path)
         h, w = img.shape[:2]
         s = cfg["eval_long_side"] / max(h, w)
         clean = resize_area(img, round(h * s), round(w * s)) if s < 1 else img

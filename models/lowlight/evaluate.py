@@ -96,6 +96,8 @@ def figure(pair: dict, outs: dict, path: str, width: int = 256) -> None:
 
 
 def run(cfg: dict, args) -> dict:
+    if isinstance(args, list):  # called from models/common/evaluate.py with the remaining argv
+        args = parse(args)
     pairs = data.heldout_pairs(cfg)
     train = training_pairs(cfg)
     g_single = float(max(GAMMAS, key=lambda g: np.mean([psnr(gamma(p["dark"], g), p["clean"]) for p in train])))
@@ -126,7 +128,7 @@ def run(cfg: dict, args) -> dict:
         run_model(ours, p["dark"])
     result = {
         "heldout_pairs": len(pairs),
-        "heldout_photos": len(data.photo_names("heldout")),
+        "heldout_photos": [n for n, _ in data.eval_photos()],
         "eval_long_side": cfg["eval_long_side"],
         "gamma_single": g_single,
         "clahe_clip": clip,
@@ -144,7 +146,7 @@ def run(cfg: dict, args) -> dict:
     return result
 
 
-def main() -> None:
+def parse(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="models/lowlight/config.json")
     ap.add_argument("--ckpt", required=True)
@@ -153,7 +155,11 @@ def main() -> None:
     ap.add_argument("--figure")
     ap.add_argument("--figure-index", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main() -> None:
+    args = parse()
     torch.set_num_threads(args.threads)
     res = run(json.load(open(args.config)), args)
     print(json.dumps({k: res[k] for k in ("summary", "params", "flops", "gamma_single", "clahe_clip")}, indent=1))

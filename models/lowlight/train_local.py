@@ -35,14 +35,17 @@ def main() -> None:
     t0 = time.time()
     log = open(os.path.join(args.out, "log.jsonl"), "a")
     for step in range(cfg["steps"]):
+        # On a shared CPU the step rate is unknown in advance, so the schedule follows whichever of step count
+        # and wall-clock budget runs out first; the cosine then always reaches lr_min.
+        progress = max(step / cfg["steps"], (time.time() - t0) / (args.minutes * 60))
         for g in opt.param_groups:
-            g["lr"] = hooks.lr_at(step, cfg)
+            g["lr"] = hooks.lr_at(round(progress * cfg["steps"]), cfg)
         loss, logs = hooks.training_step(model, next(it), step, cfg)
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % cfg["log_every"] == 0 or step == cfg["steps"] - 1:
-            rec = {"step": step, "t": round(time.time() - t0, 1), "loss": loss.item(), **logs}
+            rec = {"step": step, "t": round(time.time() - t0, 1), "loss": loss.item(), "lr": opt.param_groups[0]["lr"], **logs}
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
             log.flush()

@@ -36,8 +36,8 @@ class ZeroDCEpp(nn.Module):
         x6 = r(self.c6(torch.cat([x2, x5], 1)))
         alpha = torch.tanh(self.c7(torch.cat([x1, x6], 1)))
         h, w = image.shape[-2], image.shape[-1]
-        ys = torch.arange(h, dtype=image.dtype)[None, :] + roi[:, 0:1]
-        xs = torch.arange(w, dtype=image.dtype)[None, :] + roi[:, 1:2]
+        ys = torch.arange(h, dtype=image.dtype, device=image.device)[None, :] + roi[:, 0:1]
+        xs = torch.arange(w, dtype=image.dtype, device=image.device)[None, :] + roi[:, 1:2]
         gy = (2 * ys + 1) / roi[:, 2:3] - 1
         gx = (2 * xs + 1) / roi[:, 3:4] - 1
         grid = torch.stack([gx[:, None, :].expand(-1, h, -1), gy[:, :, None].expand(-1, -1, w)], dim=-1)
