@@ -67,6 +67,9 @@ describe("inspect on real photos", () => {
       await sharp(original).jpeg({ quality: 40 }).toBuffer(),
       await sharp(original).webp({ quality: 60 }).toBuffer(),
       await sharp(original).resize(300).png().toBuffer(),
+      // Same picture at 16 bits and with an alpha channel: the hash looks at structure, not sample format.
+      await sharp(original).toColourspace("rgb16").png().toBuffer(),
+      await sharp(original).ensureAlpha(1).png().toBuffer(),
     ];
     for (const v of variants) expect(hammingDistance(h0, await hashOf(v))).toBeLessThanOrEqual(6);
     const other = await hashOf(await otherPhotoBytes());

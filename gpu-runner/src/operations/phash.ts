@@ -1,27 +1,16 @@
 import sharp from "sharp";
 import type { RasterImage } from "./types.ts";
 
-/** 8-bit luma (Rec. 601), ignoring alpha; the hashes only care about structure. */
-function luma8(image: RasterImage): Uint8Array {
-  const { width, height, channels, data } = image;
-  const shift = image.bitDepth === 16 ? 8 : 0;
-  const out = new Uint8Array(width * height);
-  for (let p = 0; p < out.length; p++) {
-    const i = p * channels;
-    out[p] =
-      channels >= 3
-        ? Math.round(0.299 * (data[i]! >> shift) + 0.587 * (data[i + 1]! >> shift) + 0.114 * (data[i + 2]! >> shift))
-        : data[i]! >> shift;
-  }
-  return out;
-}
-
+/** 8-bit grey thumbnail (libvips: alpha dropped, Rec. 601-style luma, 16-bit scaled down); the hashes only care about structure. */
 async function greyThumb(image: RasterImage, w: number, h: number): Promise<Uint8Array> {
-  const grey = luma8(image);
-  const buf = await sharp(grey, { raw: { width: image.width, height: image.height, channels: 1 } })
+  let pipeline = sharp(image.data, { raw: { width: image.width, height: image.height, channels: image.channels } });
+  if (image.hasAlpha) pipeline = pipeline.removeAlpha();
+  const buf = await pipeline
+    .toColourspace("b-w")
     .resize(w, h, { fit: "fill", kernel: "cubic" })
-    .raw()
+    .raw({ depth: "uchar" })
     .toBuffer();
+  if (buf.length !== w * h) throw new RangeError(`grey thumbnail has ${buf.length} bytes, expected ${w * h}`);
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
