@@ -2,7 +2,7 @@ import sharp from "sharp";
 import { describe, expect, it } from "vitest";
 import { decodeImage } from "../../gpu-runner/src/image/decode.ts";
 import { inspectPipeline } from "../../gpu-runner/src/operations/inspect.ts";
-import { hammingDistance, pHash } from "../../gpu-runner/src/operations/phash.ts";
+import { dHash, hammingDistance, pHash } from "../../gpu-runner/src/operations/phash.ts";
 import { animatedGif, otherPhotoBytes, photoBytes } from "./helpers.ts";
 
 const LIMIT = { maxPixels: 100_000_000 };
@@ -76,5 +76,19 @@ describe("inspect on real photos", () => {
     expect(hammingDistance(h0, other)).toBeGreaterThanOrEqual(20);
     // Same pixels, same hash: it is a pure function of the image.
     expect(await hashOf(original)).toBe(h0);
+  });
+
+  it("dHash follows the image's structure: a left-to-right darkening ramp sets every bit, its mirror none", async () => {
+    const w = 90;
+    const h = 40;
+    const ramp = Buffer.alloc(w * h * 3);
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++) ramp.fill(255 - Math.round((x * 255) / (w - 1)), (y * w + x) * 3, (y * w + x) * 3 + 3);
+    const png = await sharp(ramp, { raw: { width: w, height: h, channels: 3 } })
+      .png()
+      .toBuffer();
+    expect(await dHash(await decodeImage(png, LIMIT))).toBe("ffffffffffffffff");
+    const mirrored = await sharp(png).flop().png().toBuffer();
+    expect(await dHash(await decodeImage(mirrored, LIMIT))).toBe("0000000000000000");
   });
 });
