@@ -75,7 +75,10 @@ def training_step(model: Watermark, batch, step: int, cfg: dict):
     cover, bits, donor = batch
     residual = model.encoder(cover, bits) * strength_scale(cfg)
     marked = (cover + residual).clamp(0, 1)
-    p_attack = min(1.0, cfg.get("progress", 1.0) / cfg.get("attack_ramp", 0.15))
+    # Attacks are gated on how well the clean channel already works: a decoder that has not found the
+    # message yet gets no signal through JPEG q30 or a crop (a time-based ramp stalled at 50 % here).
+    ema = cfg.get("_acc_ema", 0.5)
+    p_attack = min(1.0, max(0.0, (ema - cfg.get("attack_gate", 0.7)) / 0.2))
     attacked, names = [], []
     for i in range(cover.shape[0]):
         if random.random() < p_attack:
@@ -88,8 +91,9 @@ def training_step(model: Watermark, batch, step: int, cfg: dict):
     loss = F.binary_cross_entropy_with_logits(logits, bits)
     with torch.no_grad():
         acc = ((logits > 0).float() == bits).float().mean()
+        cfg["_acc_ema"] = 0.9 * ema + 0.1 * float(acc)
         mse = torch.mean((marked - cover) ** 2)
-    return loss, {"bit_acc": acc, "psnr": -10 * torch.log10(mse + 1e-12), "scale": torch.tensor(strength_scale(cfg))}
+    return loss, {"bit_acc": acc, "psnr": -10 * torch.log10(mse + 1e-12), "scale": torch.tensor(strength_scale(cfg)), "p_attack": torch.tensor(p_attack)}
 
 
 class EncoderExport(torch.nn.Module):

@@ -1,0 +1,168 @@
+import type { InferenceSession } from "onnxruntime-node";
+import { Tensor } from "onnxruntime-node";
+import sharp from "sharp";
+import { OPERATIONS } from "../../../contract/operations.ts";
+import { RunnerError } from "../errors.ts";
+import type { OperationPipeline, RasterImage } from "./types.ts";
+import { CODE_BITS, channelBits, decodeChannel, type DecodedPayload } from "./watermark-code.ts";
+
+/**
+ * Invisible watermark at any resolution. The encoder computes a residual at a fixed working size from the whole
+ * image squeezed to WORKING_SIZE x WORKING_SIZE; the residual is bilinearly stretched back to the full resolution
+ * and added. Decoding squeezes the whole image the same way, so the aspect ratio never has to be recovered; the
+ * cost is that the mark lives in low spatial frequencies of the full image (robust to JPEG and downscaling, weak
+ * against crops that change the framing a lot) and that payload capacity does not grow with resolution.
+ */
+export const WORKING_SIZE = 128;
+export const ENCODER_ID = "watermark-encoder";
+export const DECODER_ID = "watermark-decoder";
+const MIN_SIDE = 32;
+
+function checkSize(image: RasterImage): void {
+  if (Math.min(image.width, image.height) < MIN_SIDE)
+    throw new RunnerError(
+      "image_too_small",
+      `watermarking needs at least ${MIN_SIDE} px per side, got ${image.width}x${image.height}`,
+    );
+}
+
+/** The whole image squeezed to the working size, NCHW float [0, 1] RGB (grey replicated, alpha ignored). */
+export async function workingView(image: RasterImage, size = WORKING_SIZE): Promise<Float32Array> {
+  const { width, height, channels } = image;
+  let data: Uint8Array;
+  if (image.bitDepth === 16) {
+    data = new Uint8Array(image.data.length);
+    for (let i = 0; i < data.length; i++) data[i] = image.data[i]! >> 8;
+  } else data = image.data as Uint8Array;
+  let pipeline = sharp(data, { raw: { width, height, channels } });
+  if (image.hasAlpha) pipeline = pipeline.removeAlpha();
+  const { data: px, info } = await pipeline.resize(size, size, { fit: "fill" }).raw().toBuffer({ resolveWithObject: true });
+  const plane = size * size;
+  const out = new Float32Array(3 * plane);
+  for (let p = 0; p < plane; p++)
+    for (let c = 0; c < 3; c++) out[c * plane + p] = px[p * info.channels + (info.channels >= 3 ? c : 0)]! / 255;
+  return out;
+}
+
+/** Source index pairs and weights of a bilinear (half-pixel centred) stretch from `src` to `dst` samples. */
+function stretchTaps(src: number, dst: number): { i0: Int32Array; i1: Int32Array; w: Float32Array } {
+  const i0 = new Int32Array(dst);
+  const i1 = new Int32Array(dst);
+  const w = new Float32Array(dst);
+  for (let o = 0; o < dst; o++) {
+    const s = Math.min(src - 1, Math.max(0, ((o + 0.5) * src) / dst - 0.5));
+    i0[o] = Math.floor(s);
+    i1[o] = Math.min(src - 1, i0[o]! + 1);
+    w[o] = s - i0[o]!;
+  }
+  return { i0, i1, w };
+}
+
+/**
+ * Adds `strength` x the working-size residual (planar 3 x S x S, in [0, 1] units), stretched to full resolution,
+ * to the image. Output is RGB (+ alpha) at the input bit depth. Also returns the PSNR of the change.
+ */
+export function applyResidual(image: RasterImage, residual: Float32Array, strength: number, size = WORKING_SIZE) {
+  const { width, height, channels, hasAlpha } = image;
+  const max = image.bitDepth === 16 ? 65535 : 255;
+  const outChannels = hasAlpha ? 4 : 3;
+  const out =
+    image.bitDepth === 16 ? new Uint16Array(width * height * outChannels) : new Uint8Array(width * height * outChannels);
+  const grey = channels <= 2;
+  const plane = size * size;
+  const cols = stretchTaps(size, width);
+  const rows = stretchTaps(size, height);
+  const line = new Float32Array(3 * size);
+  const k = strength * max;
+  let sq = 0;
+  for (let y = 0; y < height; y++) {
+    const r0 = rows.i0[y]! * size;
+    const r1 = rows.i1[y]! * size;
+    const wy = rows.w[y]!;
+    for (let c = 0; c < 3; c++)
+      for (let x = 0; x < size; x++) {
+        const a = residual[c * plane + r0 + x]!;
+        line[c * size + x] = (a + (residual[c * plane + r1 + x]! - a) * wy) * k;
+      }
+    let i = y * width * channels;
+    let o = y * width * outChannels;
+    for (let x = 0; x < width; x++, i += channels, o += outChannels) {
+      const x0 = cols.i0[x]!;
+      const x1 = cols.i1[x]!;
+      const wx = cols.w[x]!;
+      for (let c = 0; c < 3; c++) {
+        const a = line[c * size + x0]!;
+        const src = image.data[grey ? i : i + c]!;
+        const v = Math.round(src + a + (line[c * size + x1]! - a) * wx);
+        const q = v < 0 ? 0 : v > max ? max : v;
+        out[o + c] = q;
+        sq += (q - src) * (q - src);
+      }
+      if (hasAlpha) out[o + 3] = image.data[i + channels - 1]!;
+    }
+  }
+  const mse = sq / (width * height * 3);
+  const psnr = mse === 0 ? Infinity : 10 * Math.log10((max * max) / mse);
+  const marked: RasterImage = { ...image, channels: outChannels, data: out };
+  return { image: marked, psnr };
+}
+
+export async function embed(session: InferenceSession, image: RasterImage, hex: string, strength: number) {
+  checkSize(image);
+  const bits = Float32Array.from(channelBits(hex));
+  const view = new Tensor("float32", await workingView(image), [1, 3, WORKING_SIZE, WORKING_SIZE]);
+  const out = await session.run({ image: view, bits: new Tensor("float32", bits, [1, CODE_BITS]) });
+  const residual = out["residual"];
+  if (!residual) throw new RunnerError("model_output_missing", "watermark encoder returned no 'residual' output");
+  return applyResidual(image, residual.data as Float32Array, strength);
+}
+
+export async function decode(session: InferenceSession, image: RasterImage): Promise<DecodedPayload> {
+  checkSize(image);
+  const view = new Tensor("float32", await workingView(image), [1, 3, WORKING_SIZE, WORKING_SIZE]);
+  const out = await session.run({ image: view });
+  const logits = out["logits"];
+  if (!logits) throw new RunnerError("model_output_missing", "watermark decoder returned no 'logits' output");
+  const probs = Array.from(logits.data as Float32Array, (z) => 1 / (1 + Math.exp(-z)));
+  return decodeChannel(probs);
+}
+
+function params<K extends "watermark.embed" | "watermark.decode">(name: K, raw: Record<string, unknown>) {
+  const parsed = OPERATIONS[name].params.safeParse(raw);
+  if (!parsed.success) throw new RunnerError("invalid_params", parsed.error.issues.map((i) => i.message).join("; "));
+  return parsed.data;
+}
+
+export const watermarkEmbedPipeline: OperationPipeline = {
+  name: "watermark.embed",
+  async run(ctx) {
+    const p = params("watermark.embed", ctx.params);
+    if (p.bits.length > 16)
+      throw new RunnerError("invalid_params", `bits: at most 16 hex digits (64 bits), got ${p.bits.length}`);
+    const input = ctx.inputs[0];
+    if (!input) throw new RunnerError("invalid_input", "watermark.embed needs one input image");
+    const session = await ctx.session(ENCODER_ID);
+    const { image, psnr } = await ctx.timeModel(() => embed(session, input, p.bits, p.strength));
+    return {
+      result: {
+        bits: p.bits.toLowerCase().padStart(16, "0"),
+        strength: p.strength,
+        psnr_db: Number(psnr.toFixed(2)),
+        working_size: WORKING_SIZE,
+      },
+      images: [{ name: "image", image, format: p.format }],
+    };
+  },
+};
+
+export const watermarkDecodePipeline: OperationPipeline = {
+  name: "watermark.decode",
+  async run(ctx) {
+    params("watermark.decode", ctx.params);
+    const input = ctx.inputs[0];
+    if (!input) throw new RunnerError("invalid_input", "watermark.decode needs one input image");
+    const session = await ctx.session(DECODER_ID);
+    const r = await ctx.timeModel(() => decode(session, input));
+    return { result: { ...r, confidence: r.confidence.map((c) => Number(c.toFixed(4))) } };
+  },
+};
