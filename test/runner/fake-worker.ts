@@ -23,6 +23,8 @@ export interface FakeJobSpec {
   badTicket?: "tamper" | "foreign" | "mismatch" | "expired";
   /** Answer `cancel: true` to heartbeats. */
   cancel?: boolean;
+  /** The lease is taken away (expired and re-leased elsewhere) right after it is handed out: reports get 409. */
+  loseLease?: boolean;
 }
 
 export interface FakeJob {
@@ -35,6 +37,8 @@ export interface FakeJob {
   fail?: { error: { type: string; message: string }; retryable: boolean };
   released: boolean;
   inputReads: number;
+  /** Reports answered 409 because the lease was gone. */
+  lostReports?: number;
 }
 
 export class FakeWorker {
@@ -171,7 +175,10 @@ export class FakeWorker {
     const m = /^\/internal\/runner\/jobs\/([^/]+)\/(heartbeat|complete|fail|release)$/.exec(url.pathname);
     const job = m ? this.jobs.find((j) => j.id === m[1]) : undefined;
     if (!m || !job) return send(404, { type: "not_found" });
-    if (json.lease_id !== job.leaseId || job.state !== "leased") return send(409, { type: "lease_lost" });
+    if (json.lease_id !== job.leaseId || job.state !== "leased" || job.spec.loseLease) {
+      job.lostReports = (job.lostReports ?? 0) + 1;
+      return send(409, { type: "lease_lost" });
+    }
     if (m[2] === "heartbeat") {
       job.heartbeats++;
       return send(200, {

@@ -128,6 +128,15 @@ describe("lease loop against a protocol-speaking worker", () => {
     expect(bomb.fail).toMatchObject({ error: { type: "empty_input" }, retryable: false });
   });
 
+  it("drops a job silently when the worker says the lease is gone (409)", async () => {
+    const job = worker.enqueue({ inputs: [photoBytes()], loseLease: true });
+    await worker.waitFor(() => runner.loop.outcomes.some((o) => o.job_id === job.id));
+    expect(runner.loop.outcomes.find((o) => o.job_id === job.id)?.outcome).toBe("lease_lost");
+    expect(job.lostReports).toBe(1); // one complete attempt, no fail or release after it
+    expect(job.complete).toBeUndefined();
+    expect(job.fail).toBeUndefined();
+  });
+
   it("refuses a model whose ticket sha256 does not match the file", async () => {
     const job = worker.enqueue({
       operation: "test.invert",
