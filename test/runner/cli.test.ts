@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PHOTO, ROOT } from "./helpers.ts";
+import { FakeWorker } from "./fake-worker.ts";
+import { PHOTO, ROOT, photoBytes } from "./helpers.ts";
 
 const TSX = join(ROOT, "node_modules/.bin/tsx");
 const CLI = join(ROOT, "gpu-runner/src/cli.ts");
@@ -52,11 +53,47 @@ describe("CLI exec (child process)", () => {
   });
 
   it("rejects params the operation's schema does not allow, and unknown operations", async () => {
-    const params = await runCli(["exec", "inspect", "--in", PHOTO, "--param", "strength=2"]);
+    const [params, unknown] = await Promise.all([
+      runCli(["exec", "inspect", "--in", PHOTO, "--param", "strength=2"]),
+      runCli(["exec", "no.such.op", "--in", PHOTO]),
+    ]);
     expect(params.code).not.toBe(0);
     expect(JSON.parse(params.stderr.trim().split("\n").at(-1)!)).toMatchObject({ type: "invalid_params" });
-    const unknown = await runCli(["exec", "no.such.op", "--in", PHOTO]);
     expect(unknown.code).toBe(2);
     expect(JSON.parse(unknown.stderr.trim().split("\n").at(-1)!)).toMatchObject({ type: "unknown_operation" });
+  });
+});
+
+describe("CLI serve (child process)", () => {
+  it("becomes healthy, runs a job, and exits 0 on SIGTERM", async () => {
+    const worker = await new FakeWorker().start();
+    const port = 19464 + Math.floor(Math.random() * 500);
+    const child = spawn(TSX, [CLI, "serve"], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        VIGIL_API_URL: worker.url,
+        VIGIL_RUNNER_ID: worker.runnerId,
+        VIGIL_RUNNER_SECRET: worker.secret,
+        VIGIL_LEASE_WAIT_SECONDS: "1",
+        PORT: String(port),
+      },
+    });
+    let logs = "";
+    child.stderr.on("data", (d) => (logs += d));
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    try {
+      await worker.waitFor(() => worker.leaseCalls > 0, 20_000);
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+      expect(health.status).toBe(200);
+      const job = worker.enqueue({ inputs: [photoBytes()] });
+      await worker.waitFor(() => job.state === "completed", 15_000);
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      expect(logs).toContain("draining");
+    } finally {
+      child.kill("SIGKILL");
+      await worker.stop();
+    }
   });
 });
