@@ -1,11 +1,12 @@
 import { inspectPipeline } from "./inspect.ts";
 import type { OperationPipeline } from "./types.ts";
+import { watermarkDecodePipeline, watermarkEmbedPipeline } from "./watermark.ts";
 
 /**
  * Every pipeline this runner can execute, by operation name (the names in contract/operations.ts).
  * Adding an operation is one import and one entry here.
  */
-export const PIPELINES: readonly OperationPipeline[] = [inspectPipeline];
+export const PIPELINES: readonly OperationPipeline[] = [inspectPipeline, watermarkEmbedPipeline, watermarkDecodePipeline];
 
 export const REGISTRY: ReadonlyMap<string, OperationPipeline> = new Map(PIPELINES.map((p) => [p.name, p]));
 

@@ -14,10 +14,10 @@ import { readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
-import sharp from "sharp";
+import sharp, { type Region, type Sharp } from "sharp";
 import type { RasterImage } from "../../../gpu-runner/src/operations/types.ts";
-import { decode, embed } from "../../../gpu-runner/src/operations/watermark.ts";
-import { CODE_BITS, WHITENING, channelBits, hexToBits } from "../../../gpu-runner/src/operations/watermark-code.ts";
+import { WORKING_SIZE, decode, embed, workingView } from "../../../gpu-runner/src/operations/watermark.ts";
+import { CODE_BITS, channelBits, decodeChannel, hexToBits } from "../../../gpu-runner/src/operations/watermark-code.ts";
 
 const root = (p: string) => fileURLToPath(new URL(`../../../${p}`, import.meta.url));
 const { values: args } = parseArgs({
@@ -27,8 +27,13 @@ const { values: args } = parseArgs({
     strength: { type: "string", default: "1" },
     card: { type: "boolean", default: false },
     out: { type: "string", default: root("models/watermark/eval/results.json") },
+    // Sharding lets the full-resolution run use several processes: "--shard 0/2 --only attacks", then --merge.
+    shard: { type: "string", default: "0/1" },
+    only: { type: "string", default: "all" },
+    merge: { type: "string", multiple: true },
   },
 });
+const [SHARD, SHARDS] = args.shard!.split("/").map(Number) as [number, number];
 const LIMIT = Number(args.limit);
 const FP_CROPS = Number(args["fp-crops"]);
 const STRENGTH = Number(args.strength);
@@ -57,13 +62,13 @@ function raster(data: Buffer | Uint8Array, info: { width: number; height: number
   };
 }
 
-async function toRaster(s: sharp.Sharp): Promise<RasterImage> {
+async function toRaster(s: Sharp): Promise<RasterImage> {
   const { data, info } = await s.removeAlpha().toColourspace("srgb").raw().toBuffer({ resolveWithObject: true });
   return raster(data, info);
 }
 
 const sh = (img: RasterImage) => sharp(img.data, { raw: { width: img.width, height: img.height, channels: img.channels } });
-const codec = async (img: RasterImage, f: (s: sharp.Sharp) => sharp.Sharp) => toRaster(sharp(await f(sh(img)).toBuffer()));
+const codec = async (img: RasterImage, f: (s: Sharp) => Sharp) => toRaster(sharp(await f(sh(img)).toBuffer()));
 const jpeg = (q: number) => (img: RasterImage) => codec(img, (s) => s.jpeg({ quality: q, chromaSubsampling: "4:2:0" }));
 const webp = (q: number) => (img: RasterImage) => codec(img, (s) => s.webp({ quality: q }));
 const scale = (k: number) => (img: RasterImage) =>
@@ -229,9 +234,9 @@ async function loadPhoto(file: string): Promise<RasterImage> {
   return toRaster(sharp(await readFile(root(`models/data/photos/${file}`))).rotate());
 }
 
-async function testImages(photos: Photo[]): Promise<{ name: string; file: string; region: sharp.Region | null }[]> {
+async function testImages(photos: Photo[]): Promise<{ name: string; file: string; region: Region | null }[]> {
   const held = photos.filter((p) => p.split === "heldout");
-  const jobs: { name: string; file: string; region: sharp.Region | null }[] = held.map((p) => ({
+  const jobs: { name: string; file: string; region: Region | null }[] = held.map((p) => ({
     name: p.file,
     file: p.file,
     region: null,
@@ -250,7 +255,7 @@ async function testImages(photos: Photo[]): Promise<{ name: string; file: string
     ] as const)
       jobs.push({ name: `${p.file}#${left},${top}`, file: p.file, region: { left, top, width: hw, height: hh } });
   }
-  return jobs.slice(0, Math.max(LIMIT, held.length));
+  return jobs.slice(0, LIMIT);
 }
 
 function randomHex(): string {
@@ -262,7 +267,7 @@ async function main(): Promise<void> {
   const opts = { intraOpNumThreads: 1 };
   const enc = await ort.InferenceSession.create(root("models/watermark/weights/encoder.onnx"), opts);
   const dec = await ort.InferenceSession.create(root("models/watermark/weights/decoder.onnx"), opts);
-  const jobs = await testImages(photos);
+  const jobs = args.only === "fp" ? [] : (await testImages(photos)).filter((_, i) => i % SHARDS === SHARD);
   const rows = new Map(ATTACKS.map(([n]) => [n, { raw: 0, payload: 0, detected: 0, n: 0 }]));
   const quality_: { psnr: number; ssim: number; mp: number }[] = [];
   const started = Date.now();
@@ -278,10 +283,8 @@ async function main(): Promise<void> {
     quality_.push({ ...q, mp: (img.width * img.height) / 1e6 });
     for (const [name, attack] of ATTACKS) {
       const attacked = await attack(marked, donor ?? img);
-      const r = await decode(dec, attacked);
+      const { r, hard } = await decodeBoth(dec, attacked);
       const row = rows.get(name)!;
-      // raw channel bits: the decoder's hard decisions before error correction, against what was embedded
-      const hard = await decodeHard(dec, attacked);
       let rawOk = 0;
       for (let i = 0; i < CODE_BITS; i++) rawOk += hard[i] === sent[i] ? 1 : 0;
       const got = hexToBits(r.bits);
@@ -298,7 +301,7 @@ async function main(): Promise<void> {
       `[${k + 1}/${jobs.length}] ${job.name} ${img.width}x${img.height} psnr ${q.psnr.toFixed(2)} ssim ${q.ssim.toFixed(4)} (${s}s)`,
     );
   }
-  const fp = await falsePositives(dec, photos);
+  const fp = args.only === "attacks" ? null : await falsePositives(dec, photos);
   const attacks = [...rows].map(([name, r]) => ({
     attack: name,
     raw_bit_acc: r.raw / r.n,
@@ -312,6 +315,7 @@ async function main(): Promise<void> {
     strength: STRENGTH,
     images: jobs.length,
     distinct_photos: new Set(jobs.map((j) => j.file)).size,
+    files: [...new Set(jobs.map((j) => j.file))],
     megapixels: { min: Math.min(...quality_.map((q) => q.mp)), max: Math.max(...quality_.map((q) => q.mp)) },
     psnr_db: { mean: mean((q) => q.psnr), min: Math.min(...quality_.map((q) => q.psnr)) },
     ssim: { mean: mean((q) => q.ssim), min: Math.min(...quality_.map((q) => q.ssim)) },
@@ -319,15 +323,16 @@ async function main(): Promise<void> {
     false_positives: fp,
   };
   await writeFile(args.out!, JSON.stringify(results, null, 1) + "\n");
-  console.log(JSON.stringify({ psnr: results.psnr_db, ssim: results.ssim, fp: { tested: fp.tested, detected: fp.detected } }));
+  console.log(JSON.stringify({ psnr: results.psnr_db, ssim: results.ssim, fp }));
   if (args.card) await writeCard(results);
 }
 
-async function decodeHard(dec: ort.InferenceSession, img: RasterImage): Promise<Uint8Array> {
-  const { workingView, WORKING_SIZE } = await import("../../../gpu-runner/src/operations/watermark.ts");
+/** One decoder pass: the runner's payload decoding plus the raw hard channel bits (before error correction). */
+async function decodeBoth(dec: ort.InferenceSession, img: RasterImage) {
   const view = new ort.Tensor("float32", await workingView(img), [1, 3, WORKING_SIZE, WORKING_SIZE]);
   const logits = (await dec.run({ image: view }))["logits"]!.data as Float32Array;
-  return Uint8Array.from(logits, (z) => (z > 0 ? 1 : 0));
+  const r = decodeChannel(Array.from(logits, (z) => 1 / (1 + Math.exp(-z))));
+  return { r, hard: Uint8Array.from(logits, (z) => (z > 0 ? 1 : 0)) };
 }
 
 /** Unmarked photos and random crops (128 px up to the whole photo, aspect 1:3 to 3:1) of every corpus photo. */
@@ -392,5 +397,38 @@ async function writeCard(r: Awaited<ReturnType<typeof JSON.parse>>): Promise<voi
   await writeFile(path, card.slice(0, i + start.length) + "\n" + lines.join("\n") + "\n" + card.slice(j));
 }
 
-void WHITENING;
-await main();
+async function mergeShards(files: string[]): Promise<void> {
+  const parts = await Promise.all(files.map(async (f) => JSON.parse(await readFile(f, "utf8"))));
+  const withAttacks = parts.filter((p) => p.images > 0);
+  const images = withAttacks.reduce((s, p) => s + p.images, 0);
+  const wavg = (f: (p: any) => number) => withAttacks.reduce((s, p) => s + f(p) * p.images, 0) / images;
+  const attacks = withAttacks[0].attacks.map((a: any, i: number) => ({
+    attack: a.attack,
+    raw_bit_acc: wavg((p) => p.attacks[i].raw_bit_acc),
+    payload_bit_acc: wavg((p) => p.attacks[i].payload_bit_acc),
+    detection_rate: wavg((p) => p.attacks[i].detection_rate),
+    images,
+  }));
+  const fp = parts.find((p) => p.false_positives)?.false_positives;
+  const results = {
+    measured_at: new Date().toISOString(),
+    strength: withAttacks[0].strength,
+    images,
+    distinct_photos: new Set(withAttacks.flatMap((p) => p.files)).size,
+    files: [...new Set(withAttacks.flatMap((p) => p.files))],
+    megapixels: {
+      min: Math.min(...withAttacks.map((p) => p.megapixels.min)),
+      max: Math.max(...withAttacks.map((p) => p.megapixels.max)),
+    },
+    psnr_db: { mean: wavg((p) => p.psnr_db.mean), min: Math.min(...withAttacks.map((p) => p.psnr_db.min)) },
+    ssim: { mean: wavg((p) => p.ssim.mean), min: Math.min(...withAttacks.map((p) => p.ssim.min)) },
+    attacks,
+    false_positives: fp,
+  };
+  await writeFile(args.out!, JSON.stringify(results, null, 1) + "\n");
+  console.log(JSON.stringify({ images, psnr: results.psnr_db, fp }));
+  if (args.card) await writeCard(results);
+}
+
+if (args.merge?.length) await mergeShards(args.merge);
+else await main();

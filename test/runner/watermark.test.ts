@@ -1,0 +1,104 @@
+import { readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import * as ort from "onnxruntime-node";
+import sharp from "sharp";
+import { beforeAll, describe, expect, it } from "vitest";
+import { RunnerError } from "../../gpu-runner/src/errors.ts";
+import { decodeImage } from "../../gpu-runner/src/image/decode.ts";
+import { encodeImage } from "../../gpu-runner/src/image/encode.ts";
+import type { OperationContext, RasterImage } from "../../gpu-runner/src/operations/types.ts";
+import { decode, embed, watermarkDecodePipeline, watermarkEmbedPipeline } from "../../gpu-runner/src/operations/watermark.ts";
+
+const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
+const LIMITS = { maxPixels: 50_000_000 };
+let enc: ort.InferenceSession;
+let dec: ort.InferenceSession;
+let photo: Buffer;
+
+beforeAll(async () => {
+  enc = await ort.InferenceSession.create(root("models/watermark/weights/encoder.onnx"), { intraOpNumThreads: 1 });
+  dec = await ort.InferenceSession.create(root("models/watermark/weights/decoder.onnx"), { intraOpNumThreads: 1 });
+  photo = await readFile(root("test/fixtures/photo.jpg"));
+});
+
+async function image(width: number, height: number, mode: "rgb" | "grey" | "alpha" | "16bit" = "rgb"): Promise<RasterImage> {
+  let s = sharp(photo).resize(width, height, { fit: "fill" });
+  if (mode === "grey") s = s.greyscale();
+  if (mode === "alpha") s = s.ensureAlpha(0.8);
+  const bytes = mode === "16bit" ? await s.toColourspace("rgb16").png().toBuffer() : await s.png().toBuffer();
+  return decodeImage(bytes, LIMITS);
+}
+
+async function viaJpeg(img: RasterImage, quality: number): Promise<RasterImage> {
+  return decodeImage(await encodeImage(img, "jpeg", quality), LIMITS);
+}
+
+function ctx(params: Record<string, unknown>, inputs: RasterImage[]): OperationContext {
+  return {
+    params,
+    inputs,
+    session: async (id) => (id === "watermark-encoder" ? enc : dec),
+    timeModel: (fn) => fn(),
+    signal: new AbortController().signal,
+  };
+}
+
+describe("watermark embed/decode through real codecs", () => {
+  it("round-trips a payload through PNG and through JPEG q75, with PSNR >= 40 dB", async () => {
+    const input = await image(1024, 768);
+    const { image: marked, psnr } = await embed(enc, input, "c0ffee0123456789", 1);
+    expect(psnr).toBeGreaterThanOrEqual(40);
+    expect(marked.width).toBe(1024);
+    const png = await decode(dec, await decodeImage(await encodeImage(marked, "png"), LIMITS));
+    expect(png).toMatchObject({ bits: "c0ffee0123456789", detected: true });
+    expect(png.p_value).toBeLessThanOrEqual(1e-6);
+    const jpg = await decode(dec, await viaJpeg(marked, 75));
+    expect(jpg.bits).toBe("c0ffee0123456789");
+    expect(jpg.detected).toBe(true);
+  });
+
+  it("an unmarked photo is not detected", async () => {
+    const r = await decode(dec, await image(1024, 768));
+    expect(r.detected).toBe(false);
+    expect(r.p_value).toBeGreaterThan(1e-6);
+  });
+
+  it("works at 128 px, at extreme aspect ratios, on grey, alpha and 16-bit images", async () => {
+    for (const [w, h, mode] of [
+      [128, 128, "rgb"],
+      [2000, 160, "rgb"],
+      [150, 1800, "rgb"],
+      [640, 480, "grey"],
+      [640, 480, "alpha"],
+      [640, 480, "16bit"],
+    ] as const) {
+      const input = await image(w, h, mode);
+      const { image: marked } = await embed(enc, input, "0123456789abcdef", 1);
+      expect(marked.bitDepth).toBe(input.bitDepth);
+      expect(marked.hasAlpha).toBe(input.hasAlpha);
+      const r = await decode(dec, await decodeImage(await encodeImage(marked, "png"), LIMITS));
+      expect(r.bits, `${w}x${h} ${mode}`).toBe("0123456789abcdef");
+      expect(r.detected, `${w}x${h} ${mode}`).toBe(true);
+    }
+  });
+
+  it("pipelines: embed returns the image artifact, decode returns bits, confidence, p_value, detected", async () => {
+    const input = await image(800, 600);
+    const out = await watermarkEmbedPipeline.run(ctx({ bits: "ABCDEF", format: "png" }, [input]));
+    expect(out.result).toMatchObject({ bits: "0000000000abcdef", strength: 1 });
+    const artifact = out.images![0]!;
+    expect(artifact.name).toBe("image");
+    const res = await watermarkDecodePipeline.run(ctx({}, [artifact.image]));
+    expect(res.result).toMatchObject({ bits: "0000000000abcdef", detected: true });
+    expect((res.result.confidence as number[]).length).toBe(64);
+  });
+
+  it("bad input gets clear errors", async () => {
+    const input = await image(200, 200);
+    await expect(watermarkEmbedPipeline.run(ctx({ bits: "xyz" }, [input]))).rejects.toThrow(RunnerError);
+    await expect(watermarkEmbedPipeline.run(ctx({ bits: "0".repeat(17) }, [input]))).rejects.toThrow(/at most 16 hex/);
+    await expect(watermarkEmbedPipeline.run(ctx({ bits: "01", strength: 9 }, [input]))).rejects.toThrow(RunnerError);
+    await expect(watermarkDecodePipeline.run(ctx({}, [await image(20, 20)]))).rejects.toThrow(/at least 32 px/);
+    await expect(watermarkDecodePipeline.run(ctx({}, []))).rejects.toThrow(/one input/);
+  });
+});
