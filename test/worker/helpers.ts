@@ -81,10 +81,13 @@ export async function lease(
   return ((await res.json()) as { jobs: LeasedJob[] }).jobs;
 }
 
-/** Leases until the given job comes out (other test files' jobs may be queued too). */
+/**
+ * Leases one job at a time (FIFO) until the given one comes out; older queued jobs of the same test
+ * file are leased and abandoned on the way, later ones stay queued.
+ */
 export async function leaseJob(jobId: string, operation = "inspect", runner = RUNNER_A): Promise<LeasedJob> {
-  for (let i = 0; i < 50; i++) {
-    const jobs = await lease([operation], { runner, max_jobs: 32 });
+  for (let i = 0; i < 200; i++) {
+    const jobs = await lease([operation], { runner, max_jobs: 1 });
     const hit = jobs.find((j) => j.job_id === jobId);
     if (hit) return hit;
     if (!jobs.length) break;
