@@ -1,18 +1,20 @@
 /**
  * Chaotic bit cipher for watermark payloads (design and rationale: docs/identity-crypto.md).
  *
- * The dynamical system is a pair of cross-coupled logistic maps
+ * The dynamical system is a pair of cross-coupled skew tent maps, a 2-D hyperchaotic map:
  *
- *   fx = r1·x·(1−x),  fy = r2·y·(1−y)
- *   x' = (1−ε)·fx + ε·fy,  y' = (1−ε)·fy + ε·fx
+ *   T_p(u) = u/p for u < p, (1−u)/(1−p) otherwise
+ *   x' = (1−ε)·T_p1(x) + ε·T_p2(y),  y' = (1−ε)·T_p2(y) + ε·T_p1(x)
  *
- * with r1, r2 ∈ [3.99, 3.9999), ε ∈ [0.05, 0.15) and x0, y0 ∈ [0.05, 0.95), all from HKDF-SHA256.
- * Every step uses only IEEE-754 float64 +, −, ×, Math.floor and % by a power of two, which are exactly
+ * with p1, p2 ∈ [0.3, 0.45) ∪ [0.55, 0.7), ε ∈ [0.02, 0.1) and x0, y0 ∈ [0.05, 0.95), all from HKDF-SHA256.
+ * Every |slope| is ≥ 1/0.7, and the coupling matrix has singular values 1 and 1−2ε ≥ 0.8, so the Jacobian
+ * stretches every direction by ≥ 0.8/0.7 ≈ 1.14 per step: both Lyapunov exponents are ≥ 0.13 for every key,
+ * and no periodic orbit can be stable. (Coupled logistic maps, tried first, fell into stable period-2..32
+ * orbits for 12.5 % of keys: the logistic map's zero slope at x = 1/2 lets coupling create attractors.)
+ *
+ * Every step uses only IEEE-754 float64 +, −, ×, /, Math.floor and % by a power of two, which are exactly
  * rounded on every conforming platform, so the orbit (and the cipher) is bit-for-bit reproducible.
- *
- * Output is taken from mantissa bits 33..40 below the binary point of x and y (XORed): the high bits of
- * a logistic orbit follow the arcsine density and are correlated step to step, the low-order bits are
- * close to uniform and decorrelate after one step (Lyapunov exponent ≈ ln 2 per step).
+ * Output is mantissa bits 33..40 below the binary point of x and y, XORed.
  */
 
 import { utf8 } from "../../../contract/encoding.ts";
@@ -20,19 +22,21 @@ import { utf8 } from "../../../contract/encoding.ts";
 const TWO_40 = 2 ** 40;
 const TWO_32 = 2 ** 32;
 const TWO_52 = 2 ** 52;
-/** Discarded iterations after seeding: 52 bits of initial-condition detail saturate in ≈ 52 steps at λ ≈ ln 2. */
+/** Discarded iterations after seeding: ≥ 52 bits of initial-condition detail saturate in ≈ 52/0.13 = 400 steps at worst. */
 export const BURN_IN = 1000;
 /**
- * Ciphertext feedback adds this to x. It is far above bit 40, so the next output bits change at once,
- * and small enough that x stays below r/4 + 2^-20 < 1.
+ * Ciphertext feedback moves x by this much. It is far above bit 40, so the next output bits change at
+ * once, and it is applied towards the middle of (0, 1) so that x never leaves the interval.
  */
 const FEEDBACK = 2 ** -20;
+/** Bounded rejection sampling: with a live orbit each draw is accepted with probability > 1/2. */
+const MAX_DRAWS = 200;
 
 export interface ChaosParams {
   x0: number;
   y0: number;
-  r1: number;
-  r2: number;
+  p1: number;
+  p2: number;
   eps: number;
   /** Extra keyed burn-in (0..255) on top of BURN_IN. */
   extraBurn: number;
@@ -49,41 +53,54 @@ function fraction32(b: Uint8Array, at: number): number {
   return (((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0) / TWO_32;
 }
 
-/** Maps 32 key-derived bytes to parameters inside the non-degenerate ranges documented above. */
+/**
+ * Skew point from u ∈ [0, 1): [0.3, 0.45) ∪ [0.55, 0.7). The gap keeps p away from 1/2, where the tent
+ * map's slope 2 only shifts mantissa bits out and a float orbit decays to 0.
+ */
+function skew(u: number): number {
+  return u < 0.5 ? 0.3 + 0.3 * u : 0.55 + 0.3 * (u - 0.5);
+}
+
+/** Maps 27 key-derived bytes to parameters inside the non-degenerate ranges documented above. */
 export function paramsFromBytes(b: Uint8Array): ChaosParams {
   if (b.length < 27) throw new RangeError("need 27 bytes of key material");
   return {
     x0: 0.05 + 0.9 * fraction52(b, 0),
     y0: 0.05 + 0.9 * fraction52(b, 7),
-    r1: 3.99 + 0.0099 * fraction32(b, 14),
-    r2: 3.99 + 0.0099 * fraction32(b, 18),
-    eps: 0.05 + 0.1 * fraction32(b, 22),
+    p1: skew(fraction32(b, 14)),
+    p2: skew(fraction32(b, 18)),
+    eps: 0.02 + 0.08 * fraction32(b, 22),
     extraBurn: b[26]!,
   };
 }
 
+function tent(u: number, p: number): number {
+  return u < p ? u / p : (1 - u) / (1 - p);
+}
+
 /** One coupled chaotic system. Mutable: each call advances the orbit. */
-export class CoupledLogistic {
+export class CoupledSkewTent {
   x: number;
   y: number;
-  private readonly r1: number;
-  private readonly r2: number;
-  private readonly eps: number;
+  private readonly p: ChaosParams;
 
   constructor(p: ChaosParams, burnIn: number = BURN_IN + p.extraBurn) {
+    this.p = p;
     this.x = p.x0;
     this.y = p.y0;
-    this.r1 = p.r1;
-    this.r2 = p.r2;
-    this.eps = p.eps;
     for (let i = 0; i < burnIn; i++) this.step();
   }
 
   step(): void {
-    const fx = this.r1 * this.x * (1 - this.x);
-    const fy = this.r2 * this.y * (1 - this.y);
-    this.x = (1 - this.eps) * fx + this.eps * fy;
-    this.y = (1 - this.eps) * fy + this.eps * fx;
+    const { p1, p2, eps } = this.p;
+    const tx = tent(this.x, p1);
+    const ty = tent(this.y, p2);
+    this.x = (1 - eps) * tx + eps * ty;
+    this.y = (1 - eps) * ty + eps * tx;
+    // 0 is a fixed point and 1 maps to 0; exact hits are measure-zero but possible in float64.
+    // Re-entering at the keyed start keeps the orbit alive and the arithmetic deterministic.
+    if (!(this.x > 0 && this.x < 1)) this.x = this.p.y0;
+    if (!(this.y > 0 && this.y < 1)) this.y = this.p.x0;
   }
 
   /** Advances once and returns 8 low-order mantissa bits of x XOR those of y. */
@@ -98,7 +115,7 @@ export class CoupledLogistic {
 
   /** Ciphertext feedback: a 1 bit nudges the orbit, so every later keystream bit depends on it. */
   feed(bit: number): void {
-    if (bit) this.x += FEEDBACK;
+    if (bit) this.x = this.x < 0.5 ? this.x + FEEDBACK : this.x - FEEDBACK;
   }
 
   /** Uniform integer in [0, n) by rejection on 16-bit draws (exact, no modulo bias); n ≤ 65536. */
@@ -106,10 +123,11 @@ export class CoupledLogistic {
     let mask = 1;
     while (mask < n) mask = mask * 2;
     mask -= 1;
-    for (;;) {
+    for (let i = 0; i < MAX_DRAWS; i++) {
       const v = ((this.nextByte() << 8) | this.nextByte()) & mask;
       if (v < n) return v;
     }
+    throw new Error("chaotic stream is degenerate (rejection sampling did not terminate)");
   }
 }
 
@@ -147,7 +165,7 @@ function checkBits(bits: Uint8Array): void {
 }
 
 /** Fisher–Yates permutation of [0, n) driven by the chaotic system. */
-export function chaoticPermutation(sys: CoupledLogistic, n: number): Uint16Array {
+export function chaoticPermutation(sys: CoupledSkewTent, n: number): Uint16Array {
   const p = new Uint16Array(n);
   for (let i = 0; i < n; i++) p[i] = i;
   for (let i = n - 1; i > 0; i--) {
@@ -167,7 +185,7 @@ export function chaoticPermutation(sys: CoupledLogistic, n: number): Uint16Array
 export function encryptBits(keys: CipherKeys, plain: Uint8Array): Uint8Array {
   checkBits(plain);
   const n = plain.length;
-  const a = new CoupledLogistic(keys.a);
+  const a = new CoupledSkewTent(keys.a);
   const perm = chaoticPermutation(a, n);
   const mid = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
@@ -175,7 +193,7 @@ export function encryptBits(keys: CipherKeys, plain: Uint8Array): Uint8Array {
     mid[i] = c;
     a.feed(c);
   }
-  const b = new CoupledLogistic(keys.b);
+  const b = new CoupledSkewTent(keys.b);
   const out = new Uint8Array(n);
   for (let i = n - 1; i >= 0; i--) {
     const c = mid[i]! ^ b.nextBit();
@@ -188,13 +206,13 @@ export function encryptBits(keys: CipherKeys, plain: Uint8Array): Uint8Array {
 export function decryptBits(keys: CipherKeys, cipher: Uint8Array): Uint8Array {
   checkBits(cipher);
   const n = cipher.length;
-  const b = new CoupledLogistic(keys.b);
+  const b = new CoupledSkewTent(keys.b);
   const mid = new Uint8Array(n);
   for (let i = n - 1; i >= 0; i--) {
     mid[i] = cipher[i]! ^ b.nextBit();
     b.feed(cipher[i]!);
   }
-  const a = new CoupledLogistic(keys.a);
+  const a = new CoupledSkewTent(keys.a);
   const perm = chaoticPermutation(a, n);
   const plain = new Uint8Array(n);
   for (let i = 0; i < n; i++) {

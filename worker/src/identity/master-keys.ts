@@ -66,10 +66,11 @@ export async function wrapKey(env: KeyEnv, tenantId: string, keyId: string, raw:
 
 export async function unwrapKey(env: KeyEnv, row: Pick<MasterKeyRow, "tenant_id" | "id" | "wrapped">): Promise<Uint8Array> {
   const all = base64urlDecode(row.wrapped);
+  const wrappingKey = await kek(env);
   try {
     const raw = await crypto.subtle.decrypt(
       { name: "AES-GCM", iv: all.subarray(0, 12), additionalData: aad(row.tenant_id, row.id) },
-      await kek(env),
+      wrappingKey,
       all.subarray(12),
     );
     return new Uint8Array(raw);

@@ -1,4 +1,4 @@
-"""Independent reference of the Vigil identity cipher (docs/identity-crypto.md) in CPython.
+"""Independent reference of the Vigil identity cipher (coupled skew tent maps) (docs/identity-crypto.md) in CPython.
 
 Recomputes test/fixtures/identity-vectors.json from its inputs, with Python's own float64 arithmetic,
 hmac/hashlib HKDF (RFC 5869) and no code shared with the TypeScript implementation. Agreement is the
@@ -30,8 +30,9 @@ def hkdf(ikm: bytes, info: bytes, n: int) -> bytes:
 def params(b: bytes) -> dict:
     f52 = lambda at: int.from_bytes(b[at : at + 7], "big") % 2**52 / 2**52
     f32 = lambda at: int.from_bytes(b[at : at + 4], "big") / 2**32
-    return dict(x0=0.05 + 0.9 * f52(0), y0=0.05 + 0.9 * f52(7), r1=3.99 + 0.0099 * f32(14),
-                r2=3.99 + 0.0099 * f32(18), eps=0.05 + 0.1 * f32(22), extraBurn=b[26])
+    skew = lambda u: 0.3 + 0.3 * u if u < 0.5 else 0.55 + 0.3 * (u - 0.5)
+    return dict(x0=0.05 + 0.9 * f52(0), y0=0.05 + 0.9 * f52(7), p1=skew(f32(14)), p2=skew(f32(18)),
+                eps=0.02 + 0.08 * f32(22), extraBurn=b[26])
 
 
 class System:
@@ -42,23 +43,32 @@ class System:
 
     def step(self):
         p = self.p
-        fx = p["r1"] * self.x * (1 - self.x)
-        fy = p["r2"] * self.y * (1 - self.y)
+        tent = lambda u, q: u / q if u < q else (1 - u) / (1 - q)
+        fx, fy = tent(self.x, p["p1"]), tent(self.y, p["p2"])
         self.x = (1 - p["eps"]) * fx + p["eps"] * fy
         self.y = (1 - p["eps"]) * fy + p["eps"] * fx
+        if not 0 < self.x < 1:
+            self.x = p["y0"]
+        if not 0 < self.y < 1:
+            self.y = p["x0"]
 
     def byte(self) -> int:
         self.step()
         return (math.floor(self.x * 2**40) % 256) ^ (math.floor(self.y * 2**40) % 256)
 
+    def feed(self, bit: int):
+        if bit:
+            self.x = self.x + FEEDBACK if self.x < 0.5 else self.x - FEEDBACK
+
     def below(self, n: int) -> int:
         mask = 1
         while mask < n:
             mask *= 2
-        while True:
+        for _ in range(200):
             v = ((self.byte() << 8) | self.byte()) & (mask - 1)
             if v < n:
                 return v
+        raise RuntimeError("degenerate stream")
 
 
 def encrypt(ikm: bytes, nonce: bytes, plain: list) -> list:
@@ -72,12 +82,12 @@ def encrypt(ikm: bytes, nonce: bytes, plain: list) -> list:
     for i in range(n):
         c = plain[perm[i]] ^ (a.byte() & 1)
         mid.append(c)
-        a.x += FEEDBACK * c
+        a.feed(c)
     b, out = System(params(okm[32:])), [0] * n
     for i in range(n - 1, -1, -1):
         c = mid[i] ^ (b.byte() & 1)
         out[i] = c
-        b.x += FEEDBACK * c
+        b.feed(c)
     return out
 
 

@@ -6,7 +6,7 @@
 
 import { hex } from "../../../../contract/encoding.ts";
 import { bitsToHex, hexToBits } from "../bits.ts";
-import { CoupledLogistic, deriveCipherKeys, encryptBits, importMasterKey, paramsFromBytes } from "../chaos.ts";
+import { CoupledSkewTent, deriveCipherKeys, encryptBits, importMasterKey, paramsFromBytes } from "../chaos.ts";
 import { DEFAULT_LAYOUT, encodePayload } from "../payload.ts";
 
 const fromHex = (h: string) => Uint8Array.from(h.match(/../g) ?? [], (b) => parseInt(b, 16));
@@ -20,7 +20,7 @@ async function main() {
   for (const name of ["chaos-0", "chaos-1", "chaos-2"]) {
     const bytes = await label(name);
     const p = paramsFromBytes(bytes);
-    const sys = new CoupledLogistic(p);
+    const sys = new CoupledSkewTent(p);
     const out = Uint8Array.from({ length: 32 }, () => sys.nextByte());
     chaos.push({ params_bytes_hex: hex(bytes), params: p, first_bytes_hex: hex(out), x_after: sys.x, y_after: sys.y });
   }
