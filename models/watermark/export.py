@@ -33,7 +33,7 @@ def parity_fixture(model, cfg: dict) -> None:
     image = torch.from_numpy(cv2.resize(photo, (s, s), interpolation=cv2.INTER_AREA).copy()).permute(2, 0, 1)[None].float() / 255
     bits = torch.from_numpy((np.arange(cfg["n_bits"]) * 7919 % 3 == 0).astype(np.float32))[None]
     with torch.no_grad():
-        residual = model.encoder(image, bits)
+        residual = hooks.EncoderExport(model, cfg["export_gain"])(image, bits)
         logits = model.decoder((image + residual).clamp(0, 1))
     for name, t in {"image": image, "bits": bits, "residual": residual, "logits": logits}.items():
         t.numpy().astype("<f4").tofile(os.path.join(FIXTURE, f"{name}.f32"))
@@ -46,14 +46,16 @@ def parity_fixture(model, cfg: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--gain", type=float, default=1.0, help="default-strength gain baked into the encoder graph")
     args = ap.parse_args()
     ck = torch.load(args.ckpt, map_location="cpu")
     cfg = ck["cfg"]
+    cfg["export_gain"] = args.gain
     model = hooks.build(cfg)
     model.load_state_dict(ck["model"])
     model.eval()
     info = hooks.export(model, WEIGHTS, cfg)
-    common = {"version": "1.0.0", "working_size": [cfg["size"], cfg["size"]], "license": "Apache-2.0 (weights trained here)",
+    common = {"version": "1.0.0", "export_gain": args.gain, "working_size": [cfg["size"], cfg["size"]], "license": "trained here from the corpus in models/data (photo licenses there); same terms as this repository",
               "card": "watermark/CARD.md"}
     upsert_manifest({"id": "watermark-encoder", "file": "watermark/weights/encoder.onnx", **common, **info["encoder"]})
     upsert_manifest({"id": "watermark-decoder", "file": "watermark/weights/decoder.onnx", **common, **info["decoder"]})

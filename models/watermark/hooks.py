@@ -102,21 +102,23 @@ def training_step(model: Watermark, batch, step: int, cfg: dict):
 
 
 class EncoderExport(torch.nn.Module):
-    """The encoder graph as shipped: unit strength (PSNR about -20 log10(target_rms) at the working size)."""
+    """The encoder graph as shipped. Its unit strength is the tuned default: `export_gain` x target_rms, chosen
+    after training as the largest gain that keeps PSNR >= 40 dB with margin (robustness grows with it)."""
 
-    def __init__(self, model: Watermark):
+    def __init__(self, model: Watermark, gain: float = 1.0):
         super().__init__()
         self.encoder = model.encoder
+        self.gain = gain
 
     def forward(self, image, bits):
-        return self.encoder(image, bits)
+        return self.encoder(image, bits) * self.gain
 
 
 def export(model: Watermark, out_dir: str, cfg: dict) -> dict:
     model.eval().cpu()
     s, n = cfg["size"], cfg["n_bits"]
     image, bits = torch.rand(1, 3, s, s), torch.randint(0, 2, (1, n)).float()
-    enc = export_onnx(EncoderExport(model), (image, bits), os.path.join(out_dir, "encoder.onnx"), ["image", "bits"], ["residual"], cfg["opset"])
+    enc = export_onnx(EncoderExport(model, cfg.get("export_gain", 1.0)), (image, bits), os.path.join(out_dir, "encoder.onnx"), ["image", "bits"], ["residual"], cfg["opset"])
     dec = export_onnx(model.decoder, (image,), os.path.join(out_dir, "decoder.onnx"), ["image"], ["logits"], cfg["opset"])
     return {"encoder": enc, "decoder": dec}
 
