@@ -162,6 +162,12 @@ describe("webhook delivery", () => {
     const list = (await (await call("/v1/webhook_endpoints")).json()) as { data: { id: string }[] };
     expect(list.data.map((e) => e.id)).toContain(ep.id);
     expect(JSON.stringify(list)).not.toContain(ep.secret);
+    // At rest the secret is sealed with AES-GCM under MASTER_KEY_ENCRYPTION_KEY, never stored in the clear.
+    const row = await testEnv.DB.prepare("SELECT secret FROM webhook_endpoints WHERE id = ?")
+      .bind(ep.id)
+      .first<{ secret: string }>();
+    expect(row!.secret).toMatch(/^enc1:/);
+    expect(row!.secret).not.toContain(ep.secret.slice(6));
     expect((await call(`/v1/webhook_endpoints/${ep.id}`, { method: "DELETE" })).status).toBe(200);
     expect((await call(`/v1/webhook_endpoints/${ep.id}`, { method: "DELETE" })).status).toBe(404);
   });

@@ -2,6 +2,7 @@ import type { JobRecord } from "../durable/job-queue.ts";
 import type { AppEnv } from "../env.ts";
 import { newId } from "./ids.ts";
 import { publicJob } from "./job-view.ts";
+import { openSecret } from "./secret-box.ts";
 import { checkWebhookUrl } from "./ssrf.ts";
 
 /**
@@ -152,8 +153,10 @@ export async function deliver(
     await record("failed", null, `blocked: ${verdict.reason}`);
     return true;
   }
-  const secrets = [ep.secret];
-  if (ep.previous_secret && (ep.previous_secret_expires_at ?? 0) > started) secrets.push(ep.previous_secret);
+  const key = env.MASTER_KEY_ENCRYPTION_KEY;
+  const secrets = [await openSecret(key, ep.id, ep.secret)];
+  if (ep.previous_secret && (ep.previous_secret_expires_at ?? 0) > started)
+    secrets.push(await openSecret(key, ep.id, ep.previous_secret));
   const body = JSON.stringify(msg.event);
   const headers = await webhookHeaders(secrets, msg.event.id, Math.floor(started / 1000), body);
   const last = attempt >= MAX_DELIVERY_ATTEMPTS;

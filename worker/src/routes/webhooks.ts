@@ -3,6 +3,7 @@ import type { Context } from "hono";
 import type { HonoEnv } from "../env.ts";
 import { newId } from "../lib/ids.ts";
 import { checkWebhookUrl } from "../lib/ssrf.ts";
+import { sealSecret } from "../lib/secret-box.ts";
 import { generateWebhookSecret, PREVIOUS_SECRET_GRACE_SECONDS } from "../lib/webhooks.ts";
 import { ApiError, json } from "../problem.ts";
 import { newRouter } from "../router.ts";
@@ -82,7 +83,15 @@ webhooks.openapi(
     await c.env.DB.prepare(
       "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, secret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
-      .bind(row.id, row.tenant_id, row.url, row.description, row.events, row.secret, row.created_at)
+      .bind(
+        row.id,
+        row.tenant_id,
+        row.url,
+        row.description,
+        row.events,
+        await sealSecret(c.env.MASTER_KEY_ENCRYPTION_KEY, row.id, row.secret),
+        row.created_at,
+      )
       .run();
     return json({ ...endpointJson(row), secret: row.secret }, 201);
   }) as never,
@@ -141,7 +150,13 @@ webhooks.openapi(
     await c.env.DB.prepare(
       "UPDATE webhook_endpoints SET secret = ?, previous_secret = ?, previous_secret_expires_at = ? WHERE id = ?",
     )
-      .bind(secret, ep.secret, Date.now() + PREVIOUS_SECRET_GRACE_SECONDS * 1000, ep.id)
+      // The old secret stays sealed as it was; both are bound to the endpoint id.
+      .bind(
+        await sealSecret(c.env.MASTER_KEY_ENCRYPTION_KEY, ep.id, secret),
+        ep.secret,
+        Date.now() + PREVIOUS_SECRET_GRACE_SECONDS * 1000,
+        ep.id,
+      )
       .run();
     return json({ ...endpointJson(ep), secret });
   }) as never,
