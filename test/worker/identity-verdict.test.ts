@@ -1,0 +1,95 @@
+import { describe, expect, it } from "vitest";
+import { testEnv } from "./helpers.ts";
+import { bitsToHex, hexToBits } from "../../worker/src/identity/bits.ts";
+import { createAsset, tracePayload } from "../../worker/src/identity/assets.ts";
+import { Calibration, DecodeResult, decideVerdict } from "../../worker/src/identity/verdict.ts";
+
+const env = testEnv;
+const tenant = () => `ten_${crypto.randomUUID().replaceAll("-", "")}`;
+/** Shape of models/identity/calibration.json; the numbers here are test inputs, not measurements. */
+const calibration = Calibration.parse({
+  code_bits: 32,
+  threshold: 8,
+  false_alarm: { rate: 0.01, ci95: [0.004, 0.02] },
+  miss: { rate: 0.03, ci95: [0.01, 0.06] },
+});
+const decoded = (bits: string, detected = true): DecodeResult =>
+  DecodeResult.parse({ bits, detected, p_value: detected ? 1e-12 : 0.4, errors: detected ? 3 : null, corrected: detected });
+
+/** Flips `n` distinct bits of a hex code. */
+function perturb(hex: string, n: number): string {
+  const bits = hexToBits(hex, hex.length * 4);
+  for (let i = 0; i < n; i++) bits[(i * 7) % bits.length]! ^= 1;
+  return bitsToHex(bits);
+}
+
+async function protectedAsset(code: string | null) {
+  const t = tenant();
+  const faces = code ? [{ box: { x: 0, y: 0, width: 100, height: 100 }, score: 0.99, identity_code: code }] : [];
+  const made = await createAsset(env, { tenantId: t, faces, owner: "studio" });
+  return { t, ...made };
+}
+
+describe("verify decision", () => {
+  it("same face (within the threshold) → authentic, with the source traced", async () => {
+    const { t, row, payloadHex } = await protectedAsset("a1b2c3d4");
+    const traced = await tracePayload(env, t, payloadHex);
+    const out = decideVerdict(decoded(payloadHex), [perturb("a1b2c3d4", 3)], traced, calibration);
+    expect(out.verdict).toBe("authentic");
+    expect(out.evidence.identity_distance).toBe(3);
+    expect(out.source).toEqual({ asset_id: row.id, owner: "studio", protected_at: new Date(row.protected_at).toISOString() });
+    expect(out.evidence.false_alarm_rate.ci95).toEqual([0.004, 0.02]);
+  });
+
+  it("different face → face_swapped, source still traced", async () => {
+    const { t, row, payloadHex } = await protectedAsset("a1b2c3d4");
+    const out = decideVerdict(
+      decoded(payloadHex),
+      [perturb("a1b2c3d4", 15)],
+      await tracePayload(env, t, payloadHex),
+      calibration,
+    );
+    expect(out.verdict).toBe("face_swapped");
+    expect(out.evidence.identity_distance).toBe(15);
+    expect(out.source?.asset_id).toBe(row.id);
+  });
+
+  it("the protected face among several faces now → authentic (minimum distance)", async () => {
+    const { t, payloadHex } = await protectedAsset("0f0f0f0f");
+    const out = decideVerdict(decoded(payloadHex), ["f0f0f0f0", "0f0f0f0e"], await tracePayload(env, t, payloadHex), calibration);
+    expect(out.verdict).toBe("authentic");
+    expect(out.evidence.identity_distances).toEqual([32, 1]);
+  });
+
+  it("no watermark → not_protected, no source", async () => {
+    const out = decideVerdict(decoded("0000000000000000", false), ["a1b2c3d4"], null, calibration);
+    expect(out).toMatchObject({ verdict: "not_protected", source: null });
+  });
+
+  it("another tenant's watermark → not_protected", async () => {
+    const { payloadHex } = await protectedAsset("a1b2c3d4");
+    const traced = await tracePayload(env, tenant(), payloadHex);
+    expect(traced).toBeNull();
+    expect(decideVerdict(decoded(payloadHex), ["a1b2c3d4"], traced, calibration).verdict).toBe("not_protected");
+  });
+
+  it("provenance-only assets: authentic without faces, inconclusive when a face appeared", async () => {
+    const { t, payloadHex } = await protectedAsset(null);
+    const traced = await tracePayload(env, t, payloadHex);
+    expect(decideVerdict(decoded(payloadHex), [], traced, calibration).verdict).toBe("authentic");
+    expect(decideVerdict(decoded(payloadHex), ["a1b2c3d4"], traced, calibration).verdict).toBe("inconclusive");
+  });
+
+  it("face protected but none found now → inconclusive; malformed face codes count as maximally distant", async () => {
+    const { t, payloadHex } = await protectedAsset("a1b2c3d4");
+    const traced = await tracePayload(env, t, payloadHex);
+    expect(decideVerdict(decoded(payloadHex), [], traced, calibration).verdict).toBe("inconclusive");
+    const out = decideVerdict(decoded(payloadHex), ["abc"], traced, calibration);
+    expect(out.verdict).toBe("face_swapped");
+    expect(out.evidence.identity_distance).toBe(32);
+  });
+
+  it("rejects a calibration file without thresholds or rates", () => {
+    expect(Calibration.safeParse({ code_bits: 32 }).success).toBe(false);
+  });
+});

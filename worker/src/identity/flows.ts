@@ -1,0 +1,261 @@
+/**
+ * Protect and verify as composite requests whose stages are ordinary child jobs. Runners only ever see
+ * images, the encrypted payload (embed) and raw decoded bits (decode); keys and the decision stay here.
+ *
+ *   protect: face.analyze ──hook──▶ createAsset (encrypt) ──▶ watermark.embed ──hook──▶ output
+ *   verify:  face.analyze ─┐
+ *            watermark.decode ─┴─hook (when both are in)──▶ trace + decide ──▶ output (+ webhook)
+ *
+ * State lives in D1 (identity_flows). Each hook writes only its own column, and the final step is a
+ * conditional UPDATE on status = 'running', so the two verify hooks racing each other finish once.
+ */
+
+import type { JobRecord } from "../durable/job-queue.ts";
+import { jobQueue } from "../durable/job-queue.ts";
+import type { AppEnv } from "../env.ts";
+import { newId } from "../lib/ids.ts";
+import { createJob, registerCompletionHook } from "../lib/jobs-api.ts";
+import { objectKeys, objectUrlSigner } from "../lib/object-urls.ts";
+import { emitEvent } from "../lib/webhooks.ts";
+import { createAsset, FaceInput, publicAsset, setAssetImage, tracePayload } from "./assets.ts";
+import { AnalyzedFaces, Calibration, DecodeResult, decideVerdict } from "./verdict.ts";
+
+export type FlowKind = "protect" | "verify";
+
+export interface FlowRow {
+  id: string;
+  tenant_id: string;
+  kind: FlowKind;
+  status: "running" | "succeeded" | "failed";
+  input_key: string;
+  params: string;
+  origin: string;
+  analyze_job: string | null;
+  mark_job: string | null;
+  analyze_result: string | null;
+  decode_result: string | null;
+  asset_id: string | null;
+  output: string | null;
+  error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface ProtectParams {
+  owner: string | null;
+  external_ref: string | null;
+  strength: number;
+  format: "png" | "jpeg" | "webp";
+}
+
+/** Signed image URLs in protect outputs stay valid this long. */
+const IMAGE_URL_TTL_S = 24 * 3600;
+
+let calibration: Calibration | null = null;
+/**
+ * Installs the face engineer's models/identity/calibration.json. Until then face comparisons end
+ * `inconclusive` (never a guessed threshold); provenance and not_protected verdicts are unaffected.
+ */
+export function configureCalibration(json: unknown): void {
+  calibration = Calibration.parse(json);
+}
+
+export async function startFlow(
+  env: AppEnv,
+  req: { tenantId: string; kind: FlowKind; image: Uint8Array; contentType: string; origin: string; params: unknown },
+): Promise<FlowRow> {
+  const id = newId("idf");
+  const inputKey = objectKeys.input(req.tenantId, id, 0);
+  await env.OBJECTS.put(inputKey, req.image, { httpMetadata: { contentType: req.contentType } });
+  const now = Date.now();
+  await env.DB.prepare(
+    `INSERT INTO identity_flows (id, tenant_id, kind, status, input_key, params, origin, created_at, updated_at)
+     VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)`,
+  )
+    .bind(id, req.tenantId, req.kind, inputKey, JSON.stringify(req.params ?? {}), req.origin, now, now)
+    .run();
+  const input = { key: inputKey, content_type: req.contentType, bytes: req.image.byteLength };
+  const analyze = await createJob(env, {
+    tenantId: req.tenantId,
+    operation: "face.analyze",
+    inputs: [input],
+    origin: req.origin,
+  });
+  let mark: string | null = null;
+  if (req.kind === "verify") {
+    mark = (await createJob(env, { tenantId: req.tenantId, operation: "watermark.decode", inputs: [input], origin: req.origin }))
+      .job.id;
+  }
+  await env.DB.prepare(`UPDATE identity_flows SET analyze_job = ?, mark_job = ?, updated_at = ? WHERE id = ?`)
+    .bind(analyze.job.id, mark, Date.now(), id)
+    .run();
+  return (await getFlow(env, req.tenantId, id))!;
+}
+
+export async function getFlow(env: AppEnv, tenantId: string, id: string): Promise<FlowRow | null> {
+  return env.DB.prepare(`SELECT * FROM identity_flows WHERE tenant_id = ? AND id = ?`).bind(tenantId, id).first<FlowRow>();
+}
+
+async function flowOfChild(env: AppEnv, job: JobRecord, column: "analyze_job" | "mark_job"): Promise<FlowRow | null> {
+  return env.DB.prepare(`SELECT * FROM identity_flows WHERE ${column} = ? AND tenant_id = ? AND status = 'running'`)
+    .bind(job.id, job.tenant_id)
+    .first<FlowRow>();
+}
+
+async function finish(
+  env: AppEnv,
+  flow: FlowRow,
+  output: Record<string, unknown> | null,
+  error: unknown = null,
+): Promise<boolean> {
+  const res = await env.DB.prepare(
+    `UPDATE identity_flows SET status = ?, output = ?, error = ?, updated_at = ? WHERE id = ? AND status = 'running'`,
+  )
+    .bind(
+      error ? "failed" : "succeeded",
+      output ? JSON.stringify(output) : null,
+      error ? JSON.stringify(error) : null,
+      Date.now(),
+      flow.id,
+    )
+    .run();
+  return res.meta.changes === 1;
+}
+
+async function onAnalyzed(env: AppEnv, job: JobRecord): Promise<void> {
+  const flow = await flowOfChild(env, job, "analyze_job");
+  if (!flow) return;
+  const parsed = AnalyzedFaces.safeParse(job.result);
+  if (!parsed.success) {
+    await finish(env, flow, null, { type: "bad_child_result", message: "face.analyze returned an unexpected result" });
+    return;
+  }
+  if (flow.kind === "verify") {
+    await env.DB.prepare(`UPDATE identity_flows SET analyze_result = ?, updated_at = ? WHERE id = ?`)
+      .bind(JSON.stringify(parsed.data), Date.now(), flow.id)
+      .run();
+    await maybeDecide(env, flow.id);
+    return;
+  }
+  const params = JSON.parse(flow.params) as ProtectParams;
+  const faces = parsed.data.faces.map((f) => FaceInput.parse(f));
+  const { row, payloadHex } = await createAsset(env, {
+    tenantId: flow.tenant_id,
+    faces,
+    owner: params.owner,
+    externalRef: params.external_ref,
+    jobId: flow.id,
+  });
+  const embed = await createJob(env, {
+    tenantId: flow.tenant_id,
+    operation: "watermark.embed",
+    inputs: job.inputs,
+    params: { bits: payloadHex, strength: params.strength, format: params.format },
+    origin: flow.origin,
+  });
+  await env.DB.prepare(`UPDATE identity_flows SET asset_id = ?, mark_job = ?, updated_at = ? WHERE id = ?`)
+    .bind(row.id, embed.job.id, Date.now(), flow.id)
+    .run();
+}
+
+async function onEmbedded(env: AppEnv, job: JobRecord): Promise<void> {
+  const flow = await flowOfChild(env, job, "mark_job");
+  if (!flow || flow.kind !== "protect" || !flow.asset_id) return;
+  const image = job.artifacts.find((a) => a.name === "image");
+  if (!image) {
+    await finish(env, flow, null, { type: "bad_child_result", message: "watermark.embed returned no image" });
+    return;
+  }
+  await setAssetImage(env, flow.tenant_id, flow.asset_id, image.key);
+  const asset = await env.DB.prepare(`SELECT * FROM identity_assets WHERE id = ?`).bind(flow.asset_id).first();
+  const pub = publicAsset(asset as never);
+  const expires = Math.floor(Date.now() / 1000) + IMAGE_URL_TTL_S;
+  await finish(env, flow, {
+    asset_id: pub.id,
+    image_url: await objectUrlSigner(env, flow.origin).sign("GET", image.key, expires),
+    faces: pub.faces,
+    owner: pub.owner,
+    external_ref: pub.external_ref,
+    protected_at: pub.protected_at,
+  });
+}
+
+async function onDecoded(env: AppEnv, job: JobRecord): Promise<void> {
+  const flow = await flowOfChild(env, job, "mark_job");
+  if (!flow || flow.kind !== "verify") return;
+  const parsed = DecodeResult.safeParse(job.result);
+  if (!parsed.success) {
+    await finish(env, flow, null, { type: "bad_child_result", message: "watermark.decode returned an unexpected result" });
+    return;
+  }
+  await env.DB.prepare(`UPDATE identity_flows SET decode_result = ?, updated_at = ? WHERE id = ?`)
+    .bind(JSON.stringify(parsed.data), Date.now(), flow.id)
+    .run();
+  await maybeDecide(env, flow.id);
+}
+
+async function maybeDecide(env: AppEnv, flowId: string): Promise<void> {
+  const flow = await env.DB.prepare(`SELECT * FROM identity_flows WHERE id = ?`).bind(flowId).first<FlowRow>();
+  if (!flow || flow.status !== "running" || !flow.analyze_result || !flow.decode_result) return;
+  const decode = DecodeResult.parse(JSON.parse(flow.decode_result));
+  const faces = AnalyzedFaces.parse(JSON.parse(flow.analyze_result)).faces.map((f) => f.identity_code);
+  const traced = decode.detected ? await tracePayload(env, flow.tenant_id, decode.bits) : null;
+  const cal = calibration ?? { code_bits: 32, threshold: -1, false_alarm: NO_RATE, miss: NO_RATE };
+  const outcome = decideVerdict(decode, faces, traced, cal);
+  if (!calibration && outcome.evidence.payload_mode === "face" && faces.length > 0) {
+    outcome.verdict = "inconclusive";
+    outcome.reason = "identity calibration (models/identity/calibration.json) is not installed";
+  }
+  const won = await finish(env, flow, outcome as unknown as Record<string, unknown>);
+  if (won && outcome.verdict === "face_swapped") {
+    await emitEvent(env, flow.tenant_id, "verification.face_swap_detected", {
+      verification_id: flow.id,
+      source: outcome.source,
+      evidence: outcome.evidence,
+    });
+  }
+}
+
+const NO_RATE = { rate: 1, ci95: [0, 1] as [number, number] };
+
+/**
+ * Child jobs have no failure hook, so a failed or canceled child is noticed when the flow is read.
+ */
+export async function refreshFlow(env: AppEnv, flow: FlowRow): Promise<FlowRow> {
+  if (flow.status !== "running") return flow;
+  for (const id of [flow.analyze_job, flow.mark_job]) {
+    if (!id) continue;
+    const child = await jobQueue(env).get(flow.tenant_id, id);
+    if (child && (child.status === "failed" || child.status === "canceled")) {
+      await finish(env, flow, null, {
+        type: "child_job_failed",
+        message: `${child.operation} ${child.status}`,
+        job_id: child.id,
+      });
+      return (await getFlow(env, flow.tenant_id, flow.id))!;
+    }
+  }
+  return flow;
+}
+
+/** The response shape: job-like, with the result in `output`. */
+export function publicFlow(flow: FlowRow) {
+  return {
+    id: flow.id,
+    object: "job" as const,
+    operation: flow.kind,
+    status: flow.status,
+    output: flow.output ? (JSON.parse(flow.output) as Record<string, unknown>) : null,
+    error: flow.error ? (JSON.parse(flow.error) as Record<string, unknown>) : null,
+    stages: {
+      "face.analyze": flow.analyze_job,
+      [flow.kind === "protect" ? "watermark.embed" : "watermark.decode"]: flow.mark_job,
+    },
+    created_at: new Date(flow.created_at).toISOString(),
+    updated_at: new Date(flow.updated_at).toISOString(),
+  };
+}
+
+registerCompletionHook("face.analyze", ({ env, job }) => onAnalyzed(env, job));
+registerCompletionHook("watermark.embed", ({ env, job }) => onEmbedded(env, job));
+registerCompletionHook("watermark.decode", ({ env, job }) => onDecoded(env, job));
