@@ -14,7 +14,8 @@ Pipeline (a classical "cheap-fake" swap, the weakest attacker the identity check
 Usable as a function (swap_face) or a CLI:
   /usr/bin/python3 models/identity/swap.py jobs.json
 where jobs.json is a list of {"target", "target_landmarks", "source", "source_landmarks", "out",
-optional "blend": "seamless"|"feather"}; landmarks are 68 [x, y] pairs in each image's pixels.
+optional "blend": "seamless"|"feather", optional "mirror_source": true to flip the source
+left-right first}; landmarks are 68 [x, y] pairs in each image's pixels.
 Use Debian's /usr/bin/python3 (it has python3-opencv).
 """
 import json
@@ -76,6 +77,25 @@ def swap_face(target, target_lm, source, source_lm, blend="seamless"):
     raise ValueError(f"unknown blend {blend!r}")
 
 
+# iBUG-300W 68-point indices after a left-right flip (jaw, brows, nose, eyes, outer and inner lips).
+MIRROR_68 = (
+    list(range(16, -1, -1))
+    + list(range(26, 16, -1))
+    + [27, 28, 29, 30]
+    + [35, 34, 33, 32, 31]
+    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]
+    + [64, 63, 62, 61, 60, 67, 66, 65]
+)
+
+
+def mirror(image, landmarks):
+    """Flips image and landmarks left-right, keeping each landmark index's meaning."""
+    lm = np.asarray(landmarks, np.float32).reshape(-1, 2).copy()
+    lm[:, 0] = image.shape[1] - 1 - lm[:, 0]
+    return cv2.flip(image, 1), lm[MIRROR_68]
+
+
 def run_jobs(jobs):
     cache = {}
 
@@ -89,8 +109,11 @@ def run_jobs(jobs):
 
     done = 0
     for job in jobs:
+        source, source_lm = read(job["source"]), job["source_landmarks"]
+        if job.get("mirror_source"):
+            source, source_lm = mirror(source, source_lm)
         try:
-            out = swap_face(read(job["target"]), job["target_landmarks"], read(job["source"]), job["source_landmarks"], job.get("blend", "seamless"))
+            out = swap_face(read(job["target"]), job["target_landmarks"], source, source_lm, job.get("blend", "seamless"))
         except ValueError as err:
             print(f"skip {job['out']}: {err}", file=sys.stderr)
             continue

@@ -1,5 +1,8 @@
 import { OPERATIONS } from "../../../contract/operations.ts";
+import { validateParams } from "../execute.ts";
+import { RunnerError } from "../errors.ts";
 import { analyzeFaces, type AnalyzedFace } from "../face/analyze.ts";
+import { FaceModelError } from "../face/models.ts";
 import { IDENTITY_CODE_BITS, identityCode } from "../face/identity-code.ts";
 import type { OperationContext, OperationPipeline, OperationResult } from "./types.ts";
 
@@ -24,10 +27,15 @@ function describeFace(face: AnalyzedFace, includeDescriptor: boolean): Record<st
 export const faceAnalyzePipeline: OperationPipeline = {
   name: "face.analyze",
   async run(ctx: OperationContext): Promise<OperationResult> {
-    const params = OPERATIONS["face.analyze"].params.parse(ctx.params);
+    const params = OPERATIONS["face.analyze"].params.parse(validateParams("face.analyze", ctx.params));
     const image = ctx.inputs[0];
-    if (!image) throw new Error("face.analyze needs one input image");
-    const faces = await ctx.timeModel(() => analyzeFaces(image, { maxFaces: params.max_faces }));
+    if (!image) throw new RunnerError("input_unavailable", "face.analyze needs one input image");
+    const faces = await ctx.timeModel(() =>
+      analyzeFaces(image, { maxFaces: params.max_faces }).catch((e: unknown) => {
+        // A model file that fails its sha256 check will fail again: not retryable.
+        throw e instanceof FaceModelError ? new RunnerError("model_unavailable", e.message) : e;
+      }),
+    );
     return {
       result: {
         faces: faces.map((f) => describeFace(f, params.include_descriptor)),

@@ -2,9 +2,10 @@
  * Collects the raw identity distances for calibration and the face-swap evaluation, on every photo of
  * people available offline: @vladmandic/face-api demo/sample1-6.jpg and scikit-image's astronaut.png.
  * Every face is analysed by the runner's own analyzeFaces (real models), every edit is made with sharp
- * and every swap with models/identity/swap.py (OpenCV). Writes models/identity/eval-raw.json.
+ * and every swap with models/identity/swap.py (OpenCV).
  *
- * Run: npx tsx models/identity/scripts/collect.ts [--sources N] [--seed S]   (about 10 min on 2 cores)
+ * Run: npx tsx models/identity/scripts/collect.ts [--sources N] [--seed S] [--random-pairs]
+ * (about 10 min on 2 idle cores). Writes models/identity/eval-raw-pose.json or eval-raw-random.json.
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -34,6 +35,11 @@ export interface Distances {
   euclidean: number;
 }
 
+/** Descriptors travel as base64 of their float32 little-endian bytes: exact and a third the size of decimals. */
+function b64(d: Float32Array): string {
+  return Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString("base64");
+}
+
 function distances(a: ArrayLike<number>, b: ArrayLike<number>): Distances {
   const hamming: Record<number, number> = {};
   for (const k of KS) {
@@ -55,14 +61,72 @@ function arg(name: string, fallback: number): number {
   return i > 0 ? Number(process.argv[i + 1]) : fallback;
 }
 
+/**
+ * The face at `box` in an encoded image, analysed on a crop of 3x the box around it. The re-share edit has
+ * already been applied to the whole photo; cropping only saves the detector and the other faces' nets
+ * (the machine this ran on was shared and ~10x slower than idle). The detector box, and so the
+ * descriptor, can differ slightly from a full-frame analysis; the benign probes are full-frame.
+ */
+async function analyzeAround(bytes: Buffer, box: FaceBox): Promise<AnalyzedFace | undefined> {
+  const { width = 0, height = 0 } = await sharp(bytes).metadata();
+  const left = Math.max(0, Math.floor(box.x - box.width));
+  const top = Math.max(0, Math.floor(box.y - box.height));
+  const right = Math.min(width, Math.ceil(box.x + 2 * box.width));
+  const bottom = Math.min(height, Math.ceil(box.y + 2 * box.height));
+  const crop = await sharp(bytes)
+    .extract({ left, top, width: right - left, height: bottom - top })
+    .png({ compressionLevel: 1 })
+    .toBuffer();
+  const faces = await analyzeBytes(crop);
+  return matchFace(faces, { ...box, x: box.x - left, y: box.y - top });
+}
+
 async function analyzeBytes(bytes: Buffer): Promise<AnalyzedFace[]> {
   return analyzeFaces(await decodeRaster(bytes));
+}
+
+interface Job {
+  target: string;
+  target_landmarks: number[][];
+  source: string;
+  source_landmarks: number[][];
+  mirror_source: boolean;
+  out: string;
+  t: Person;
+  s: Person;
+}
+
+/** Head yaw proxy from the 68 landmarks: nose tip (30) offset from the jaw ends' midpoint (0, 16), in jaw widths. */
+export function yaw(landmarks: [number, number][]): number {
+  const [left, right, nose] = [landmarks[0]!, landmarks[16]!, landmarks[30]!];
+  return (nose[0] - (left[0] + right[0]) / 2) / Math.max(1, right[0] - left[0]);
+}
+
+function randomSources(t: Person, people: Person[]): { s: Person; mirror: boolean }[] {
+  return people.filter((p) => p.id !== t.id).map((s) => ({ s, mirror: false }));
+}
+
+/** The `count` other people whose (possibly mirrored) yaw is closest to the target's. */
+function poseSources(t: Person, people: Person[], count: number): { s: Person; mirror: boolean }[] {
+  const target = yaw(t.landmarks);
+  return people
+    .filter((p) => p.id !== t.id)
+    .map((s) => {
+      const y = yaw(s.landmarks);
+      const mirror = Math.abs(-y - target) < Math.abs(y - target);
+      return { s, mirror, gap: Math.abs((mirror ? -y : y) - target) };
+    })
+    .sort((a, b) => a.gap - b.gap)
+    .slice(0, count)
+    .map(({ s, mirror }) => ({ s, mirror }));
 }
 
 async function main(): Promise<void> {
   const sourcesPerTarget = arg("sources", 5);
   const rng = mulberry32(arg("seed", 20261126));
-  const work = join(tmpdir(), "vigil-identity-eval");
+  const pairing = process.argv.includes("--random-pairs") ? "random" : "pose";
+  const rawPath = `models/identity/eval-raw-${pairing}.json`;
+  const work = join(tmpdir(), `vigil-identity-eval-${pairing}`);
   mkdirSync(work, { recursive: true });
   const photos = [...FACE_API_SAMPLES, `${SKIMAGE_DATA}/astronaut.png`];
 
@@ -85,7 +149,8 @@ async function main(): Promise<void> {
   }
 
   // 2. Genuine pairs: the same face after each benign edit of its photo.
-  const genuine: ({ person: string; edit: string } & (({ found: true } & Distances) | { found: false }))[] = [];
+  const genuine: ({ person: string; edit: string } & (({ found: true; descriptor: string } & Distances) | { found: false }))[] =
+    [];
   for (const [photo, img] of rasters) {
     const mine = people.filter((p) => p.photo === photo);
     for (const edit of BENIGN_EDITS) {
@@ -95,7 +160,13 @@ async function main(): Promise<void> {
         const f = matchFace(faces, mapBox(p.box));
         genuine.push(
           f
-            ? { person: p.id, edit: edit.name, found: true, ...distances(p.descriptor, f.descriptor) }
+            ? {
+                person: p.id,
+                edit: edit.name,
+                found: true,
+                ...distances(p.descriptor, f.descriptor),
+                descriptor: b64(f.descriptor),
+              }
             : { person: p.id, edit: edit.name, found: false },
         );
       }
@@ -110,27 +181,22 @@ async function main(): Promise<void> {
       impostor.push({ a: people[i]!.id, b: people[j]!.id, ...distances(people[i]!.descriptor, people[j]!.descriptor) });
   }
 
-  // 4. Face swaps: each person's face replaced by `sourcesPerTarget` others, drawn at random, then
-  //    re-shared as is, as JPEG q75, and resized 0.5x + JPEG q75.
-  const jobs: {
-    target: string;
-    target_landmarks: number[][];
-    source: string;
-    source_landmarks: number[][];
-    out: string;
-    t: Person;
-    s: Person;
-  }[] = [];
+  // 4. Face swaps: each person's face replaced by `sourcesPerTarget` others, then re-shared as is, as
+  //    JPEG q75, and resized 0.5x + JPEG q75. "random" pairs any two people; "pose" (the default, and the
+  //    harder test) draws sources among the people whose head yaw is closest to the target's, mirroring a
+  //    source when that brings it closer, as a face-swap tool would only be used on compatible poses.
+  const jobs: Job[] = [];
   for (const t of people) {
-    const others = people.filter((p) => p.id !== t.id);
-    for (let n = 0; n < sourcesPerTarget && others.length; n++) {
-      const s = others.splice(rng() % others.length, 1)[0]!;
+    const candidates = pairing === "random" ? randomSources(t, people) : poseSources(t, people, 2 * sourcesPerTarget);
+    for (let n = 0; n < sourcesPerTarget && candidates.length; n++) {
+      const { s, mirror } = candidates.splice(rng() % candidates.length, 1)[0]!;
       jobs.push({
         target: t.path,
         target_landmarks: t.landmarks,
         source: s.path,
         source_landmarks: s.landmarks,
-        out: join(work, `${t.id}__${s.id}.png`.replace(/#/g, "_")),
+        mirror_source: mirror,
+        out: join(work, `${t.id}__${s.id}${mirror ? "_m" : ""}.png`.replace(/#/g, "_")),
         t,
         s,
       });
@@ -159,7 +225,7 @@ async function main(): Promise<void> {
     },
   ];
   const swaps: ({ target: string; source: string; variant: string } & (
-    { found: true; toTarget: Distances; toSource: Distances } | { found: false }
+    { found: true; toTarget: Distances; toSource: Distances; descriptor: string } | { found: false }
   ))[] = [];
   for (const job of jobs) {
     let swapped: Buffer;
@@ -172,12 +238,7 @@ async function main(): Promise<void> {
     for (const v of variants) {
       const { bytes, scale } = await v.apply(swapped, width, height);
       const b = job.t.box;
-      const f = matchFace(await analyzeBytes(bytes), {
-        x: b.x * scale,
-        y: b.y * scale,
-        width: b.width * scale,
-        height: b.height * scale,
-      });
+      const f = await analyzeAround(bytes, { x: b.x * scale, y: b.y * scale, width: b.width * scale, height: b.height * scale });
       swaps.push(
         f
           ? {
@@ -187,6 +248,7 @@ async function main(): Promise<void> {
               found: true,
               toTarget: distances(job.t.descriptor, f.descriptor),
               toSource: distances(job.s.descriptor, f.descriptor),
+              descriptor: b64(f.descriptor),
             }
           : { target: job.t.id, source: job.s.id, variant: v.name, found: false },
       );
@@ -198,16 +260,17 @@ async function main(): Promise<void> {
     generated_by: "models/identity/scripts/collect.ts",
     photos,
     // Descriptors of the original faces, so the report can check bit balance and the code is re-derivable.
-    people: people.map((p) => ({ id: p.id, box: p.box, descriptor: Array.from(p.descriptor, (v) => Number(v.toFixed(6))) })),
+    people: people.map((p) => ({ id: p.id, box: p.box, yaw: yaw(p.landmarks), descriptor: b64(p.descriptor) })),
     ks: KS,
     edits: BENIGN_EDITS.map((e) => e.name),
     sources_per_target: sourcesPerTarget,
+    pairing,
     genuine,
     impostor,
     swaps,
   };
-  writeFileSync("models/identity/eval-raw.json", JSON.stringify(raw) + "\n");
-  console.log("wrote models/identity/eval-raw.json");
+  writeFileSync(rawPath, JSON.stringify(raw) + "\n");
+  console.log(`wrote ${rawPath}`);
 }
 
 await main();

@@ -1,41 +1,43 @@
 /**
- * Turns models/identity/eval-raw.json (from collect.ts) into the published calibration:
- * models/identity/calibration.json and the tables in models/identity/RESULTS.md.
+ * Turns models/identity/eval-raw-pose.json (from collect.ts) into the published calibration:
+ * models/identity/calibration.json and the tables in models/identity/RESULTS.md. Every Hamming distance is
+ * recomputed here from the stored descriptors, so the centring mean and K can be compared without
+ * re-running the face nets.
  *
  * Decision rule: "different identity" when Hamming(code_protected, code_now) > radius. The radius is the
- * smallest one whose benign-edit false-alarm rate is <= 1 % on this data (in-sample), and a
- * leave-one-photo-out cross-validation reports what that choice costs on photos it did not see.
+ * smallest one whose benign-edit false-alarm rate is <= 1 % on the calibration faces. Because the shipped
+ * mean and radius come from the same 23 faces, a leave-one-photo-out run re-derives both without each
+ * photo and scores that photo: those are the out-of-sample figures.
  *
  * Run: npx tsx models/identity/scripts/report.ts
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { IDENTITY_CODE_BITS, IDENTITY_CODE_SEED, identityBits, mulberry32 } from "../../../gpu-runner/src/face/identity-code.ts";
+import { REFERENCE_MEAN } from "../../../gpu-runner/src/face/reference-mean.ts";
 
-interface Distances {
-  hamming: Record<string, number>;
-  cosine: number;
-  euclidean: number;
-}
-type Genuine = { person: string; edit: string } & (({ found: true } & Distances) | { found: false });
-type Swap = { target: string; source: string; variant: string } & (
-  { found: true; toTarget: Distances; toSource: Distances } | { found: false }
-);
 interface Raw {
   photos: string[];
-  people: { id: string; descriptor: number[] }[];
-  ks: number[];
+  people: { id: string; descriptor: string; yaw: number }[];
   edits: string[];
   sources_per_target: number;
-  genuine: Genuine[];
-  impostor: ({ a: string; b: string } & Distances)[];
-  swaps: Swap[];
+  pairing: string;
+  genuine: ({ person: string; edit: string } & (
+    { found: true; descriptor: string; cosine: number; euclidean: number } | { found: false }
+  ))[];
+  impostor: { a: string; b: string; cosine: number; euclidean: number }[];
+  swaps: ({ target: string; source: string; variant: string } & (
+    { found: true; descriptor: string; toTarget: { cosine: number; euclidean: number } } | { found: false }
+  ))[];
 }
 
 const MAX_FALSE_ALARM = 0.01;
 const BOOTSTRAP = 2000;
+const KS = [16, 24, 32, 48, 64];
+
+type Rate = { rate: number; low: number; high: number; k: number; n: number };
 
 /** Wilson score interval (Wilson 1927) for k successes in n trials, 95 %. */
-export function wilson(k: number, n: number, z = 1.959964): { rate: number; low: number; high: number; k: number; n: number } {
+export function wilson(k: number, n: number, z = 1.959964): Rate {
   if (n === 0) return { rate: NaN, low: 0, high: 1, k, n };
   const p = k / n;
   const d = 1 + (z * z) / n;
@@ -47,16 +49,8 @@ export function wilson(k: number, n: number, z = 1.959964): { rate: number; low:
 /** Area under the ROC curve as the Mann-Whitney probability P(pos > neg) + P(pos = neg) / 2. */
 export function auc(pos: number[], neg: number[]): number {
   if (!pos.length || !neg.length) return NaN;
-  const sorted = [...neg].sort((a, b) => a - b);
   let s = 0;
-  for (const p of pos) {
-    let [lo, hi] = [0, sorted.length];
-    while (lo < hi) [lo, hi] = sorted[(lo + hi) >> 1]! < p ? [((lo + hi) >> 1) + 1, hi] : [lo, (lo + hi) >> 1];
-    const below = lo;
-    let eq = 0;
-    for (let i = below; i < sorted.length && sorted[i] === p; i++) eq++;
-    s += below + eq / 2;
-  }
+  for (const p of pos) for (const n of neg) s += p > n ? 1 : p === n ? 0.5 : 0;
   return s / (pos.length * neg.length);
 }
 
@@ -65,8 +59,7 @@ function bootstrap(people: string[], stat: (sample: string[]) => number, seed = 
   const next = mulberry32(seed);
   const values: number[] = [];
   for (let b = 0; b < BOOTSTRAP; b++) {
-    const sample = people.map(() => people[next() % people.length]!);
-    const v = stat(sample);
+    const v = stat(people.map(() => people[next() % people.length]!));
     if (Number.isFinite(v)) values.push(v);
   }
   values.sort((a, b) => a - b);
@@ -76,10 +69,13 @@ function bootstrap(people: string[], stat: (sample: string[]) => number, seed = 
   };
 }
 
-function countBy<T>(items: T[], key: (t: T) => string): Map<string, T[]> {
-  const m = new Map<string, T[]>();
-  for (const it of items) m.set(key(it), [...(m.get(key(it)) ?? []), it]);
-  return m;
+function decode(b64: string): Float32Array {
+  const buf = Buffer.from(b64, "base64");
+  return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+}
+
+function meanOf(ds: Float32Array[]): number[] {
+  return Array.from({ length: 128 }, (_, i) => ds.reduce((s, d) => s + d[i]!, 0) / ds.length);
 }
 
 function pickRadius(genuine: number[], k: number): number {
@@ -88,234 +84,292 @@ function pickRadius(genuine: number[], k: number): number {
 }
 
 const pct = (v: number): string => (Number.isFinite(v) ? `${(v * 100).toFixed(1)} %` : "n/a");
-const ci = (w: { rate: number; low: number; high: number; k: number; n: number }): string =>
-  `${pct(w.rate)} (${w.k}/${w.n}; 95 % CI ${pct(w.low)} - ${pct(w.high)})`;
+const ci = (w: Rate): string => `${pct(w.rate)} (${w.k}/${w.n}; ${pct(w.low)} - ${pct(w.high)})`;
+const avg = (v: number[]): number => v.reduce((a, b) => a + b, 0) / v.length;
+const photoOf = (id: string): string => id.split("#")[0]!;
 
-function main(): void {
-  const raw = JSON.parse(readFileSync("models/identity/eval-raw.json", "utf8")) as Raw;
-  const found = raw.genuine.filter((g): g is Extract<Genuine, { found: true }> => g.found);
-  const swapsFound = raw.swaps.filter((s): s is Extract<Swap, { found: true }> => s.found);
-  const people = raw.people.map((p) => p.id);
-  const photoOf = (id: string): string => id.split("#")[0]!;
-  const lines: string[] = ["# Identity code: calibration and face-swap evaluation (generated by scripts/report.ts)", ""];
-  const out: Record<string, unknown> = {};
+/** All probe distances for one code (K bits, centring mean), with the person each sample belongs to. */
+interface Scored {
+  genuine: { person: string; edit: string; d: number }[];
+  impostor: { a: string; b: string; d: number }[];
+  swaps: { target: string; variant: string; d: number }[];
+}
 
-  lines.push(
-    `Data: ${people.length} people (one face each, ${raw.photos.length} photos, 1 photo per person); ` +
-      `${raw.edits.length} benign edits per photo -> ${raw.genuine.length} genuine probes (${found.length} faces re-found); ` +
-      `${raw.impostor.length} impostor pairs; ${raw.swaps.length / 3} swaps (${raw.sources_per_target} random sources per target) x 3 re-share variants -> ${swapsFound.length} swapped faces re-found of ${raw.swaps.length}.`,
-    "",
+function score(raw: Raw, k: number, mean: ArrayLike<number>): Scored {
+  const code = (d: Float32Array): Uint8Array => identityBits(d, { bits: k, mean });
+  const people = new Map(raw.people.map((p) => [p.id, code(decode(p.descriptor))]));
+  const ham = (a: Uint8Array, b: Uint8Array): number => a.reduce((s, v, i) => s + (v ^ b[i]!), 0);
+  const ids = [...people.keys()];
+  return {
+    genuine: raw.genuine.flatMap((g) =>
+      g.found ? [{ person: g.person, edit: g.edit, d: ham(people.get(g.person)!, code(decode(g.descriptor))) }] : [],
+    ),
+    impostor: ids.flatMap((a, i) => ids.slice(i + 1).map((b) => ({ a, b, d: ham(people.get(a)!, people.get(b)!) }))),
+    swaps: raw.swaps.flatMap((s) =>
+      s.found ? [{ target: s.target, variant: s.variant, d: ham(people.get(s.target)!, code(decode(s.descriptor))) }] : [],
+    ),
+  };
+}
+
+interface Summary {
+  radius: number;
+  impostor_mean_hamming: number;
+  benign_false_alarm: Rate;
+  impostor_false_match: Rate;
+  swap_detection: Rate;
+  auc_swap_vs_benign: { value: number; low: number; high: number };
+}
+
+function summarise(
+  s: Scored,
+  k: number,
+  radius = pickRadius(
+    s.genuine.map((x) => x.d),
+    k,
+  ),
+): Summary {
+  const g = s.genuine.map((x) => x.d);
+  const people = [...new Set([...s.genuine.map((x) => x.person), ...s.swaps.map((x) => x.target)])];
+  const value = auc(
+    s.swaps.map((x) => x.d),
+    g,
   );
-
-  // Per-K summary: genuine, impostor and swap separations, radius at <= 1 % benign false alarms.
-  lines.push(
-    "## Hamming distance by code length K",
-    "",
-    "| K | radius | benign false alarm | impostor false match | swap detection | AUC swap vs benign (95 % CI) |",
-    "|---|---|---|---|---|---|",
+  const interval = bootstrap(people, (sample) =>
+    auc(
+      sample.flatMap((p) => s.swaps.filter((x) => x.target === p).map((x) => x.d)),
+      sample.flatMap((p) => s.genuine.filter((x) => x.person === p).map((x) => x.d)),
+    ),
   );
-  const perK: Record<string, unknown> = {};
-  for (const k of raw.ks) {
-    const g = found.map((x) => x.hamming[k]!);
-    const r = pickRadius(g, k);
-    const fa = wilson(g.filter((d) => d > r).length, g.length);
-    const fm = wilson(raw.impostor.filter((x) => x.hamming[k]! <= r).length, raw.impostor.length);
-    const det = wilson(swapsFound.filter((s) => s.toTarget.hamming[k]! > r).length, swapsFound.length);
-    const a = auc(
-      swapsFound.map((s) => s.toTarget.hamming[k]!),
-      g,
+  return {
+    radius,
+    impostor_mean_hamming: avg(s.impostor.map((x) => x.d)),
+    benign_false_alarm: wilson(g.filter((d) => d > radius).length, g.length),
+    impostor_false_match: wilson(s.impostor.filter((x) => x.d <= radius).length, s.impostor.length),
+    swap_detection: wilson(s.swaps.filter((x) => x.d > radius).length, s.swaps.length),
+    auc_swap_vs_benign: { value, ...interval },
+  };
+}
+
+/** Leave-one-photo-out: mean and radius from the other photos' people, scored on the held-out photo's. */
+function leaveOnePhotoOut(raw: Raw, k: number): Summary & { radii: number[] } {
+  const radii: number[] = [];
+  const pooled: Scored = { genuine: [], impostor: [], swaps: [] };
+  for (const photo of new Set(raw.people.map((p) => photoOf(p.id)))) {
+    const mean = meanOf(raw.people.filter((p) => photoOf(p.id) !== photo).map((p) => decode(p.descriptor)));
+    const s = score(raw, k, mean);
+    const radius = pickRadius(
+      s.genuine.filter((x) => photoOf(x.person) !== photo).map((x) => x.d),
+      k,
     );
-    const aCi = bootstrap(people, (sample) => {
-      const gs = sample.flatMap((p) => found.filter((x) => x.person === p).map((x) => x.hamming[k]!));
-      const ss = sample.flatMap((p) => swapsFound.filter((s) => s.target === p).map((s) => s.toTarget.hamming[k]!));
-      return auc(ss, gs);
-    });
-    perK[k] = { radius: r, benign_false_alarm: fa, impostor_false_match: fm, swap_detection: det, auc: { value: a, ...aCi } };
-    lines.push(
-      `| ${k} | ${r} | ${ci(fa)} | ${ci(fm)} | ${ci(det)} | ${a.toFixed(3)} (${aCi.low.toFixed(3)} - ${aCi.high.toFixed(3)}) |`,
+    radii.push(radius);
+    // Distances are compared with each fold's own radius: store them relative to it (d - radius).
+    pooled.genuine.push(...s.genuine.filter((x) => photoOf(x.person) === photo).map((x) => ({ ...x, d: x.d - radius })));
+    pooled.swaps.push(...s.swaps.filter((x) => photoOf(x.target) === photo).map((x) => ({ ...x, d: x.d - radius })));
+    pooled.impostor.push(
+      ...s.impostor.filter((x) => photoOf(x.a) === photo || photoOf(x.b) === photo).map((x) => ({ ...x, d: x.d - radius })),
     );
   }
-  out.per_k = perK;
+  const sum = summarise(pooled, k, 0);
+  return { ...sum, impostor_mean_hamming: NaN, radii };
+}
 
-  // The shipped K in detail.
+function row(label: string, s: Summary): string {
+  const a = s.auc_swap_vs_benign;
+  return `| ${label} | ${s.radius} | ${Number.isFinite(s.impostor_mean_hamming) ? s.impostor_mean_hamming.toFixed(1) : "-"} | ${ci(s.benign_false_alarm)} | ${ci(s.impostor_false_match)} | ${ci(s.swap_detection)} | ${a.value.toFixed(3)} (${a.low.toFixed(3)} - ${a.high.toFixed(3)}) |`;
+}
+
+const HEADER = [
+  "| code | radius | impostor mean Hamming | benign false alarm | impostor false match | swap detection | AUC swap vs benign |",
+  "|---|---|---|---|---|---|---|",
+];
+
+function main(): void {
+  const raw = { pairing: "pose", ...JSON.parse(readFileSync("models/identity/eval-raw-pose.json", "utf8")) } as Raw;
+  const lfwMean = (JSON.parse(readFileSync("models/identity/reference-mean-lfw.json", "utf8")) as { mean: number[] }).mean;
   const K = IDENTITY_CODE_BITS;
-  const g = found.map((x) => x.hamming[K]!);
-  const radius = pickRadius(g, K);
-  lines.push("", `## K = ${K} (shipped), radius ${radius}: same identity when Hamming <= ${radius}`, "");
+  const people = raw.people.map((p) => p.id);
+  const genuineFound = raw.genuine.filter((g) => g.found).length;
+  const swapsFound = raw.swaps.filter((s) => s.found).length;
+  const lines: string[] = [
+    "# Identity code: calibration and face-swap evaluation",
+    "",
+    "Generated by `models/identity/scripts/report.ts` from `eval-raw-pose.json`. Rates: Wilson 95 % intervals (k/n; low - high).",
+    "AUC intervals: 95 % percentile intervals of a people-level bootstrap (2000 resamples).",
+    "",
+    `Data: ${people.length} people, one photo each (${raw.photos.length} photos). ${raw.edits.length} benign edits per photo -> ` +
+      `${raw.genuine.length} genuine probes, ${genuineFound} with the face re-found. ${raw.genuine.length - genuineFound} lost faces are not false alarms (verify says inconclusive). ` +
+      `${(people.length * (people.length - 1)) / 2} impostor pairs. ${raw.swaps.length / 3} swaps (${raw.sources_per_target} sources per target, ${raw.pairing} pairing) x 3 re-share variants -> ${swapsFound} of ${raw.swaps.length} swapped faces re-found.`,
+    "",
+  ];
 
-  // Histograms.
-  const hist = (vals: number[]): number[] => Array.from({ length: K + 1 }, (_, d) => vals.filter((v) => v === d).length);
-  const histG = hist(g);
-  const histI = hist(raw.impostor.map((x) => x.hamming[K]!));
-  const histS = hist(swapsFound.map((s) => s.toTarget.hamming[K]!));
-  const histSrc = hist(swapsFound.map((s) => s.toSource.hamming[K]!));
+  const shipped = score(raw, K, REFERENCE_MEAN);
+  const main = summarise(shipped, K);
+  const lopo = leaveOnePhotoOut(raw, K);
+  const lfw = summarise(score(raw, K, lfwMean), K);
+  lines.push(`## K = ${K} (shipped)`, "", ...HEADER);
+  lines.push(row("centred on the 23 faces, in-sample (shipped)", main));
+  lines.push(row(`leave-one-photo-out mean and radius (radii ${lopo.radii.join(", ")}; distances relative to radius)`, lopo));
+  lines.push(row("centred on LFW (rejected)", lfw));
+
+  // Operating points: the radius trades benign false alarms against missed swaps.
   lines.push(
-    "Histogram of Hamming distances (counts):",
     "",
-    "| distance | " + histG.map((_, d) => d).join(" | ") + " |",
-    "|---|" + histG.map(() => "---").join("|") + "|",
-    "| benign edit vs original (same person) | " + histG.join(" | ") + " |",
-    "| different people (originals) | " + histI.join(" | ") + " |",
-    "| swapped face vs target's original | " + histS.join(" | ") + " |",
-    "| swapped face vs source's original | " + histSrc.join(" | ") + " |",
+    `## Operating points, K = ${K} (in-sample)`,
     "",
+    "| radius | benign false alarm | impostor false match | swap detection |",
+    "|---|---|---|---|",
+  );
+  const operatingPoints: Record<number, unknown> = {};
+  for (let r = 4; r <= 13; r++) {
+    const g = shipped.genuine.map((x) => x.d);
+    const s = {
+      benign_false_alarm: wilson(g.filter((d) => d > r).length, g.length),
+      impostor_false_match: wilson(shipped.impostor.filter((x) => x.d <= r).length, shipped.impostor.length),
+      swap_detection: wilson(shipped.swaps.filter((x) => x.d > r).length, shipped.swaps.length),
+    };
+    operatingPoints[r] = {
+      benign_false_alarm: s.benign_false_alarm,
+      impostor_false_match: s.impostor_false_match,
+      swap_detection: s.swap_detection,
+    };
+    lines.push(`| ${r} | ${ci(s.benign_false_alarm)} | ${ci(s.impostor_false_match)} | ${ci(s.swap_detection)} |`);
+  }
+
+  lines.push("", "## Code length K (centred on the 23 faces, in-sample)", "", ...HEADER);
+  const perK: Record<number, Summary> = {};
+  for (const k of KS) lines.push(row(`K = ${k}`, (perK[k] = summarise(score(raw, k, REFERENCE_MEAN), k))));
+
+  // Histograms at the shipped K.
+  const hist = (vals: number[]): number[] => Array.from({ length: K + 1 }, (_, d) => vals.filter((v) => v === d).length);
+  const hG = hist(shipped.genuine.map((x) => x.d));
+  const hI = hist(shipped.impostor.map((x) => x.d));
+  const hS = hist(shipped.swaps.map((x) => x.d));
+  lines.push(
+    "",
+    `## Hamming distance histograms, K = ${K}, radius ${main.radius}`,
+    "",
+    "| distance | " + hG.map((_, d) => d).join(" | ") + " |",
+    "|---|" + hG.map(() => "---").join("|") + "|",
+    "| benign edit vs original (same person) | " + hG.join(" | ") + " |",
+    "| different people | " + hI.join(" | ") + " |",
+    "| swapped face vs target's protected code | " + hS.join(" | ") + " |",
   );
 
-  // Benign false alarms per edit.
   lines.push(
-    "Benign edits (a false alarm = Hamming > radius; not re-found = the detector lost the face, verify says inconclusive):",
     "",
-    "| edit | mean Hamming | max | false alarms | not re-found |",
+    "## Benign edits",
+    "",
+    "| edit | mean Hamming | max | false alarms | face not re-found |",
     "|---|---|---|---|---|",
   );
   const perEdit: Record<string, unknown> = {};
-  for (const [edit, items] of countBy(raw.genuine, (x) => x.edit)) {
-    const f = items.filter((x): x is Extract<Genuine, { found: true }> => x.found).map((x) => x.hamming[K]!);
-    const fa = wilson(f.filter((d) => d > radius).length, f.length);
-    perEdit[edit] = {
-      mean_hamming: f.reduce((a, b) => a + b, 0) / f.length,
-      max_hamming: Math.max(...f),
-      false_alarm: fa,
-      not_found: items.length - f.length,
-    };
-    lines.push(
-      `| ${edit} | ${(f.reduce((a, b) => a + b, 0) / f.length).toFixed(2)} | ${Math.max(...f)} | ${ci(fa)} | ${items.length - f.length}/${items.length} |`,
-    );
+  for (const edit of raw.edits) {
+    const d = shipped.genuine.filter((x) => x.edit === edit).map((x) => x.d);
+    const lost = raw.genuine.filter((x) => x.edit === edit && !x.found).length;
+    const fa = wilson(d.filter((v) => v > main.radius).length, d.length);
+    perEdit[edit] = { mean_hamming: avg(d), max_hamming: Math.max(...d), false_alarm: fa, not_refound: lost };
+    lines.push(`| ${edit} | ${avg(d).toFixed(2)} | ${Math.max(...d)} | ${ci(fa)} | ${lost}/${lost + d.length} |`);
   }
 
-  // Swaps per re-share variant.
   lines.push(
     "",
-    "Face swaps (detected = Hamming to the target's protected code > radius):",
+    "## Face swaps by re-share variant",
     "",
-    "| variant | detected | not re-found | AUC vs benign (95 % CI, people bootstrap) |",
+    "| variant | detected | swapped face not re-found | AUC vs benign |",
     "|---|---|---|---|",
   );
   const perVariant: Record<string, unknown> = {};
-  for (const [variant, items] of countBy(raw.swaps, (x) => x.variant)) {
-    const f = items.filter((x): x is Extract<Swap, { found: true }> => x.found);
-    const det = wilson(f.filter((s) => s.toTarget.hamming[K]! > radius).length, f.length);
-    const a = auc(
-      f.map((s) => s.toTarget.hamming[K]!),
-      g,
-    );
-    const aCi = bootstrap(people, (sample) => {
-      const gs = sample.flatMap((p) => found.filter((x) => x.person === p).map((x) => x.hamming[K]!));
-      const ss = sample.flatMap((p) => f.filter((s) => s.target === p).map((s) => s.toTarget.hamming[K]!));
-      return auc(ss, gs);
-    });
-    perVariant[variant] = { detection: det, not_found: items.length - f.length, auc: { value: a, ...aCi } };
+  for (const variant of [...new Set(raw.swaps.map((s) => s.variant))]) {
+    const sub: Scored = { ...shipped, swaps: shipped.swaps.filter((x) => x.variant === variant) };
+    const s = summarise(sub, K, main.radius);
+    const lost = raw.swaps.filter((x) => x.variant === variant && !x.found).length;
+    perVariant[variant] = { detection: s.swap_detection, not_refound: lost, auc: s.auc_swap_vs_benign };
+    const a = s.auc_swap_vs_benign;
     lines.push(
-      `| ${variant} | ${ci(det)} | ${items.length - f.length}/${items.length} | ${a.toFixed(3)} (${aCi.low.toFixed(3)} - ${aCi.high.toFixed(3)}) |`,
+      `| ${variant} | ${ci(s.swap_detection)} | ${lost}/${raw.swaps.length / 3} | ${a.value.toFixed(3)} (${a.low.toFixed(3)} - ${a.high.toFixed(3)}) |`,
     );
   }
 
-  // Descriptor distances for comparison: what binarisation costs.
-  const descAuc = (key: "cosine" | "euclidean"): string => {
-    const a = auc(
-      swapsFound.map((s) => s.toTarget[key]),
-      found.map((x) => x[key]),
-    );
-    const ai = auc(
-      raw.impostor.map((x) => x[key]),
-      found.map((x) => x[key]),
-    );
-    const mx = Math.max(...found.map((x) => x[key]));
-    const mn = Math.min(...raw.impostor.map((x) => x[key]));
-    return `| ${key} | ${a.toFixed(3)} | ${ai.toFixed(3)} | ${mx.toFixed(3)} | ${mn.toFixed(3)} |`;
-  };
-  const hamAucImp = auc(
-    raw.impostor.map((x) => x.hamming[K]!),
-    g,
-  );
+  // What the binarisation costs: the same separations on the raw descriptors.
+  const gFound = raw.genuine.flatMap((g) => (g.found ? [g] : []));
+  const sFound = raw.swaps.flatMap((s) => (s.found ? [s] : []));
   lines.push(
     "",
-    "Distances on the raw 128-d descriptors vs the code:",
+    "## Raw 128-d descriptor distances vs the code",
     "",
-    "| distance | AUC swap vs benign | AUC impostor vs benign | max benign | min impostor |",
+    "| distance | max benign | min impostor | AUC swap vs benign | AUC impostor vs benign |",
     "|---|---|---|---|---|",
-    descAuc("cosine"),
-    descAuc("euclidean"),
-    `| hamming K=${K} | ${auc(
-      swapsFound.map((s) => s.toTarget.hamming[K]!),
-      g,
-    ).toFixed(3)} | ${hamAucImp.toFixed(3)} | ${Math.max(...g)} | ${Math.min(...raw.impostor.map((x) => x.hamming[K]!))} |`,
   );
-
-  // Leave-one-photo-out: choose the radius without the held-out photo's people.
-  let [cvFa, cvFaN, cvDet, cvDetN] = [0, 0, 0, 0];
-  const radii: number[] = [];
-  for (const photo of new Set(people.map(photoOf))) {
-    const train = found.filter((x) => photoOf(x.person) !== photo).map((x) => x.hamming[K]!);
-    const r = pickRadius(train, K);
-    radii.push(r);
-    const test = found.filter((x) => photoOf(x.person) === photo).map((x) => x.hamming[K]!);
-    cvFa += test.filter((d) => d > r).length;
-    cvFaN += test.length;
-    const ts = swapsFound.filter((s) => photoOf(s.target) === photo).map((s) => s.toTarget.hamming[K]!);
-    cvDet += ts.filter((d) => d > r).length;
-    cvDetN += ts.length;
+  for (const key of ["cosine", "euclidean"] as const) {
+    const g = gFound.map((x) => x[key]);
+    const i = raw.impostor.map((x) => x[key]);
+    const s = sFound.map((x) => x.toTarget[key]);
+    lines.push(
+      `| ${key} | ${Math.max(...g).toFixed(3)} | ${Math.min(...i).toFixed(3)} | ${auc(s, g).toFixed(3)} | ${auc(i, g).toFixed(3)} |`,
+    );
   }
-  const cv = { radii, benign_false_alarm: wilson(cvFa, cvFaN), swap_detection: wilson(cvDet, cvDetN) };
+  const gH = shipped.genuine.map((x) => x.d);
   lines.push(
-    "",
-    `Leave-one-photo-out (radius chosen without the held-out photo; radii ${radii.join(", ")}): benign false alarm ${ci(cv.benign_false_alarm)}, swap detection ${ci(cv.swap_detection)}.`,
+    `| Hamming K=${K} | ${Math.max(...gH)} | ${Math.min(...shipped.impostor.map((x) => x.d))} | ${main.auc_swap_vs_benign.value.toFixed(3)} | ${auc(
+      shipped.impostor.map((x) => x.d),
+      gH,
+    ).toFixed(3)} |`,
   );
 
-  // Bit balance over the people: a centred code has bits near 50 % ones.
   const ones = new Array<number>(K).fill(0);
-  for (const p of raw.people) identityBits(p.descriptor, { bits: K }).forEach((b, i) => (ones[i]! += b));
-  const balance = ones.map((o) => o / raw.people.length);
+  for (const p of raw.people) identityBits(decode(p.descriptor), { bits: K }).forEach((b, i) => (ones[i]! += b));
+  const balance = ones.map((o) => o / people.length);
+  const lfwOnes = new Array<number>(K).fill(0);
+  for (const p of raw.people)
+    identityBits(decode(p.descriptor), { bits: K, mean: lfwMean }).forEach((b, i) => (lfwOnes[i]! += b));
+  const constantLfw = lfwOnes.filter((o) => o === 0 || o === people.length).length;
   lines.push(
     "",
-    `Bit balance (fraction of ones per bit over the ${raw.people.length} people): min ${Math.min(...balance).toFixed(2)}, max ${Math.max(...balance).toFixed(2)}, mean ${(balance.reduce((a, b) => a + b, 0) / K).toFixed(2)}.`,
+    `Bit balance over the ${people.length} people (fraction of ones per bit): min ${Math.min(...balance).toFixed(2)}, max ${Math.max(...balance).toFixed(2)}. ` +
+      `With the LFW mean, ${constantLfw} of ${K} bits are the same for all ${people.length} people.`,
   );
 
-  const fa = wilson(g.filter((d) => d > radius).length, g.length);
-  const fm = wilson(raw.impostor.filter((x) => x.hamming[K]! <= radius).length, raw.impostor.length);
-  const det = wilson(swapsFound.filter((s) => s.toTarget.hamming[K]! > radius).length, swapsFound.length);
   const calibration = {
     version: 1,
-    generated_by: "models/identity/scripts/collect.ts + report.ts",
+    generated_by: "models/identity/scripts/collect.ts then report.ts",
     code: {
       bits: K,
       seed: IDENTITY_CODE_SEED,
-      projection: "rademacher_mulberry32",
+      projection:
+        "sign of Rademacher (+-1) projections, entries from mulberry32(seed), row-major, +1 when the draw's top bit is 0",
       centring: "models/identity/reference-mean.json",
     },
-    decision: `different identity when hamming > ${radius}`,
-    hamming_radius: radius,
-    radius_rule: `smallest radius with benign false alarms <= ${MAX_FALSE_ALARM * 100} % on this data (in-sample)`,
-    false_alarm_rate: fa,
-    false_non_match_rate: fa,
-    false_match_rate: fm,
-    swap_detection_rate: det,
-    miss_rate: wilson(det.n - det.k, det.n),
-    auc_swap_vs_benign: perK[K],
+    decision: `same identity when hamming <= ${main.radius}; face_swapped when hamming > ${main.radius}`,
+    hamming_radius: main.radius,
+    radius_rule: `smallest radius with benign false alarms <= ${MAX_FALSE_ALARM * 100} % on the calibration faces`,
+    false_alarm_rate: main.benign_false_alarm,
+    false_match_rate: main.impostor_false_match,
+    swap_detection_rate: main.swap_detection,
+    miss_rate: wilson(main.swap_detection.n - main.swap_detection.k, main.swap_detection.n),
+    auc_swap_vs_benign: main.auc_swap_vs_benign,
+    out_of_sample: { method: "leave-one-photo-out: centring mean and radius re-derived without the held-out photo", ...lopo },
+    lfw_centring_rejected: lfw,
+    operating_points: operatingPoints,
+    per_k: perK,
     per_edit: perEdit,
     per_swap_variant: perVariant,
-    leave_one_photo_out: cv,
-    histograms: {
-      distance: histG.map((_, d) => d),
-      benign: histG,
-      impostor: histI,
-      swap_vs_target: histS,
-      swap_vs_source: histSrc,
-    },
+    histograms: { distance: hG.map((_, d) => d), benign: hG, impostor: hI, swap_vs_target: hS },
     bit_balance: balance.map((b) => Number(b.toFixed(3))),
     data: {
       people: people.length,
       photos_per_person: 1,
       photos: raw.photos,
+      benign_edits: raw.edits,
       genuine_probes: raw.genuine.length,
-      genuine_refound: found.length,
-      impostor_pairs: raw.impostor.length,
+      genuine_refound: genuineFound,
+      impostor_pairs: (people.length * (people.length - 1)) / 2,
       swaps: raw.swaps.length,
-      swaps_refound: swapsFound.length,
+      swaps_refound: swapsFound,
+      pairing: raw.pairing,
       limits:
-        "22 adult women from 6 group photos plus one astronaut portrait; one photo per person, so 'same person' means the same photo after benign edits, not a new photo of the person. Rates are in-sample except the leave-one-photo-out figures.",
+        "23 people (22 adult women in 6 group photos, 1 astronaut portrait), one photo each: 'same person' means the same photo after benign edits, never a new photo of the person. The shipped mean and radius are fitted on these same faces; out_of_sample holds leave-one-photo-out figures. Swaps are classical landmark-aligned cheap-fakes, not GAN/diffusion face swaps.",
     },
-    ci_method: "Wilson score 95 % for rates; AUC CIs are 95 % percentile intervals of a people-level bootstrap (2000 resamples)",
+    ci_method: "Wilson score 95 % for rates; AUC: 95 % percentile interval of a people-level bootstrap, 2000 resamples",
   };
   writeFileSync("models/identity/calibration.json", JSON.stringify(calibration, null, 1) + "\n");
   writeFileSync("models/identity/RESULTS.md", lines.join("\n") + "\n");
