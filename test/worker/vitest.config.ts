@@ -13,6 +13,7 @@ const root = join(here, "..", "..");
  */
 export const TEST_VARS = {
   VIGIL_MODE: "production",
+  VIGIL_REQUEST_LOG: "off",
   VIGIL_DEV_KEY: "vgl_dev_test_key_0123456789abcdef",
   TICKET_SIGNING_KEY: "MC4CAQAwBQYDK2VwBCIEIErRwq50iIYnx8d4llmeo8-2B6A5mAlSmOVLfItVkZOA",
   TICKET_PUBLIC_KEY: "ypRq4DZy2ATa503_4HgtL9xKxRIBR5-fbGchEUQVnsY",
@@ -56,7 +57,5 @@ export default defineConfig(async () => ({
     include: [join(here, "**/*.test.ts")],
     setupFiles: [join(here, "setup.ts")],
     testTimeout: 30_000,
-    // The worker logs one JSON line per request; keep test output readable.
-    onConsoleLog: (log: string) => !log.startsWith('{"request_id"'),
   },
 }));

@@ -20,6 +20,8 @@ export type AppEnv = Omit<
   RATE_LIMIT_BURST: string;
   JOB_QUEUE: DurableObjectNamespace<import("./durable/job-queue.ts").JobQueue>;
   RATE_LIMITER: DurableObjectNamespace<import("./durable/rate-limiter.ts").RateLimiter>;
+  /** "off" silences the per-request log line (tests). */
+  VIGIL_REQUEST_LOG?: string;
   VIGIL_DEV_KEY?: string;
   TICKET_SIGNING_KEY?: string;
   TICKET_SIGNING_KID?: string;

@@ -9,6 +9,7 @@ export const requestLog: MiddlewareHandler<HonoEnv> = async (c, next) => {
   const started = Date.now();
   await next();
   c.res.headers.set("x-request-id", requestId);
+  if (c.env.VIGIL_REQUEST_LOG === "off") return; // the test suite turns request lines off
   console.log(
     JSON.stringify({
       request_id: requestId,
