@@ -1,0 +1,118 @@
+/**
+ * Identity routes. Mount with `app.route("/", identityRoutes)` after the /v1 auth middleware.
+ *
+ *   POST   /v1/protect                 image body (?owner=&external_ref=&strength=&format=) → 202 job-like flow
+ *   POST   /v1/verify                  image body → 202 job-like flow; output.verdict when done
+ *   GET    /v1/identity/flows/:id      poll a protect/verify flow
+ *   GET    /v1/assets                  list asset records (?limit=&cursor=)
+ *   GET    /v1/assets/:id              one record
+ *   DELETE /v1/assets/:id              erase personal data, keep the verification tombstone
+ *   GET    /v1/identity/keys           master key metadata (admin)
+ *   POST   /v1/identity/keys/rotate    new active master key (admin)
+ */
+
+import { z } from "zod";
+import type { Context } from "hono";
+import { intVar, type HonoEnv } from "../env.ts";
+import { requireScope } from "../lib/keys.ts";
+import { sniffImageType } from "../lib/sniff.ts";
+import { ApiError } from "../problem.ts";
+import { newRouter } from "../router.ts";
+import { deleteAsset, getAsset, listAssets, publicAsset } from "./assets.ts";
+import { getFlow, publicFlow, refreshFlow, startFlow, type FlowKind } from "./flows.ts";
+import { listMasterKeys, rotateMasterKey } from "./master-keys.ts";
+
+export const identityRoutes = newRouter();
+type C = Context<HonoEnv>;
+
+const ProtectQuery = z.object({
+  owner: z.string().max(200).nullable().default(null),
+  external_ref: z.string().max(200).nullable().default(null),
+  strength: z.coerce.number().min(0.1).max(4).default(1),
+  format: z.enum(["png", "jpeg", "webp"]).default("png"),
+});
+
+async function readImage(c: C): Promise<{ bytes: Uint8Array; contentType: string }> {
+  const limit = intVar(c.env.MAX_INLINE_UPLOAD_BYTES, 10 * 1024 * 1024);
+  const declared = Number(c.req.header("content-length") ?? NaN);
+  if (Number.isFinite(declared) && declared > limit) throw new ApiError(413, "input_too_large", `images up to ${limit} bytes`);
+  const bytes = new Uint8Array(await c.req.arrayBuffer());
+  if (bytes.byteLength === 0) throw new ApiError(400, "empty_body", "the request body is empty");
+  if (bytes.byteLength > limit) throw new ApiError(413, "input_too_large", `images up to ${limit} bytes`);
+  const contentType = sniffImageType(bytes.subarray(0, 64));
+  if (!contentType) throw new ApiError(415, "unsupported_image", "the body is not a recognised image");
+  return { bytes, contentType };
+}
+
+async function start(c: C, kind: FlowKind, params: unknown) {
+  const principal = requireScope(c.get("principal"), kind);
+  const { bytes, contentType } = await readImage(c);
+  const flow = await startFlow(c.env, {
+    tenantId: principal.tenantId,
+    kind,
+    image: bytes,
+    contentType,
+    origin: new URL(c.req.url).origin,
+    params,
+  });
+  return c.json(publicFlow(flow), 202);
+}
+
+identityRoutes.post("/v1/protect", async (c) => {
+  const q = ProtectQuery.safeParse(c.req.query());
+  if (!q.success)
+    throw new ApiError(422, "invalid_params", q.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+  return start(c, "protect", q.data);
+});
+
+identityRoutes.post("/v1/verify", (c) => start(c, "verify", {}));
+
+identityRoutes.get("/v1/identity/flows/:id", async (c) => {
+  const principal = c.get("principal");
+  if (!principal) throw new ApiError(401, "unauthorized", "an API key is required");
+  const flow = await getFlow(c.env, principal.tenantId, c.req.param("id"));
+  if (!flow) throw new ApiError(404, "not_found", `no flow ${c.req.param("id")}`);
+  return c.json(publicFlow(await refreshFlow(c.env, flow)));
+});
+
+identityRoutes.get("/v1/assets", async (c) => {
+  const principal = requireScope(c.get("principal"), "protect");
+  const limit = Number(c.req.query("limit") ?? 50);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 200) throw new ApiError(422, "invalid_limit", "limit must be 1..200");
+  return c.json({ object: "list", ...(await listAssets(c.env, principal.tenantId, { limit, cursor: c.req.query("cursor") })) });
+});
+
+identityRoutes.get("/v1/assets/:id", async (c) => {
+  const principal = requireScope(c.get("principal"), "protect");
+  const row = await getAsset(c.env, principal.tenantId, c.req.param("id"));
+  if (!row) throw new ApiError(404, "not_found", `no asset ${c.req.param("id")}`);
+  return c.json(publicAsset(row));
+});
+
+identityRoutes.delete("/v1/assets/:id", async (c) => {
+  const principal = requireScope(c.get("principal"), "protect");
+  const gone = await deleteAsset(c.env, principal.tenantId, c.req.param("id"));
+  if (!gone) throw new ApiError(404, "not_found", `no asset ${c.req.param("id")}`);
+  if (gone.imageKey) await c.env.OBJECTS.delete(gone.imageKey);
+  return c.json({
+    id: c.req.param("id"),
+    object: "identity_asset",
+    deleted: true,
+    kept: ["asset_id", "protected_at", "master_key_id", "asset_ref", "payload"],
+    erased: ["owner", "external_ref", "faces", "image"],
+  });
+});
+
+identityRoutes.get("/v1/identity/keys", async (c) => {
+  const principal = requireScope(c.get("principal"), "admin");
+  return c.json({ object: "list", data: await listMasterKeys(c.env, principal.tenantId) });
+});
+
+identityRoutes.post("/v1/identity/keys/rotate", async (c) => {
+  const principal = requireScope(c.get("principal"), "admin");
+  const row = await rotateMasterKey(c.env, principal.tenantId);
+  return c.json(
+    { id: row.id, object: "identity_master_key", generation: row.generation, slot: row.slot, status: row.status },
+    201,
+  );
+});
