@@ -1,0 +1,153 @@
+import { Hono } from "hono";
+import { describe, expect, it } from "vitest";
+import { createTenantKey, leaseJob, PNG_1x1, runnerCall, testEnv } from "./helpers.ts";
+import { jobQueue } from "../../worker/src/durable/job-queue.ts";
+import type { HonoEnv } from "../../worker/src/env.ts";
+import { apiAuth } from "../../worker/src/middleware/auth.ts";
+import { ApiError, problemResponse } from "../../worker/src/problem.ts";
+import { bitsToHex, hexToBits } from "../../worker/src/identity/bits.ts";
+import { configureCalibration } from "../../worker/src/identity/flows.ts";
+import { identityRoutes } from "../../worker/src/identity/routes.ts";
+
+/**
+ * The identity routes mounted the way index.ts would mount them (behind the real API-key middleware),
+ * with this test acting as the GPU runner through the real runner protocol (lease, upload, complete).
+ */
+const app = new Hono<HonoEnv>();
+app.use("/v1/*", apiAuth);
+app.route("/", identityRoutes);
+app.onError((err) => (err instanceof ApiError ? problemResponse(err) : new Response(String(err), { status: 500 })));
+
+const env = testEnv as unknown as HonoEnv["Bindings"];
+// Test inputs for the decision; the real file comes from the face engineer's calibration.
+configureCalibration({
+  code_bits: 32,
+  threshold: 8,
+  false_alarm: { rate: 0.01, ci95: [0.004, 0.02] },
+  miss: { rate: 0.03, ci95: [0.01, 0.06] },
+});
+
+function call(path: string, key: string, init: RequestInit = {}) {
+  const headers = new Headers(init.headers);
+  headers.set("authorization", `Bearer ${key}`);
+  return app.fetch(new Request(`http://vigil.test${path}`, { ...init, headers }), env);
+}
+
+interface Flow {
+  id: string;
+  status: string;
+  output: Record<string, any> | null;
+  error: unknown;
+  stages: Record<string, string | null>;
+}
+
+async function complete(jobId: string, operation: string, result: Record<string, unknown>, image?: Uint8Array) {
+  const leased = await leaseJob(jobId, operation);
+  const job = (await jobQueue(env).get((await jobQueue(env).ownerOf(jobId))!, jobId))!;
+  const artifacts = [];
+  if (image) {
+    const key = `tenants/${job.tenant_id}/jobs/${jobId}/outputs/image`;
+    await env.OBJECTS.put(key, image);
+    const sha = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", image)), (b) =>
+      b.toString(16).padStart(2, "0"),
+    ).join("");
+    artifacts.push({ name: "image", key, content_type: "image/png", bytes: image.byteLength, sha256: sha });
+  }
+  const res = await runnerCall(`/internal/runner/jobs/${jobId}/complete`, { lease_id: leased.lease_id, result, artifacts });
+  expect(res.status).toBe(200);
+  return job;
+}
+
+const face = (code: string) => ({
+  box: { x: 10, y: 10, width: 100, height: 120 },
+  score: 0.99,
+  landmarks: [],
+  identity_code: code,
+});
+
+async function protect(key: string, code: string | null) {
+  const res = await call("/v1/protect?owner=newsroom&external_ref=img-1", key, { method: "POST", body: PNG_1x1 });
+  expect(res.status).toBe(202);
+  const flow = (await res.json()) as Flow;
+  await complete(flow.stages["face.analyze"]!, "face.analyze", { faces: code ? [face(code)] : [], identity_code_bits: 32 });
+  const after = (await (await call(`/v1/identity/flows/${flow.id}`, key)).json()) as Flow;
+  const embedId = after.stages["watermark.embed"]!;
+  const embedJob = await complete(embedId, "watermark.embed", {}, PNG_1x1);
+  const done = (await (await call(`/v1/identity/flows/${flow.id}`, key)).json()) as Flow;
+  return { done, bits: embedJob.params.bits as string };
+}
+
+async function verify(key: string, decodedBits: string, facesNow: string[], detected = true) {
+  const res = await call("/v1/verify", key, { method: "POST", body: PNG_1x1 });
+  expect(res.status).toBe(202);
+  const flow = (await res.json()) as Flow;
+  await complete(flow.stages["watermark.decode"]!, "watermark.decode", {
+    bits: decodedBits,
+    corrected: detected,
+    confidence: [],
+    errors: detected ? 2 : null,
+    p_value: detected ? 1e-15 : 1,
+    detected,
+  });
+  await complete(flow.stages["face.analyze"]!, "face.analyze", { faces: facesNow.map(face), identity_code_bits: 32 });
+  return (await (await call(`/v1/identity/flows/${flow.id}`, key)).json()) as Flow;
+}
+
+describe("protect → verify through the routes and the runner protocol", () => {
+  it("protect embeds only ciphertext and returns the asset record; verify traces it as authentic", async () => {
+    const { key } = await createTenantKey(["protect", "verify"]);
+    const { done, bits } = await protect(key, "a1b2c3d4");
+    expect(done.status).toBe("succeeded");
+    expect(done.output).toMatchObject({ owner: "newsroom", external_ref: "img-1", faces: [{ score: 0.99 }] });
+    expect(done.output!.image_url).toMatch(/^http:\/\/vigil\.test\/v1\/objects\/tenants\//);
+    // What the embedding runner saw: 64 bits that do not contain the identity code in the clear.
+    expect(bits).toMatch(/^[0-9a-f]{16}$/);
+    expect(bits).not.toContain("a1b2c3d4");
+
+    const same = await verify(key, bits, ["a1b2c3d5"]);
+    expect(same.status).toBe("succeeded");
+    expect(same.output).toMatchObject({ verdict: "authentic", source: { asset_id: done.output!.asset_id, owner: "newsroom" } });
+    expect(same.output!.evidence).toMatchObject({ identity_distance: 1, threshold: 8, p_value: 1e-15 });
+  });
+
+  it("a different face gives face_swapped with the source traced", async () => {
+    const { key } = await createTenantKey(["protect", "verify"]);
+    const { done, bits } = await protect(key, "a1b2c3d4");
+    const swapped = await verify(key, bits, ["5e4d3c2b"]);
+    expect(swapped.output).toMatchObject({ verdict: "face_swapped", source: { asset_id: done.output!.asset_id } });
+  });
+
+  it("another tenant, a tampered payload or no watermark give not_protected", async () => {
+    const a = await createTenantKey(["protect", "verify"]);
+    const b = await createTenantKey(["protect", "verify"]);
+    const { bits } = await protect(a.key, "a1b2c3d4");
+    expect((await verify(b.key, bits, ["a1b2c3d4"])).output).toMatchObject({ verdict: "not_protected", source: null });
+    const tampered = hexToBits(bits, 64);
+    tampered[40]! ^= 1;
+    tampered[41]! ^= 1;
+    const t = await verify(a.key, bitsToHex(tampered), ["a1b2c3d4"]);
+    expect(["not_protected", "face_swapped"]).toContain(t.output!.verdict); // face_swapped only at the tag's 2^-8
+    expect((await verify(a.key, bits, ["a1b2c3d4"], false)).output).toMatchObject({ verdict: "not_protected" });
+  });
+
+  it("assets list and delete; a deleted asset still verifies with owner erased", async () => {
+    const { key } = await createTenantKey(["protect", "verify"]);
+    const { done, bits } = await protect(key, null);
+    const list = (await (await call("/v1/assets", key)).json()) as { data: { id: string }[] };
+    expect(list.data.map((a) => a.id)).toEqual([done.output!.asset_id]);
+    const del = await call(`/v1/assets/${done.output!.asset_id}`, key, { method: "DELETE" });
+    expect(del.status).toBe(200);
+    const v = await verify(key, bits, []);
+    expect(v.output).toMatchObject({ verdict: "authentic", source: { asset_id: done.output!.asset_id, owner: null } });
+    expect((await call(`/v1/assets/nope`, key, { method: "DELETE" })).status).toBe(404);
+  });
+
+  it("rejects non-images, missing scopes and bad parameters with problem responses", async () => {
+    const { key } = await createTenantKey(["verify"]);
+    expect((await call("/v1/protect", key, { method: "POST", body: PNG_1x1 })).status).toBe(403);
+    expect((await call("/v1/verify", key, { method: "POST", body: "hello" })).status).toBe(415);
+    expect((await call("/v1/verify", key, { method: "POST" })).status).toBe(400);
+    const p = await createTenantKey(["protect"]);
+    expect((await call("/v1/protect?strength=9", p.key, { method: "POST", body: PNG_1x1 })).status).toBe(422);
+  });
+});
