@@ -71,7 +71,8 @@ describe("lowlight tiling", () => {
     for (let i = 1; i < starts.length; i++) expect(starts[i - 1]! + 1024 - starts[i]!).toBeGreaterThanOrEqual(32);
     expect(planTiles(3000, 4000, 1024, 32)).toHaveLength(starts.length * tileStarts(4000, 1024, 32).length);
     expect(rampWeight(0, 1024, 0, 3000, 32)).toBe(1); // image border keeps full weight
-    expect(rampWeight(0, 1024, 500, 3000, 32)).toBeLessThan(0.05); // shared edge fades in
+    expect(rampWeight(0, 1024, 500, 3000, 32)).toBe(0); // shared edge: the neighbour's interior wins
+    expect(rampWeight(20, 1024, 500, 3000, 32)).toBeGreaterThan(0.5);
   });
 
   it("area thumbnail of a constant image is that constant", () => {
@@ -87,8 +88,8 @@ describe("lowlight tiling", () => {
     const tiled = await enhancePlanar(session, rgb, height, width, { tile: 192, overlap: 32 });
     expect(whole.stats.tiles).toBe(1);
     expect(tiled.stats.tiles).toBe(9);
-    // Half an 8-bit step: after quantisation the two outputs are the same picture.
-    expect(maxAbsDiff(whole.data, tiled.data)).toBeLessThan(0.5 / 255);
+    // The gamma map is sampled in global coordinates and conv edges get zero weight: float rounding only.
+    expect(maxAbsDiff(whole.data, tiled.data)).toBeLessThan(1e-4);
     // And the model does brighten a dark photo.
     const mean = (a: Float32Array) => a.reduce((s, v) => s + v, 0) / a.length;
     expect(mean(whole.data)).toBeGreaterThan(2 * mean(rgb));

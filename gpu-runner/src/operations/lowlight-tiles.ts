@@ -33,11 +33,20 @@ export function planTiles(height: number, width: number, size: number, overlap: 
 }
 
 /**
+ * Pixels this close to a tile edge that has a neighbour get weight 0: the refinement convs (3 layers of 3x3) see
+ * zero padding there, so they differ from the single-pass result. Beyond it the tiles agree exactly.
+ */
+export const EDGE_MARGIN = 4;
+
+/**
  * 1-D blending weight of position i in a tile of `length` whose start is `start` within an axis of `total`:
- * a ramp from ~0 to 1 across `overlap` pixels on every side that has a neighbour, 1 on image borders.
+ * 0 for EDGE_MARGIN pixels, then a linear ramp to 1 across the rest of the overlap on every side that has a
+ * neighbour; 1 on image borders. Neighbours overlap by at least `overlap` > 2 * EDGE_MARGIN, so weights never
+ * all vanish.
  */
 export function rampWeight(i: number, length: number, start: number, total: number, overlap: number): number {
-  const ramp = (d: number) => Math.min(1, (d + 0.5) / overlap);
+  const span = overlap - 2 * EDGE_MARGIN;
+  const ramp = (d: number) => Math.min(1, Math.max(0, (d - EDGE_MARGIN + 0.5) / span));
   let w = 1;
   if (start > 0) w = Math.min(w, ramp(i));
   if (start + length < total) w = Math.min(w, ramp(length - 1 - i));
