@@ -1,5 +1,5 @@
 import type { RasterImage } from "../operations/types.ts";
-import { loadFaceModels, tf } from "./models.ts";
+import { loadFaceModels } from "./models.ts";
 
 export interface FaceBox {
   x: number;
@@ -62,7 +62,8 @@ export async function analyzeFaces(image: RasterImage, options: AnalyzeOptions =
   const opts = { ...DEFAULTS, ...options };
   if (image.width < 1 || image.height < 1) throw new RangeError("image has no pixels");
   const faceapi = await loadFaceModels();
-  const input = tf.tensor3d(toRgb8(image), [image.height, image.width, 3], "int32");
+  // face-api bundles its own tfjs typings: build the tensor through its tf so the types line up (same runtime module).
+  const input = faceapi.tf.tensor3d(toRgb8(image), [image.height, image.width, 3], "int32");
   try {
     const detectorOptions = new faceapi.SsdMobilenetv1Options({ minConfidence: opts.minScore, maxResults: opts.maxFaces });
     const found = await faceapi.detectAllFaces(input, detectorOptions).withFaceLandmarks().withFaceDescriptors();

@@ -1,3 +1,4 @@
+import { faceAnalyzePipeline } from "./face-analyze.ts";
 import { inspectPipeline } from "./inspect.ts";
 import type { OperationPipeline } from "./types.ts";
 import { watermarkDecodePipeline, watermarkEmbedPipeline } from "./watermark.ts";
@@ -6,7 +7,12 @@ import { watermarkDecodePipeline, watermarkEmbedPipeline } from "./watermark.ts"
  * Every pipeline this runner can execute, by operation name (the names in contract/operations.ts).
  * Adding an operation is one import and one entry here.
  */
-export const PIPELINES: readonly OperationPipeline[] = [inspectPipeline, watermarkEmbedPipeline, watermarkDecodePipeline];
+export const PIPELINES: readonly OperationPipeline[] = [
+  inspectPipeline,
+  watermarkEmbedPipeline,
+  watermarkDecodePipeline,
+  faceAnalyzePipeline,
+];
 
 export const REGISTRY: ReadonlyMap<string, OperationPipeline> = new Map(PIPELINES.map((p) => [p.name, p]));
 
