@@ -96,12 +96,16 @@ export async function authenticate(env: AppEnv, authorization: string | null): P
   if (!m) throw unauthorized("unauthorized", "send an API key as `Authorization: Bearer vgl_...`");
   const token = m[1]!;
   if (env.VIGIL_DEV_KEY && sameString(token, env.VIGIL_DEV_KEY)) {
-    await env.DB.prepare("INSERT OR IGNORE INTO tenants (id, name, created_at) VALUES (?, 'Development', ?)")
-      .bind(DEV_TENANT, Date.now())
-      .run();
-    const t = await env.DB.prepare("SELECT rate_limit_per_minute, rate_limit_burst FROM tenants WHERE id = ?")
+    let t = await env.DB.prepare("SELECT rate_limit_per_minute, rate_limit_burst FROM tenants WHERE id = ?")
       .bind(DEV_TENANT)
       .first<{ rate_limit_per_minute: number | null; rate_limit_burst: number | null }>();
+    if (!t) {
+      // Created lazily on first use; reading first keeps the common path free of D1 writes.
+      await env.DB.prepare("INSERT OR IGNORE INTO tenants (id, name, created_at) VALUES (?, 'Development', ?)")
+        .bind(DEV_TENANT, Date.now())
+        .run();
+      t = { rate_limit_per_minute: null, rate_limit_burst: null };
+    }
     return {
       tenantId: DEV_TENANT,
       keyId: "dev",
