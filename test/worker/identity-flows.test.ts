@@ -1,12 +1,13 @@
 import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
-import { createTenantKey, leaseJob, PNG_1x1, runnerCall, testEnv } from "./helpers.ts";
+import { call as workerCall, createTenantKey, leaseJob, PNG_1x1, postJson, runnerCall, testEnv } from "./helpers.ts";
 import { jobQueue } from "../../worker/src/durable/job-queue.ts";
 import type { HonoEnv } from "../../worker/src/env.ts";
 import { apiAuth } from "../../worker/src/middleware/auth.ts";
 import { ApiError, problemResponse } from "../../worker/src/problem.ts";
 import { bitsToHex, hexToBits } from "../../worker/src/identity/bits.ts";
-import { configureCalibration } from "../../worker/src/identity/flows.ts";
+import calibrationFile from "../../models/identity/calibration.json";
+import "../../worker/src/identity/flows.ts";
 import { identityRoutes } from "../../worker/src/identity/routes.ts";
 
 /**
@@ -19,13 +20,8 @@ app.route("/", identityRoutes);
 app.onError((err) => (err instanceof ApiError ? problemResponse(err) : new Response(String(err), { status: 500 })));
 
 const env = testEnv as unknown as HonoEnv["Bindings"];
-// Test inputs for the decision; the real file comes from the face engineer's calibration.
-configureCalibration({
-  code_bits: 32,
-  threshold: 8,
-  false_alarm: { rate: 0.01, ci95: [0.004, 0.02] },
-  miss: { rate: 0.03, ci95: [0.01, 0.06] },
-});
+// The decision uses the face engineer's bundled calibration (models/identity/calibration.json).
+const radius = calibrationFile.hamming_radius;
 
 function call(path: string, key: string, init: RequestInit = {}) {
   const headers = new Headers(init.headers);
@@ -107,14 +103,34 @@ describe("protect → verify through the routes and the runner protocol", () => 
     const same = await verify(key, bits, ["a1b2c3d5"]);
     expect(same.status).toBe("succeeded");
     expect(same.output).toMatchObject({ verdict: "authentic", source: { asset_id: done.output!.asset_id, owner: "newsroom" } });
-    expect(same.output!.evidence).toMatchObject({ identity_distance: 1, threshold: 8, p_value: 1e-15 });
+    expect(same.output!.evidence).toMatchObject({
+      identity_distance: 1,
+      threshold: radius,
+      p_value: 1e-15,
+      false_alarm_rate: { rate: calibrationFile.false_alarm_rate.rate },
+      miss_rate: { ci95: [calibrationFile.miss_rate.low, calibrationFile.miss_rate.high] },
+    });
   });
 
-  it("a different face gives face_swapped with the source traced", async () => {
-    const { key } = await createTenantKey(["protect", "verify"]);
+  it("a different face gives face_swapped with the source traced, and a verification.face_swap_detected webhook", async () => {
+    const { key } = await createTenantKey(["protect", "verify", "admin"]);
+    const ep = await postJson(
+      "/v1/webhook_endpoints",
+      { url: "https://hooks.example.com/swap", events: ["verification.face_swap_detected"] },
+      { key },
+    );
+    expect(ep.status).toBe(201);
+    const endpointId = ((await ep.json()) as { id: string }).id;
     const { done, bits } = await protect(key, "a1b2c3d4");
     const swapped = await verify(key, bits, ["5e4d3c2b"]);
     expect(swapped.output).toMatchObject({ verdict: "face_swapped", source: { asset_id: done.output!.asset_id } });
+    let types: string[] = [];
+    for (let i = 0; i < 100 && types.length === 0; i++) {
+      const res = await workerCall(`/v1/webhook_endpoints/${endpointId}/deliveries`, { key });
+      types = ((await res.json()) as { data: { event_type: string }[] }).data.map((d) => d.event_type);
+      if (!types.length) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(types).toEqual(["verification.face_swap_detected"]);
   });
 
   it("another tenant, a tampered payload or no watermark give not_protected", async () => {

@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { testEnv } from "./helpers.ts";
 import { bitsToHex, hexToBits } from "../../worker/src/identity/bits.ts";
 import { createAsset, tracePayload } from "../../worker/src/identity/assets.ts";
-import { Calibration, DecodeResult, decideVerdict } from "../../worker/src/identity/verdict.ts";
+import calibrationFile from "../../models/identity/calibration.json";
+import { Calibration, calibrationFromFile, DecodeResult, decideVerdict } from "../../worker/src/identity/verdict.ts";
 
 const env = testEnv;
 const tenant = () => `ten_${crypto.randomUUID().replaceAll("-", "")}`;
@@ -91,5 +92,15 @@ describe("verify decision", () => {
 
   it("rejects a calibration file without thresholds or rates", () => {
     expect(Calibration.safeParse({ code_bits: 32 }).success).toBe(false);
+    expect(() => calibrationFromFile({ version: 1, code: { bits: 32 } })).toThrow();
+  });
+
+  it("reads the face engineer's calibration file: radius and 95 % CIs", () => {
+    const c = calibrationFromFile(calibrationFile);
+    expect(c.code_bits).toBe(32);
+    expect(c.threshold).toBe(calibrationFile.hamming_radius);
+    expect(c.false_alarm.ci95[0]).toBeLessThanOrEqual(c.false_alarm.rate);
+    expect(c.false_alarm.ci95[1]).toBeGreaterThanOrEqual(c.false_alarm.rate);
+    expect(c.miss.ci95).toEqual([calibrationFile.miss_rate.low, calibrationFile.miss_rate.high]);
   });
 });

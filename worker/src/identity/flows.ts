@@ -18,7 +18,8 @@ import { createJob, registerCompletionHook } from "../lib/jobs-api.ts";
 import { objectKeys, objectUrlSigner } from "../lib/object-urls.ts";
 import { emitEvent } from "../lib/webhooks.ts";
 import { createAsset, FaceInput, publicAsset, setAssetImage, tracePayload } from "./assets.ts";
-import { AnalyzedFaces, Calibration, DecodeResult, decideVerdict } from "./verdict.ts";
+import calibrationFile from "../../../models/identity/calibration.json";
+import { AnalyzedFaces, Calibration, calibrationFromFile, DecodeResult, decideVerdict } from "./verdict.ts";
 
 export type FlowKind = "protect" | "verify";
 
@@ -51,11 +52,22 @@ export interface ProtectParams {
 /** Signed image URLs in protect outputs stay valid this long. */
 const IMAGE_URL_TTL_S = 24 * 3600;
 
-let calibration: Calibration | null = null;
 /**
- * Installs the face engineer's models/identity/calibration.json. Until then face comparisons end
- * `inconclusive` (never a guessed threshold); provenance and not_protected verdicts are unaffected.
+ * The face engineer's measured radius and rates (models/identity/calibration.json), bundled at build
+ * time. If the file stops parsing, face comparisons end `inconclusive` rather than use a guessed threshold.
  */
+let calibration: Calibration | null = loadBundledCalibration();
+
+function loadBundledCalibration(): Calibration | null {
+  try {
+    return calibrationFromFile(calibrationFile);
+  } catch (e) {
+    console.error(JSON.stringify({ msg: "identity_calibration_invalid", error: String(e) }));
+    return null;
+  }
+}
+
+/** Replaces the calibration (a re-calibration shipped as config, or tests). */
 export function configureCalibration(json: unknown): void {
   calibration = Calibration.parse(json);
 }

@@ -35,6 +35,28 @@ export const Calibration = z
   .passthrough();
 export type Calibration = z.infer<typeof Calibration>;
 
+const FileRate = z.object({ rate: z.number().min(0).max(1), low: z.number(), high: z.number() }).passthrough();
+/** models/identity/calibration.json as the face engineer writes it (version 1). */
+export const CalibrationFile = z
+  .object({
+    version: z.literal(1),
+    code: z.object({ bits: z.number().int().positive() }).passthrough(),
+    hamming_radius: z.number().int().nonnegative(),
+    false_alarm_rate: FileRate,
+    miss_rate: FileRate,
+  })
+  .passthrough();
+
+export function calibrationFromFile(json: unknown): Calibration {
+  const f = CalibrationFile.parse(json);
+  return {
+    code_bits: f.code.bits,
+    threshold: f.hamming_radius,
+    false_alarm: { rate: f.false_alarm_rate.rate, ci95: [f.false_alarm_rate.low, f.false_alarm_rate.high] },
+    miss: { rate: f.miss_rate.rate, ci95: [f.miss_rate.low, f.miss_rate.high] },
+  };
+}
+
 export type Verdict = "authentic" | "face_swapped" | "not_protected" | "inconclusive";
 
 export interface VerifyOutcome {
