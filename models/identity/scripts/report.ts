@@ -11,7 +11,7 @@
  *
  * Run: npx tsx models/identity/scripts/report.ts
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { IDENTITY_CODE_BITS, IDENTITY_CODE_SEED, identityBits, mulberry32 } from "../../../gpu-runner/src/face/identity-code.ts";
 import { REFERENCE_MEAN } from "../../../gpu-runner/src/face/reference-mean.ts";
 
@@ -290,6 +290,22 @@ function main(): void {
     );
   }
 
+  // The same swaps with sources paired uniformly at random (collect.ts --random-pairs), if collected:
+  // scored against the primary run's benign probes, with the shipped mean and radius.
+  let randomPairs: Summary | null = null;
+  if (existsSync("models/identity/eval-raw-random.json")) {
+    const other = { pairing: "random", ...JSON.parse(readFileSync("models/identity/eval-raw-random.json", "utf8")) } as Raw;
+    const scored = score(other, K, REFERENCE_MEAN);
+    randomPairs = summarise({ ...shipped, swaps: scored.swaps }, K, main.radius);
+    const lost = other.swaps.filter((x) => !x.found).length;
+    const a = randomPairs.auc_swap_vs_benign;
+    lines.push(
+      "",
+      `Random pairing (${other.swaps.length / 3} swaps x 3 re-share variants, ${lost} swapped faces not re-found): detected ${ci(randomPairs.swap_detection)}, ` +
+        `AUC vs benign ${a.value.toFixed(3)} (${a.low.toFixed(3)} - ${a.high.toFixed(3)}).`,
+    );
+  }
+
   // What the binarisation costs: the same separations on the raw descriptors.
   const gFound = raw.genuine.flatMap((g) => (g.found ? [g] : []));
   const sFound = raw.swaps.flatMap((s) => (s.found ? [s] : []));
@@ -353,6 +369,7 @@ function main(): void {
     per_k: perK,
     per_edit: perEdit,
     per_swap_variant: perVariant,
+    random_pairing: randomPairs,
     histograms: { distance: hG.map((_, d) => d), benign: hG, impostor: hI, swap_vs_target: hS },
     bit_balance: balance.map((b) => Number(b.toFixed(3))),
     data: {
