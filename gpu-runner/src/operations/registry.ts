@@ -1,5 +1,6 @@
 import { faceAnalyzePipeline } from "./face-analyze.ts";
 import { inspectPipeline } from "./inspect.ts";
+import { lowlightPipeline } from "./lowlight.ts";
 import type { OperationPipeline } from "./types.ts";
 import { watermarkDecodePipeline, watermarkEmbedPipeline } from "./watermark.ts";
 
@@ -12,6 +13,7 @@ export const PIPELINES: readonly OperationPipeline[] = [
   watermarkEmbedPipeline,
   watermarkDecodePipeline,
   faceAnalyzePipeline,
+  lowlightPipeline,
 ];
 
 export const REGISTRY: ReadonlyMap<string, OperationPipeline> = new Map(PIPELINES.map((p) => [p.name, p]));
