@@ -112,9 +112,27 @@ describe("face analysis (real face-api models on tfjs-wasm)", { timeout: 120_000
     await expect(analyzeFaces({ ...rgb, data: rgb.data.subarray(1) })).rejects.toThrow(/samples/);
   });
 
-  it("finds no face in a photo without people", async () => {
-    const coffee = "/usr/lib/python3/dist-packages/skimage/data/coffee.png";
-    expect(await analyzeFaces(await raster(coffee))).toEqual([]);
+  it("finds no face in an image without people", async () => {
+    const noise = Buffer.from(Array.from({ length: 256 * 256 * 3 }, (_, i) => (i * 2654435761) >>> 24));
+    const png = await sharp(noise, { raw: { width: 256, height: 256, channels: 3 } })
+      .png()
+      .toBuffer();
+    expect(await analyzeFaces(await raster(png))).toEqual([]);
+  });
+
+  it("describes only the largest faces when asked, with the descriptors the calibration was measured on", async () => {
+    const raw = JSON.parse(readFileSync(new URL("../../models/identity/eval-raw-pose.json", import.meta.url), "utf8")) as {
+      people: { id: string; descriptor: string }[];
+    };
+    const stored = raw.people
+      .filter((p) => p.id.startsWith("sample1#"))
+      .map((p) => Array.from(new Float32Array(Uint8Array.from(Buffer.from(p.descriptor, "base64")).buffer)));
+    const all = await analyzeFaces(await raster(GROUP));
+    const largest = await analyzeFaces(await raster(GROUP), { maxFaces: 1 });
+    expect(largest).toHaveLength(1);
+    expect(largest[0]!.box).toEqual(all[0]!.box);
+    expect(Array.from(largest[0]!.descriptor)).toEqual(Array.from(all[0]!.descriptor));
+    expect(all.map((f) => Array.from(f.descriptor))).toEqual(stored);
   });
 });
 

@@ -24,8 +24,12 @@ export interface AnalyzeOptions {
   minScore?: number;
   /** Faces whose shorter box side is below this many pixels are dropped: their descriptors are noise. */
   minFaceSize?: number;
+  /** Only the largest this many faces get landmarks and descriptors. */
   maxFaces?: number;
 }
+
+/** Detector cap before the size filter and the largest-first cut to maxFaces. */
+const MAX_DETECTIONS = 100;
 
 const DEFAULTS: Required<AnalyzeOptions> = { minScore: 0.5, minFaceSize: 32, maxFaces: 20 };
 
@@ -65,17 +69,25 @@ export async function analyzeFaces(image: RasterImage, options: AnalyzeOptions =
   // face-api bundles its own tfjs typings: build the tensor through its tf so the types line up (same runtime module).
   const input = faceapi.tf.tensor3d(toRgb8(image), [image.height, image.width, 3], "int32");
   try {
-    const detectorOptions = new faceapi.SsdMobilenetv1Options({ minConfidence: opts.minScore, maxResults: opts.maxFaces });
-    const found = await faceapi.detectAllFaces(input, detectorOptions).withFaceLandmarks().withFaceDescriptors();
-    const faces = found.map((f) => ({
-      box: clipBox(f.detection.box, image.width, image.height),
+    const detectorOptions = new faceapi.SsdMobilenetv1Options({ minConfidence: opts.minScore, maxResults: MAX_DETECTIONS });
+    const area = (b: FaceBox): number => b.width * b.height;
+    // Pick the faces before the landmark and recognition nets, which cost as much per face as the detector
+    // does per image: verify asking for the main face only pays for one. Same face-api task chain as
+    // detectAllFaces().withFaceLandmarks().withFaceDescriptors(), so descriptors do not change.
+    const chosen = (await faceapi.detectAllFaces(input, detectorOptions))
+      .map((detection) => ({ detection, box: clipBox(detection.box, image.width, image.height) }))
+      .filter((d) => Math.min(d.box.width, d.box.height) >= opts.minFaceSize)
+      .sort((a, b) => area(b.box) - area(a.box))
+      .slice(0, opts.maxFaces);
+    if (chosen.length === 0) return [];
+    const parent = Promise.resolve(chosen.map(({ detection }) => ({ detection })));
+    const found = await new faceapi.DetectAllFaceLandmarksTask(parent, input, false).withFaceDescriptors();
+    return found.map((f, i) => ({
+      box: chosen[i]!.box,
       score: f.detection.score,
       landmarks: f.landmarks.positions.map((p) => [p.x, p.y] as [number, number]),
       descriptor: f.descriptor,
     }));
-    return faces
-      .filter((f) => Math.min(f.box.width, f.box.height) >= opts.minFaceSize)
-      .sort((a, b) => b.box.width * b.box.height - a.box.width * a.box.height);
   } finally {
     input.dispose();
   }
