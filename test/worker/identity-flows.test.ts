@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
-import { call as workerCall, createTenantKey, leaseJob, PNG_1x1, postJson, runnerCall, testEnv } from "./helpers.ts";
+import { call as workerCall, createTenantKey, leaseJob, PNG_1x1, postImage, postJson, runnerCall, testEnv } from "./helpers.ts";
 import { jobQueue } from "../../worker/src/durable/job-queue.ts";
 import type { HonoEnv } from "../../worker/src/env.ts";
 import { apiAuth } from "../../worker/src/middleware/auth.ts";
@@ -165,5 +165,15 @@ describe("protect → verify through the routes and the runner protocol", () => 
     expect((await call("/v1/verify", key, { method: "POST" })).status).toBe(400);
     const p = await createTenantKey(["protect"]);
     expect((await call("/v1/protect?strength=9", p.key, { method: "POST", body: PNG_1x1 })).status).toBe(422);
+  });
+
+  it("the deployed worker serves the same routes (mounted in worker/src/index.ts)", async () => {
+    const { key } = await createTenantKey(["protect", "verify"]);
+    const res = await postImage("/v1/verify", PNG_1x1, { key });
+    expect(res.status).toBe(202);
+    const flow = (await res.json()) as Flow;
+    const polled = await workerCall(`/v1/identity/flows/${flow.id}`, { key });
+    expect(((await polled.json()) as Flow).status).toBe("running");
+    expect((await workerCall("/v1/assets", { key })).status).toBe(200);
   });
 });

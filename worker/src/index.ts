@@ -14,6 +14,7 @@ import { objects } from "./routes/objects.ts";
 import { runner } from "./routes/runner.ts";
 import { uploads } from "./routes/uploads.ts";
 import { webhooks } from "./routes/webhooks.ts";
+import { identityRoutes } from "./identity/routes.ts";
 
 export { JobQueue } from "./durable/job-queue.ts";
 export { RateLimiter } from "./durable/rate-limiter.ts";
@@ -33,6 +34,7 @@ app.route("/", uploads);
 app.route("/", jobs);
 app.route("/", admin);
 app.route("/", webhooks);
+app.route("/", identityRoutes);
 app.route("/", runner);
 
 app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
