@@ -20,12 +20,21 @@ import {
 
 const fromHex = (h: string) => Uint8Array.from(h.match(/../g) ?? [], (b) => parseInt(b, 16));
 const hexOf = (b: Uint8Array) => Array.from(b, (v) => v.toString(16).padStart(2, "0")).join("");
-const randomBits = (n: number) => Uint8Array.from(crypto.getRandomValues(new Uint8Array(n)), (v) => v & 1);
-const randomKey = () => importMasterKey(crypto.getRandomValues(new Uint8Array(32)));
+/** xorshift32 (Marsaglia 2003): seeded inputs, so the statistical assertions below are reproducible. */
+let state = 0x9e3779b9;
+function next(): number {
+  state ^= state << 13;
+  state >>>= 0;
+  state ^= state >>> 17;
+  state ^= state << 5;
+  state >>>= 0;
+  return state;
+}
+const randomBits = (n: number) => Uint8Array.from({ length: n }, () => next() >>> 31);
+const randomKey = () => importMasterKey(Uint8Array.from({ length: 32 }, () => next() & 0xff));
 
-/** Wilson score interval (95 %) for k successes in n trials. */
-function wilson(k: number, n: number): [number, number] {
-  const z = 1.96;
+/** Wilson score interval for k successes in n trials (z = 1.96: 95 %, 3.29: 99.9 %). */
+function wilson(k: number, n: number, z = 1.96): [number, number] {
   const p = k / n;
   const d = 1 + (z * z) / n;
   const c = (p + (z * z) / (2 * n)) / d;
