@@ -175,5 +175,20 @@ describe("protect → verify through the routes and the runner protocol", () => 
     const polled = await workerCall(`/v1/identity/flows/${flow.id}`, { key });
     expect(((await polled.json()) as Flow).status).toBe("running");
     expect((await workerCall("/v1/assets", { key })).status).toBe(200);
+    const doc = (await (await workerCall("/openapi.json", { key: null })).json()) as { paths: Record<string, unknown> };
+    for (const p of ["/v1/protect", "/v1/verify", "/v1/identity/flows/{id}", "/v1/assets", "/v1/assets/{id}"]) {
+      expect(doc.paths).toHaveProperty(p);
+    }
+  });
+
+  it("a child result the identity layer cannot use fails the flow with a readable error", async () => {
+    const { key } = await createTenantKey(["protect"]);
+    const res = await call("/v1/protect", key, { method: "POST", body: PNG_1x1 });
+    const flow = (await res.json()) as Flow;
+    // A 16-bit code where the payload layout expects 32 bits (e.g. a runner with another K).
+    await complete(flow.stages["face.analyze"]!, "face.analyze", { faces: [face("abcd")], identity_code_bits: 16 });
+    const after = (await (await call(`/v1/identity/flows/${flow.id}`, key)).json()) as Flow;
+    expect(after.status).toBe("failed");
+    expect(after.error).toMatchObject({ type: "identity_stage_failed" });
   });
 });

@@ -268,6 +268,23 @@ export function publicFlow(flow: FlowRow) {
   };
 }
 
-registerCompletionHook("face.analyze", ({ env, job }) => onAnalyzed(env, job));
-registerCompletionHook("watermark.embed", ({ env, job }) => onEmbedded(env, job));
-registerCompletionHook("watermark.decode", ({ env, job }) => onDecoded(env, job));
+/**
+ * A hook that throws would otherwise leave its flow running forever (the job API only logs hook errors),
+ * so any failure ends the flow with a problem the client can read.
+ */
+function guarded(step: (env: AppEnv, job: JobRecord) => Promise<void>, column: "analyze_job" | "mark_job") {
+  return async ({ env, job }: { env: AppEnv; job: JobRecord }) => {
+    try {
+      await step(env, job);
+    } catch (e) {
+      const flow = await flowOfChild(env, job, column);
+      const message = e instanceof Error ? e.message : String(e);
+      if (flow) await finish(env, flow, null, { type: "identity_stage_failed", message, job_id: job.id });
+      throw e;
+    }
+  };
+}
+
+registerCompletionHook("face.analyze", guarded(onAnalyzed, "analyze_job"));
+registerCompletionHook("watermark.embed", guarded(onEmbedded, "mark_job"));
+registerCompletionHook("watermark.decode", guarded(onDecoded, "mark_job"));
