@@ -23,7 +23,7 @@ function rng(seed: number): () => number {
 }
 
 function softFrom(bits: Uint8Array, flips: number, rand: () => number): number[] {
-  const probs = Array.from(bits, (b) => (b ? 0.8 : 0.2));
+  const probs = Array.from(bits, (b): number => (b ? 0.8 : 0.2));
   const chosen = new Set<number>();
   while (chosen.size < flips) chosen.add(Math.floor(rand() * CODE_BITS));
   for (const i of chosen) probs[i] = 1 - probs[i]!;
