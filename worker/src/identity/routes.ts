@@ -11,13 +11,14 @@
  *   POST   /v1/identity/keys/rotate    new active master key (admin)
  */
 
-import { z } from "zod";
+import { z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { intVar, type HonoEnv } from "../env.ts";
 import { requireScope } from "../lib/keys.ts";
 import { sniffImageType } from "../lib/sniff.ts";
 import { ApiError } from "../problem.ts";
 import { newRouter } from "../router.ts";
+import { problemResponses } from "../schemas.ts";
 import { deleteAsset, getAsset, listAssets, publicAsset } from "./assets.ts";
 import { getFlow, publicFlow, refreshFlow, startFlow, type FlowKind } from "./flows.ts";
 import { listMasterKeys, rotateMasterKey } from "./master-keys.ts";
@@ -56,6 +57,69 @@ async function start(c: C, kind: FlowKind, params: unknown) {
     params,
   });
   return c.json(publicFlow(flow), 202);
+}
+
+// Documentation entries for /openapi.json; the handlers below validate by hand.
+const FlowJob = z
+  .object({
+    id: z.string(),
+    object: z.literal("job"),
+    operation: z.enum(["protect", "verify"]),
+    status: z.enum(["running", "succeeded", "failed"]),
+    output: z.record(z.string(), z.unknown()).nullable(),
+    error: z.record(z.string(), z.unknown()).nullable(),
+    stages: z.record(z.string(), z.string().nullable()),
+    created_at: z.string(),
+    updated_at: z.string(),
+  })
+  .openapi("IdentityFlow");
+const imageBody = { content: { "image/*": { schema: z.string().openapi({ format: "binary" }) } } };
+for (const [path, summary, query] of [
+  ["/v1/protect", "Watermark an image with its faces' encrypted identity (scope protect). Output: asset record.", ProtectQuery],
+  [
+    "/v1/verify",
+    "Verdict authentic | face_swapped | not_protected | inconclusive, with evidence and source (scope verify).",
+    undefined,
+  ],
+] as const) {
+  identityRoutes.openAPIRegistry.registerPath({
+    method: "post",
+    path,
+    summary,
+    tags: ["Identity"],
+    security: [{ bearer: [] }],
+    request: { query, body: imageBody },
+    responses: {
+      202: { description: "Started; poll /v1/identity/flows/{id}", content: { "application/json": { schema: FlowJob } } },
+      ...problemResponses(400, 401, 403, 413, 415, 422, 429),
+    },
+  });
+}
+identityRoutes.openAPIRegistry.registerPath({
+  method: "get",
+  path: "/v1/identity/flows/{id}",
+  summary: "A protect or verify request; `output` once succeeded.",
+  tags: ["Identity"],
+  security: [{ bearer: [] }],
+  request: { params: z.object({ id: z.string() }) },
+  responses: {
+    200: { description: "The flow", content: { "application/json": { schema: FlowJob } } },
+    ...problemResponses(401, 404),
+  },
+});
+for (const [method, path, summary] of [
+  ["get", "/v1/assets", "Protected asset records, newest first (?limit=&cursor=)."],
+  ["get", "/v1/assets/{id}", "One asset record."],
+  ["delete", "/v1/assets/{id}", "Erase owner, external_ref, faces and image; keep what verification needs."],
+] as const) {
+  identityRoutes.openAPIRegistry.registerPath({
+    method,
+    path,
+    summary,
+    tags: ["Identity"],
+    security: [{ bearer: [] }],
+    responses: { 200: { description: "OK" }, ...problemResponses(401, 403, 404) },
+  });
 }
 
 identityRoutes.post("/v1/protect", async (c) => {
