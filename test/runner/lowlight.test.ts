@@ -6,7 +6,7 @@ import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
 import { RunnerError } from "../../gpu-runner/src/errors.ts";
 import { areaThumbnail, enhancePlanar, lowlightPipeline, THUMB } from "../../gpu-runner/src/operations/lowlight.ts";
-import { planTiles, rampWeight, tileStarts } from "../../gpu-runner/src/operations/lowlight-tiles.ts";
+import { axisWeights, planTiles, rampWeight, tileStarts } from "../../gpu-runner/src/operations/lowlight-tiles.ts";
 import type { OperationContext, RasterImage } from "../../gpu-runner/src/operations/types.ts";
 
 const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
@@ -73,6 +73,16 @@ describe("lowlight tiling", () => {
     expect(rampWeight(0, 1024, 0, 3000, 32)).toBe(1); // image border keeps full weight
     expect(rampWeight(0, 1024, 500, 3000, 32)).toBe(0); // shared edge: the neighbour's interior wins
     expect(rampWeight(20, 1024, 500, 3000, 32)).toBeGreaterThan(0.5);
+  });
+
+  it("blend weights sum to exactly 1 everywhere, also where three tiles overlap", () => {
+    for (const total of [1000, 1030, 2020, 3000, 4000]) {
+      const starts = tileStarts(total, 1024, 32);
+      const weights = axisWeights(starts, 1024, total, 32);
+      const sum = new Float64Array(total);
+      starts.forEach((s, k) => weights[k]!.forEach((w, i) => (sum[s + i]! += w)));
+      for (const v of sum) expect(Math.abs(v - 1)).toBeLessThan(1e-6);
+    }
   });
 
   it("area thumbnail of a constant image is that constant", () => {

@@ -3,8 +3,7 @@
  * overlap, so every output pixel is a convex combination of tile outputs whose weights sum to 1.
  *
  * The model samples its gamma map in global image coordinates (the `roi` input), so overlapping tiles agree
- * except within the refinement convs' receptive field (3 px) of a tile edge; OVERLAP is far wider than that and
- * the ramp gives those edge pixels almost no weight.
+ * except within the refinement convs' receptive field (3 px) of a tile edge; those pixels get zero weight.
  */
 
 export interface Tile {
@@ -53,38 +52,71 @@ export function rampWeight(i: number, length: number, start: number, total: numb
   return w;
 }
 
-/** Adds a tile's planar CHW output into accumulators (value x weight and weight). */
-export function accumulate(
-  acc: Float32Array,
-  weights: Float32Array,
-  tileOut: Float32Array,
-  tile: Tile,
-  height: number,
-  width: number,
-  overlap: number,
-): void {
+/**
+ * Per-axis blend weights for each tile start, normalised so that at every position the weights of the tiles
+ * covering it sum to exactly 1. The 2-D weight of a tile is (row weight) x (column weight); because the tiles form a
+ * grid, those products also sum to 1 at every pixel, so no weight buffer or normalisation pass is needed.
+ */
+export function axisWeights(starts: number[], size: number, total: number, overlap: number): Float32Array[] {
+  const len = Math.min(size, total);
+  const raw = starts.map((s) => Float32Array.from({ length: len }, (_, i) => rampWeight(i, len, s, total, overlap)));
+  const sum = new Float64Array(total);
+  starts.forEach((s, k) => raw[k]!.forEach((w, i) => (sum[s + i]! += w)));
+  starts.forEach((s, k) => {
+    const r = raw[k]!;
+    for (let i = 0; i < len; i++) r[i] = r[i]! / sum[s + i]!;
+  });
+  return raw;
+}
+
+export interface BlendTile extends Tile {
+  rowWeights: Float32Array;
+  colWeights: Float32Array;
+}
+
+export function planBlend(height: number, width: number, size: number, overlap: number): BlendTile[] {
+  const rows = tileStarts(height, size, overlap);
+  const cols = tileStarts(width, size, overlap);
+  const wy = axisWeights(rows, size, height, overlap);
+  const wx = axisWeights(cols, size, width, overlap);
+  const tiles: BlendTile[] = [];
+  rows.forEach((top, r) =>
+    cols.forEach((left, c) =>
+      tiles.push({
+        top,
+        left,
+        height: Math.min(size, height),
+        width: Math.min(size, width),
+        rowWeights: wy[r]!,
+        colWeights: wx[c]!,
+      }),
+    ),
+  );
+  return tiles;
+}
+
+/** Adds weight x a tile's planar CHW output into the planar CHW output image (weights already sum to 1). */
+export function blendInto(out: Float32Array, tileOut: Float32Array, tile: BlendTile, height: number, width: number): void {
   const plane = height * width;
   const tilePlane = tile.height * tile.width;
-  const wx = Float32Array.from({ length: tile.width }, (_, x) => rampWeight(x, tile.width, tile.left, width, overlap));
+  const wx = tile.colWeights;
   for (let y = 0; y < tile.height; y++) {
-    const wy = rampWeight(y, tile.height, tile.top, height, overlap);
+    const wy = tile.rowWeights[y]!;
+    if (wy === 0) continue;
     const row = (tile.top + y) * width + tile.left;
-    for (let x = 0; x < tile.width; x++) {
-      const w = wy * wx[x]!;
-      const p = row + x;
-      const t = y * tile.width + x;
-      weights[p]! += w;
-      acc[p]! += w * tileOut[t]!;
-      acc[plane + p]! += w * tileOut[tilePlane + t]!;
-      acc[2 * plane + p]! += w * tileOut[2 * tilePlane + t]!;
+    const trow = y * tile.width;
+    for (let c = 0; c < 3; c++) {
+      const o = c * plane + row;
+      const t = c * tilePlane + trow;
+      for (let x = 0; x < tile.width; x++) out[o + x]! += wy * wx[x]! * tileOut[t + x]!;
     }
   }
 }
 
-/** Copies a tile out of a planar CHW (3-channel) image. */
-export function cropPlanar(src: Float32Array, height: number, width: number, tile: Tile): Float32Array {
+/** Copies a tile out of a planar CHW (3-channel) image into `into` (reused across tiles of the same size). */
+export function cropPlanar(src: Float32Array, height: number, width: number, tile: Tile, into?: Float32Array): Float32Array {
   const plane = height * width;
-  const out = new Float32Array(3 * tile.height * tile.width);
+  const out = into ?? new Float32Array(3 * tile.height * tile.width);
   for (let c = 0; c < 3; c++)
     for (let y = 0; y < tile.height; y++) {
       const from = c * plane + (tile.top + y) * width + tile.left;

@@ -3,7 +3,7 @@ import { Tensor } from "onnxruntime-node";
 import { OPERATIONS } from "../../../contract/operations.ts";
 import { RunnerError } from "../errors.ts";
 import { alphaOf, nchwToRaster, rasterToNchw } from "../image/tensor.ts";
-import { accumulate, cropPlanar, planTiles } from "./lowlight-tiles.ts";
+import { blendInto, cropPlanar, planBlend } from "./lowlight-tiles.ts";
 import type { OperationContext, OperationPipeline } from "./types.ts";
 
 /** Fixed working size of the gamma-map branch (the ONNX graph's `thumb` input). */
@@ -73,14 +73,14 @@ export async function enhancePlanar(
   const tileSize = opts.tile ?? TILE;
   const overlap = opts.overlap ?? OVERLAP;
   const thumb = new Tensor("float32", areaThumbnail(rgb, height, width), [1, 3, THUMB, THUMB]);
-  const plane = height * width;
-  const acc = new Float32Array(3 * plane);
-  const weights = new Float32Array(plane);
-  const tiles = planTiles(height, width, tileSize, overlap);
+  const acc = new Float32Array(3 * height * width);
+  const tiles = planBlend(height, width, tileSize, overlap);
+  // All tiles have the same size (tileStarts ends the last one at the border), so one input buffer serves them all.
+  const buffer = new Float32Array(3 * tiles[0]!.height * tiles[0]!.width);
   let modelMs = 0;
   for (const tile of tiles) {
     if (opts.signal?.aborted) throw new RunnerError("aborted", "job aborted", true);
-    const image = new Tensor("float32", cropPlanar(rgb, height, width, tile), [1, 3, tile.height, tile.width]);
+    const image = new Tensor("float32", cropPlanar(rgb, height, width, tile, buffer), [1, 3, tile.height, tile.width]);
     const roi = new Tensor("float32", Float32Array.from([tile.top, tile.left, height, width]), [1, 4]);
     const t0 = performance.now();
     const run = () => session.run({ image, thumb, roi });
@@ -89,13 +89,7 @@ export async function enhancePlanar(
     modelMs += performance.now() - t0;
     const enhanced = out["enhanced"];
     if (!enhanced) throw new RunnerError("model_output_missing", "lowlight model returned no 'enhanced' output");
-    accumulate(acc, weights, enhanced.data as Float32Array, tile, height, width, overlap);
-  }
-  for (let p = 0; p < plane; p++) {
-    const w = weights[p]!;
-    acc[p]! /= w;
-    acc[plane + p]! /= w;
-    acc[2 * plane + p]! /= w;
+    blendInto(acc, enhanced.data as Float32Array, tile, height, width);
   }
   return { data: acc, stats: { tiles: tiles.length, model_ms: Math.round(modelMs) } };
 }
