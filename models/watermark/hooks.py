@@ -125,5 +125,5 @@ def export(model: Watermark, out_dir: str, cfg: dict) -> dict:
 
 def evaluate(cfg: dict, args: list) -> int:
     """Runs the real-codec evaluation in Node (sharp/libvips codecs, the runner's own pipelines)."""
-    cmd = ["npx", "tsx", os.path.join("models", "watermark", "eval", "evaluate.ts"), *args]
+    cmd = ["npx", "tsx", os.path.join("models", "watermark", "eval", "evaluate.ts"), *[a for a in args if a != "--"]]
     return subprocess.run(cmd, cwd=REPO).returncode
