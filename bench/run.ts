@@ -1,10 +1,14 @@
 import { mkdirSync, writeFileSync } from "node:fs";
+import { runLowlightBench } from "./lowlight.ts";
 import { runSpineBench } from "./spine.ts";
+import { runWatermarkBench } from "./watermark.ts";
 
 // `npm run bench`: each benchmark writes bench/results/<name>.json. Timings compare only within one run on one machine.
 const only = process.argv.slice(2);
 const benches: Record<string, () => Promise<unknown>> = {
   spine: runSpineBench,
+  watermark: runWatermarkBench,
+  lowlight: runLowlightBench,
 };
 
 mkdirSync(new URL("results/", import.meta.url), { recursive: true });

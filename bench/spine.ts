@@ -25,7 +25,12 @@ function percentile(sorted: number[], p: number): number {
 function summary(samples: number[]) {
   const s = [...samples].sort((a, b) => a - b);
   const round = (x: number) => Math.round(x * 100) / 100;
-  return { n: s.length, p50_ms: round(percentile(s, 50)), p99_ms: round(percentile(s, 99)), max_ms: round(s[s.length - 1] ?? NaN) };
+  return {
+    n: s.length,
+    p50_ms: round(percentile(s, 50)),
+    p99_ms: round(percentile(s, 99)),
+    max_ms: round(s[s.length - 1] ?? NaN),
+  };
 }
 
 /** CPU seconds (user+system) of every workerd process under the given pid. */

@@ -14,7 +14,10 @@ export const RUNNER_HEADERS = {
 } as const;
 
 async function hmacKey(secret: string): Promise<CryptoKey> {
-  return crypto.subtle.importKey("raw", utf8(secret) as BufferSource, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
+  return crypto.subtle.importKey("raw", utf8(secret) as BufferSource, { name: "HMAC", hash: "SHA-256" }, false, [
+    "sign",
+    "verify",
+  ]);
 }
 
 export async function runnerStringToSign(p: {
@@ -25,7 +28,9 @@ export async function runnerStringToSign(p: {
   pathAndQuery: string;
   body: string | Uint8Array;
 }): Promise<string> {
-  return ["v1", p.runnerId, String(p.timestamp), p.nonce, p.method.toUpperCase(), p.pathAndQuery, await sha256Hex(p.body)].join("\n");
+  return ["v1", p.runnerId, String(p.timestamp), p.nonce, p.method.toUpperCase(), p.pathAndQuery, await sha256Hex(p.body)].join(
+    "\n",
+  );
 }
 
 /** Headers a runner adds to a request. */
@@ -81,7 +86,14 @@ export async function verifyRunnerSignature(p: {
   const m = /^v1=([0-9a-f]{64})$/.exec(sig);
   if (!m) return { ok: false, reason: "bad_signature" };
   const u = new URL(p.url);
-  const toSign = await runnerStringToSign({ runnerId, timestamp, nonce, method: p.method, pathAndQuery: u.pathname + u.search, body: p.body });
+  const toSign = await runnerStringToSign({
+    runnerId,
+    timestamp,
+    nonce,
+    method: p.method,
+    pathAndQuery: u.pathname + u.search,
+    body: p.body,
+  });
   const expected = new Uint8Array(await crypto.subtle.sign("HMAC", await hmacKey(p.secret), utf8(toSign) as BufferSource));
   const given = Uint8Array.from(m[1]!.match(/../g)!.map((h) => parseInt(h, 16)));
   if (!timingSafeEqual(expected, given)) return { ok: false, reason: "bad_signature" };

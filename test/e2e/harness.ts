@@ -6,7 +6,9 @@ import { Webhook } from "standardwebhooks";
 import { LocalStack, type StackOptions } from "../../scripts/local-stack.ts";
 
 /** A throwaway local stack on its own port and state directory. */
-export async function startTestStack(opts: Partial<StackOptions> & { port: number }): Promise<{ stack: LocalStack; cleanup: () => Promise<void> }> {
+export async function startTestStack(
+  opts: Partial<StackOptions> & { port: number },
+): Promise<{ stack: LocalStack; cleanup: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), "vigil-e2e-"));
   const stack = new LocalStack({ persistTo: join(dir, "state"), envFile: join(dir, "dev.vars"), runners: 1, ...opts });
   try {
@@ -74,7 +76,8 @@ export class WebhookReceiver {
       const hit = this.events.find(pred);
       if (hit) return hit;
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`webhook not received in ${timeoutMs} ms (got ${this.events.map((e) => e.type).join(", ")})`);
+      if (left <= 0)
+        throw new Error(`webhook not received in ${timeoutMs} ms (got ${this.events.map((e) => e.type).join(", ")})`);
       await new Promise<void>((r) => {
         const t = setTimeout(r, Math.min(left, 500));
         this.waiters.push(() => {

@@ -52,7 +52,11 @@ describe("local stack end to end: wrangler dev + runner", () => {
 
   it("fails a job with a clear error for a corrupt image, and sends job.failed", async () => {
     const corrupt = Buffer.concat([photo.subarray(0, 2000)]); // truncated JPEG: magic bytes pass, decoding fails
-    const res = await call("/v1/inspect", { method: "POST", headers: { "content-type": "image/jpeg", prefer: "wait=30" }, body: corrupt });
+    const res = await call("/v1/inspect", {
+      method: "POST",
+      headers: { "content-type": "image/jpeg", prefer: "wait=30" },
+      body: corrupt,
+    });
     expect(res.status).toBe(200);
     expect(res.data.status).toBe("failed");
     expect(res.data.error.type).toMatch(/truncated|corrupt/);
@@ -77,7 +81,9 @@ describe("local stack end to end: wrangler dev + runner", () => {
     }
     await stack.startRunner();
     const ids = [first.data.id, ...more];
-    const jobs = await Promise.all(ids.map((id) => pollJob(call, id, (j) => j.status !== "queued" && j.status !== "running", 90_000)));
+    const jobs = await Promise.all(
+      ids.map((id) => pollJob(call, id, (j) => j.status !== "queued" && j.status !== "running", 90_000)),
+    );
     expect(jobs.map((j) => j.status)).toEqual(ids.map(() => "succeeded"));
     expect(jobs[0].attempts).toBe(2);
 
