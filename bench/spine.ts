@@ -65,6 +65,16 @@ function workerdCpuSeconds(rootPid: number): number {
   return total;
 }
 
+/** `Server-Timing: auth;dur=4.0,store;dur=6.0,…` → { auth: 4, store: 6, … } (ms, workerd's coarse clock). */
+function serverTiming(header: string | null): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of (header ?? "").split(",")) {
+    const m = /^\s*([\w-]+);dur=([\d.]+)/.exec(part);
+    if (m) out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}
+
 async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   const t0 = performance.now();
   const r = await fn();
@@ -82,16 +92,29 @@ export async function runSpineBench() {
   });
   await stack.start();
   const auth = { authorization: `Bearer ${stack.vars.VIGIL_DEV_KEY}` };
-  const create = (wait?: number) =>
-    fetch(`${stack.url}/v1/inspect`, {
-      method: "POST",
-      headers: { ...auth, "content-type": "image/jpeg", ...(wait ? { prefer: `wait=${wait}` } : {}) },
-      body: photo,
-    }).then(async (r) => {
-      const body = (await r.json()) as any;
-      if (r.status >= 300) throw new Error(`create failed ${r.status} ${JSON.stringify(body)}`);
+  // Every create carries an Idempotency-Key, so a 503 can be retried safely: wrangler dev's proxy answers
+  // 503 "Your worker restarted mid-request" when a pooled proxy->worker connection was closed while idle.
+  let retried503 = 0;
+  const create = async (wait?: number): Promise<any> => {
+    const key = crypto.randomUUID();
+    for (let attempt = 0; ; attempt++) {
+      const r = await fetch(`${stack.url}/v1/inspect`, {
+        method: "POST",
+        headers: { ...auth, "content-type": "image/jpeg", "idempotency-key": key, ...(wait ? { prefer: `wait=${wait}` } : {}) },
+        body: photo,
+      });
+      if (r.status === 503 && attempt < 3) {
+        retried503++;
+        await r.arrayBuffer();
+        continue;
+      }
+      const text = await r.text();
+      if (r.status >= 300) throw new Error(`create failed ${r.status} ${text.slice(0, 300)}`);
+      const body = JSON.parse(text);
+      body.server_timing = serverTiming(r.headers.get("server-timing"));
       return body;
-    });
+    }
+  };
   const get = (id: string) => fetch(`${stack.url}/v1/jobs/${id}`, { headers: auth }).then((r) => r.json() as Promise<any>);
   const waitDone = async (id: string) => {
     for (;;) {
@@ -124,6 +147,7 @@ export async function runSpineBench() {
         }
       }),
     );
+    const cpuMixed = ((workerdCpuSeconds(wrPid) - cpu0) * 1000) / Math.max(1, requests);
     await Promise.all(ids.map(waitDone));
 
     // 2. Worker CPU per request: workerd's CPU seconds over a batch of pure GETs (no runner traffic).
@@ -131,24 +155,36 @@ export async function runSpineBench() {
     const GETS = 400;
     for (let i = 0; i < GETS; i++) await get(ids[i % ids.length]!);
     const cpuPerGetMs = ((workerdCpuSeconds(wrPid) - cpuGet0) * 1000) / GETS;
-    const cpuMixed = ((cpuGet0 - cpu0) * 1000) / Math.max(1, requests);
 
     // 3. Spine overhead per job: end-to-end (create with Prefer: wait) minus the runner's reported model time.
+    //    Also split out what the runner spent executing the operation (decode, compute, encode) and what
+    //    wrangler dev's local proxy adds per hop (client-measured create minus the worker's own Server-Timing).
     const overhead: number[] = [];
+    const overheadExclExecution: number[] = [];
     const e2e: number[] = [];
+    const runnerExecution: number[] = [];
+    const proxyPerHop: number[] = [];
     for (let i = 0; i < OVERHEAD_JOBS; i++) {
       const [job, ms] = await timed(() => create(30));
       if (job.status !== "succeeded") throw new Error(`job ${job.id} ${job.status}`);
-      const modelMs = Number(job.metrics?.model_ms ?? NaN);
+      const modelMs = Number(job.metrics?.model_ms);
+      const execMs = Number(job.metrics?.total_ms);
+      if (!Number.isFinite(modelMs) || !Number.isFinite(execMs)) throw new Error(`job ${job.id} has no runner metrics`);
       e2e.push(ms);
       overhead.push(ms - modelMs);
+      overheadExclExecution.push(ms - execMs);
+      runnerExecution.push(execMs);
+      const [noWait, createMs] = await timed(() => create());
+      await waitDone(noWait.id);
+      if (noWait.server_timing.total !== undefined) proxyPerHop.push(createMs - noWait.server_timing.total);
     }
 
     // 4. Throughput with 1 and 2 runners.
     const throughput = async (n: number) => {
       const t0 = performance.now();
-      const batch = await Promise.all(Array.from({ length: n }, () => create()));
-      await Promise.all(batch.map((j) => waitDone(j.id)));
+      // Prefer: wait holds each request until its job ends (event-driven in the queue DO), so no polling load.
+      const batch = await Promise.all(Array.from({ length: n }, () => create(60)));
+      await Promise.all(batch.map((j) => (j.status === "succeeded" ? j : waitDone(j.id))));
       return n / ((performance.now() - t0) / 1000);
     };
     const oneRunner = await throughput(THROUGHPUT_JOBS);
@@ -165,9 +201,27 @@ export async function runSpineBench() {
         mixed_create_get_with_runner_traffic: Math.round(cpuMixed * 1000) / 1000,
         method: "user+system CPU of the workerd processes (/proc) over a batch, divided by requests",
       },
-      spine_overhead: { ...summary(overhead), target_p50_ms: 30, end_to_end: summary(e2e) },
+      spine_overhead: {
+        definition: "end-to-end (POST with Prefer: wait=30 until the finished job is back) minus the runner's model_ms",
+        ...summary(overhead),
+        target_p50_ms: 30,
+        end_to_end: summary(e2e),
+        runner_execution: {
+          ...summary(runnerExecution),
+          note: "decode + operation compute + encode on the runner (metrics.total_ms); inspect has no ONNX model, so model_ms is 0",
+        },
+        excluding_runner_execution: summary(overheadExclExecution),
+        wrangler_dev_proxy_per_hop: {
+          ...summary(proxyPerHop),
+          note: "client-measured create minus the worker's Server-Timing total; a job crosses the proxy 3 times (create, input download, completion report)",
+        },
+      },
+      retried_503: retried503,
       jobs_per_second: { one_runner: Math.round(oneRunner * 10) / 10, two_runners: Math.round(twoRunners * 10) / 10 },
     };
+  } catch (err) {
+    console.error("wrangler output (tail):\n" + stack.wranglerOutput.slice(-60).join(""));
+    throw err;
   } finally {
     await stack.stop();
     rmSync(dir, { recursive: true, force: true });

@@ -104,18 +104,35 @@ class IAGC(nn.Module):
         """image: tile B,3,h,w in [0,1]; thumb: B,3,THUMB,THUMB of the whole photo; roi: B,4 = top, left, H, W."""
         _, fine, ccm = self.gamma_logits(thumb)
         h, w = image.shape[-2], image.shape[-1]
-        ys = torch.arange(h, dtype=image.dtype, device=image.device)[None, :] + roi[:, 0:1]
-        xs = torch.arange(w, dtype=image.dtype, device=image.device)[None, :] + roi[:, 1:2]
-        gy = (2 * ys + 1) / roi[:, 2:3] - 1  # pixel centres, align_corners=False convention
-        gx = (2 * xs + 1) / roi[:, 3:4] - 1
-        grid = torch.stack([gx[:, None, :].expand(-1, h, -1), gy[:, :, None].expand(-1, -1, w)], dim=-1)
-        logits = F.grid_sample(fine, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        logits = sample_separable(fine, roi, h, w)
         gamma = G_MIN + (G_MAX - G_MIN) * torch.sigmoid(logits)
         # A batched matmul, not einsum: onnxruntime's Einsum kernel was 4x slower than MatMul at full resolution.
         lit = torch.matmul(ccm, image.flatten(2)).reshape(image.shape)
         base = taylor_pow(lit, gamma)
         out = base + self.refine(torch.cat([image, base], 1))
         return out, base
+
+
+def bilinear_rows(start: torch.Tensor, total: torch.Tensor, n: int, size: int) -> torch.Tensor:
+    """Bilinear weights (B, n, size) that sample a map of `size` cells at n consecutive pixel centres starting at
+    global pixel `start` of an axis `total` pixels long (align_corners=False, border clamp): row r is the hat
+    function max(0, 1 - |s_r - i|) at the clamped source coordinate s_r, i.e. weights 1-f and f on cells
+    floor(s_r) and floor(s_r)+1."""
+    pos = torch.arange(n, dtype=start.dtype, device=start.device)[None, :] + start  # B, n
+    src = ((pos + 0.5) * size / total - 0.5).clamp(0, size - 1)
+    cells = torch.arange(size, dtype=start.dtype, device=start.device)
+    return torch.relu(1 - (src[:, :, None] - cells).abs())
+
+
+def sample_separable(grid_map: torch.Tensor, roi: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The gamma-logit map sampled at every pixel of the tile in global coordinates. Identical (to float rounding)
+    to F.grid_sample(..., mode="bilinear", padding_mode="border", align_corners=False) at the pixel centres, but
+    bilinear interpolation is separable, so it is two small MatMuls (rows, then columns) instead of a GridSample
+    gather per pixel: about 4x less of the full-resolution time on CPU."""
+    size_y, size_x = grid_map.shape[-2], grid_map.shape[-1]
+    wy = bilinear_rows(roi[:, 0:1], roi[:, 2:3], h, size_y)  # B, h, Sy
+    wx = bilinear_rows(roi[:, 1:2], roi[:, 3:4], w, size_x)  # B, w, Sx
+    return torch.matmul(torch.matmul(wy[:, None], grid_map), wx[:, None].transpose(-1, -2))
 
 
 def make_thumb(image: torch.Tensor) -> torch.Tensor:

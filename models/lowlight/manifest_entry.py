@@ -19,7 +19,7 @@ def main() -> None:
         sha = hashlib.sha256(f.read()).hexdigest()
     entry = {
         "id": "lowlight-iagc",
-        "version": "1.0.0",
+        "version": "1.1.0",
         "file": FILE,
         "sha256": sha,
         "opset": OPSET,

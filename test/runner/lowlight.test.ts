@@ -5,8 +5,24 @@ import * as ort from "onnxruntime-node";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
 import { RunnerError } from "../../gpu-runner/src/errors.ts";
-import { areaThumbnail, enhancePlanar, lowlightPipeline, THUMB } from "../../gpu-runner/src/operations/lowlight.ts";
-import { axisWeights, planTiles, rampWeight, tileStarts } from "../../gpu-runner/src/operations/lowlight-tiles.ts";
+import {
+  areaThumbnail,
+  areaThumbnailRaster,
+  enhance,
+  enhancePlanar,
+  lowlightPipeline,
+  rasterSource,
+  THUMB,
+} from "../../gpu-runner/src/operations/lowlight.ts";
+import {
+  axisWeights,
+  cropPlanar,
+  cropRaster,
+  planTiles,
+  rampWeight,
+  tileStarts,
+} from "../../gpu-runner/src/operations/lowlight-tiles.ts";
+import { rasterToNchw } from "../../gpu-runner/src/image/tensor.ts";
 import type { OperationContext, RasterImage } from "../../gpu-runner/src/operations/types.ts";
 
 const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
@@ -90,6 +106,43 @@ describe("lowlight tiling", () => {
     const t = areaThumbnail(rgb, 300, 457);
     expect(t).toHaveLength(3 * THUMB * THUMB);
     expect(maxAbsDiff(t, new Float32Array(t.length).fill(0.25))).toBeLessThan(1e-5);
+  });
+
+  it("the raster path (serving) reads the same pixels as the planar path, for RGB, RGBA, grey and 16-bit", async () => {
+    const { data, info } = await sharp(root("test/fixtures/photo.jpg"))
+      .resize(301, 203)
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    const base = {
+      width: 301,
+      height: 203,
+      source: { format: "raw", bytes: 0, orientation: null, space: null, icc: false, pages: 1 },
+    };
+    const rgba = new Uint8Array(301 * 203 * 4);
+    const grey = new Uint8Array(301 * 203);
+    const deep = new Uint16Array(301 * 203 * 3);
+    for (let p = 0; p < 301 * 203; p++) {
+      for (let c = 0; c < 3; c++) rgba[p * 4 + c] = data[p * 3 + c]!;
+      rgba[p * 4 + 3] = p % 256;
+      grey[p] = data[p * 3 + 1]!;
+      for (let c = 0; c < 3; c++) deep[p * 3 + c] = data[p * 3 + c]! * 257 + (p % 7);
+    }
+    const images: RasterImage[] = [
+      { ...base, channels: 3, bitDepth: 8, hasAlpha: false, data: new Uint8Array(data) },
+      { ...base, channels: 4, bitDepth: 8, hasAlpha: true, data: rgba },
+      { ...base, channels: 1, bitDepth: 8, hasAlpha: false, data: grey },
+      { ...base, channels: 3, bitDepth: 16, hasAlpha: false, data: deep },
+    ];
+    const tile = { top: 17, left: 40, height: 96, width: 128 };
+    for (const image of images) {
+      const planar = rasterToNchw(image, 3).data;
+      expect(maxAbsDiff(cropRaster(image, tile), cropPlanar(planar, 203, 301, tile))).toBe(0);
+      expect(maxAbsDiff(areaThumbnailRaster(image), areaThumbnail(planar, 203, 301))).toBeLessThan(1e-5);
+    }
+    // And the model output through the raster path equals the planar path's.
+    const viaRaster = await enhance(session, rasterSource(images[0]!), { tile: 128, overlap: 32 });
+    const viaPlanar = await enhancePlanar(session, rasterToNchw(images[0]!, 3).data, 203, 301, { tile: 128, overlap: 32 });
+    expect(maxAbsDiff(viaRaster.data, viaPlanar.data)).toBeLessThan(1e-5);
   });
 
   it("tiled output equals the single-pass output: no seams", async () => {

@@ -117,6 +117,7 @@ export interface JobJson {
   created_at: string;
   started_at: string | null;
   completed_at: string | null;
+  metrics: { model_ms?: number; total_ms?: number } | null;
 }
 
 export async function createInspectJob(key: string = DEV_KEY, init: RequestInit = {}): Promise<JobJson> {

@@ -202,6 +202,7 @@ describe("job lifecycle through the API", () => {
       lease_id: leased.lease_id,
       result: { gain: 1.5 },
       artifacts: [{ name: "image", key: out.key, content_type: "image/png", bytes: artifact.length, sha256: sha }],
+      metrics: { model_ms: 12.5, total_ms: 30.25 },
     });
     expect(complete.status).toBe(200);
     const res = await pending;
@@ -209,6 +210,7 @@ describe("job lifecycle through the API", () => {
     const done = (await res.json()) as JobJson;
     expect(done.status).toBe("succeeded");
     expect(done.output!.gain).toBe(1.5);
+    expect(done.metrics).toEqual({ model_ms: 12.5, total_ms: 30.25 });
     const get = new URL(done.output!.image_url as string);
     const img = await call(get.pathname + get.search, { key: null });
     expect(img.status).toBe(200);

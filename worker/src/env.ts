@@ -1,3 +1,4 @@
+import type { TimingVariables } from "hono/timing";
 /**
  * The worker's environment: generated bindings (worker-configuration.d.ts) with vars widened to
  * string (the generated literal types would reject "local"), plus secrets, which `wrangler types`
@@ -47,7 +48,7 @@ export interface Principal {
 /** Hono environment: bindings plus what middleware puts on the context. */
 export interface HonoEnv {
   Bindings: AppEnv;
-  Variables: {
+  Variables: TimingVariables & {
     requestId: string;
     principal?: Principal;
     runnerId?: string;

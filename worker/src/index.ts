@@ -1,5 +1,6 @@
 import { Scalar } from "@scalar/hono-api-reference";
 import { HTTPException } from "hono/http-exception";
+import { timing } from "hono/timing";
 import { jobQueue } from "./durable/job-queue.ts";
 import { intVar, type AppEnv } from "./env.ts";
 import { handleWebhookBatch, type WebhookMessage } from "./lib/webhooks.ts";
@@ -25,6 +26,8 @@ export { emitEvent } from "./lib/webhooks.ts";
 const app = newRouter();
 
 app.use("*", requestLog);
+// Server-Timing on every response: where a request spent its time (auth, rate limit, storage, queue, wait).
+app.use("*", timing({ totalDescription: "total" }));
 // Signed object URLs carry their own authorization; everything else under /v1 needs an API key.
 app.use("/v1/*", async (c, next) => (c.req.path.startsWith("/v1/objects/") ? next() : apiAuth(c, next)));
 

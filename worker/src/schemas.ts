@@ -39,6 +39,10 @@ export const Job = z
     error: z.object({ type: z.string(), message: z.string() }).nullable(),
     attempts: z.number().int(),
     params: z.record(z.string(), z.unknown()),
+    metrics: z
+      .object({ model_ms: z.number().optional(), total_ms: z.number().optional() })
+      .nullable()
+      .openapi({ description: "Runner timings of the successful attempt: model time and total time on the runner, in ms." }),
   })
   .openapi("Job");
 

@@ -95,11 +95,24 @@ export function planBlend(height: number, width: number, size: number, overlap: 
   return tiles;
 }
 
-/** Adds weight x a tile's planar CHW output into the planar CHW output image (weights already sum to 1). */
+/** The column span [from, to) where a tile's column weight is exactly 1 (no neighbour shares those pixels). */
+function soleSpan(weights: Float32Array): [number, number] {
+  let from = 0;
+  while (from < weights.length && weights[from] !== 1) from++;
+  let to = from;
+  while (to < weights.length && weights[to] === 1) to++;
+  return [from, to];
+}
+
+/**
+ * Adds weight x a tile's planar CHW output into the planar CHW output image (weights already sum to 1). Where a
+ * pixel belongs to this tile alone (both weights 1) no other tile writes it, so it is copied instead of blended.
+ */
 export function blendInto(out: Float32Array, tileOut: Float32Array, tile: BlendTile, height: number, width: number): void {
   const plane = height * width;
   const tilePlane = tile.height * tile.width;
   const wx = tile.colWeights;
+  const [soleFrom, soleTo] = soleSpan(wx);
   for (let y = 0; y < tile.height; y++) {
     const wy = tile.rowWeights[y]!;
     if (wy === 0) continue;
@@ -108,9 +121,42 @@ export function blendInto(out: Float32Array, tileOut: Float32Array, tile: BlendT
     for (let c = 0; c < 3; c++) {
       const o = c * plane + row;
       const t = c * tilePlane + trow;
-      for (let x = 0; x < tile.width; x++) out[o + x]! += wy * wx[x]! * tileOut[t + x]!;
+      if (wy === 1) {
+        for (let x = 0; x < soleFrom; x++) out[o + x]! += wx[x]! * tileOut[t + x]!;
+        out.set(tileOut.subarray(t + soleFrom, t + soleTo), o + soleFrom);
+        for (let x = soleTo; x < tile.width; x++) out[o + x]! += wx[x]! * tileOut[t + x]!;
+      } else {
+        for (let x = 0; x < tile.width; x++) out[o + x]! += wy * wx[x]! * tileOut[t + x]!;
+      }
     }
   }
+}
+
+/**
+ * Fills `into` with a tile of an interleaved 8/16-bit raster as planar CHW floats in [0, 1] (grey replicated,
+ * alpha dropped): the tile's share of the raster-to-tensor conversion, without a full-image float copy.
+ */
+export function cropRaster(
+  image: { width: number; channels: number; bitDepth: 8 | 16; data: Uint8Array | Uint16Array },
+  tile: Tile,
+  into?: Float32Array,
+): Float32Array {
+  const { width, channels, data } = image;
+  const colour = channels >= 3;
+  const scale = 1 / (image.bitDepth === 16 ? 65535 : 255);
+  const plane = tile.height * tile.width;
+  const out = into ?? new Float32Array(3 * plane);
+  for (let y = 0; y < tile.height; y++) {
+    let i = ((tile.top + y) * width + tile.left) * channels;
+    const o = y * tile.width;
+    for (let x = 0; x < tile.width; x++, i += channels) {
+      const red = data[i]! * scale;
+      out[o + x] = red;
+      out[plane + o + x] = colour ? data[i + 1]! * scale : red;
+      out[2 * plane + o + x] = colour ? data[i + 2]! * scale : red;
+    }
+  }
+  return out;
 }
 
 /** Copies a tile out of a planar CHW (3-channel) image into `into` (reused across tiles of the same size). */

@@ -2,9 +2,9 @@ import type { InferenceSession } from "onnxruntime-node";
 import { Tensor } from "onnxruntime-node";
 import { OPERATIONS } from "../../../contract/operations.ts";
 import { RunnerError } from "../errors.ts";
-import { alphaOf, nchwToRaster, rasterToNchw } from "../image/tensor.ts";
-import { blendInto, cropPlanar, planBlend } from "./lowlight-tiles.ts";
-import type { OperationContext, OperationPipeline } from "./types.ts";
+import { alphaOf, nchwToRaster } from "../image/tensor.ts";
+import { blendInto, cropPlanar, cropRaster, planBlend, type Tile } from "./lowlight-tiles.ts";
+import type { OperationContext, OperationPipeline, RasterImage } from "./types.ts";
 
 /** Fixed working size of the gamma-map branch (the ONNX graph's `thumb` input). */
 export const THUMB = 128;
@@ -54,6 +54,71 @@ export function areaThumbnail(src: Float32Array, height: number, width: number, 
   return out;
 }
 
+/**
+ * The same area thumbnail straight from an interleaved 8/16-bit raster (grey replicated, alpha ignored), so the
+ * serving path never builds a full-resolution float copy of the photo.
+ */
+export function areaThumbnailRaster(image: RasterImage, size = THUMB): Float32Array {
+  const { width, height, data, channels } = image;
+  const colour = channels >= 3;
+  const scale = 1 / (image.bitDepth === 16 ? 65535 : 255);
+  const wy = areaWeights(height, size);
+  const wx = areaWeights(width, size);
+  // Row pass: each source row adds into the (at most two) thumbnail rows whose interval covers it.
+  const rows = new Float32Array(3 * size * width);
+  for (let oy = 0; oy < size; oy++) {
+    const { start, weights } = wy[oy]!;
+    for (let k = 0; k < weights.length; k++) {
+      const w = weights[k]! * scale;
+      const from = (start + k) * width * channels;
+      const r = oy * width;
+      const g = (size + oy) * width;
+      const b = (2 * size + oy) * width;
+      for (let x = 0, i = from; x < width; x++, i += channels) {
+        const red = data[i]!;
+        rows[r + x]! += w * red;
+        rows[g + x]! += w * (colour ? data[i + 1]! : red);
+        rows[b + x]! += w * (colour ? data[i + 2]! : red);
+      }
+    }
+  }
+  const out = new Float32Array(3 * size * size);
+  for (let r = 0; r < 3 * size; r++)
+    for (let ox = 0; ox < size; ox++) {
+      const { start, weights } = wx[ox]!;
+      let acc = 0;
+      for (let k = 0; k < weights.length; k++) acc += weights[k]! * rows[r * width + start + k]!;
+      out[r * size + ox] = acc;
+    }
+  return out;
+}
+
+/** Where tiles come from: a planar float image (tests, offline tools) or the decoded raster (serving). */
+export interface TileSource {
+  height: number;
+  width: number;
+  thumbnail(): Float32Array;
+  crop(tile: Tile, into: Float32Array): Float32Array;
+}
+
+export function planarSource(rgb: Float32Array, height: number, width: number): TileSource {
+  return {
+    height,
+    width,
+    thumbnail: () => areaThumbnail(rgb, height, width),
+    crop: (tile, into) => cropPlanar(rgb, height, width, tile, into),
+  };
+}
+
+export function rasterSource(image: RasterImage): TileSource {
+  return {
+    height: image.height,
+    width: image.width,
+    thumbnail: () => areaThumbnailRaster(image),
+    crop: (tile, into) => cropRaster(image, tile, into),
+  };
+}
+
 export interface EnhanceStats {
   tiles: number;
   model_ms: number;
@@ -63,16 +128,15 @@ export interface EnhanceStats {
  * Runs the model over a planar RGB image in overlapping tiles; every tile sees the same whole-image thumbnail and
  * its own position (roi), so the gamma map is continuous across tiles.
  */
-export async function enhancePlanar(
+export async function enhance(
   session: InferenceSession,
-  rgb: Float32Array,
-  height: number,
-  width: number,
+  source: TileSource,
   opts: { tile?: number; overlap?: number; signal?: AbortSignal; timeModel?: OperationContext["timeModel"] } = {},
 ): Promise<{ data: Float32Array; stats: EnhanceStats }> {
+  const { height, width } = source;
   const tileSize = opts.tile ?? TILE;
   const overlap = opts.overlap ?? OVERLAP;
-  const thumb = new Tensor("float32", areaThumbnail(rgb, height, width), [1, 3, THUMB, THUMB]);
+  const thumb = new Tensor("float32", source.thumbnail(), [1, 3, THUMB, THUMB]);
   const acc = new Float32Array(3 * height * width);
   const tiles = planBlend(height, width, tileSize, overlap);
   // All tiles have the same size (tileStarts ends the last one at the border), so one input buffer serves them all.
@@ -80,7 +144,7 @@ export async function enhancePlanar(
   let modelMs = 0;
   for (const tile of tiles) {
     if (opts.signal?.aborted) throw new RunnerError("aborted", "job aborted", true);
-    const image = new Tensor("float32", cropPlanar(rgb, height, width, tile, buffer), [1, 3, tile.height, tile.width]);
+    const image = new Tensor("float32", source.crop(tile, buffer), [1, 3, tile.height, tile.width]);
     const roi = new Tensor("float32", Float32Array.from([tile.top, tile.left, height, width]), [1, 4]);
     const t0 = performance.now();
     const run = () => session.run({ image, thumb, roi });
@@ -94,6 +158,20 @@ export async function enhancePlanar(
   return { data: acc, stats: { tiles: tiles.length, model_ms: Math.round(modelMs) } };
 }
 
+/**
+ * Runs the model over a planar RGB image in overlapping tiles; every tile sees the same whole-image thumbnail and
+ * its own position (roi), so the gamma map is continuous across tiles.
+ */
+export function enhancePlanar(
+  session: InferenceSession,
+  rgb: Float32Array,
+  height: number,
+  width: number,
+  opts: Parameters<typeof enhance>[2] = {},
+): Promise<{ data: Float32Array; stats: EnhanceStats }> {
+  return enhance(session, planarSource(rgb, height, width), opts);
+}
+
 export const lowlightPipeline: OperationPipeline = {
   name: "enhance.lowlight",
   async run(ctx) {
@@ -102,8 +180,7 @@ export const lowlightPipeline: OperationPipeline = {
     const input = ctx.inputs[0];
     if (!input) throw new RunnerError("invalid_input", "enhance.lowlight needs one input image");
     const session = await ctx.session(MODEL_ID);
-    const rgb = rasterToNchw(input, 3);
-    const { data, stats } = await enhancePlanar(session, rgb.data, input.height, input.width, {
+    const { data, stats } = await enhance(session, rasterSource(input), {
       signal: ctx.signal,
       timeModel: (fn) => ctx.timeModel(fn),
     });

@@ -17,6 +17,8 @@ export interface PublicJob {
   error: { type: string; message: string } | null;
   attempts: number;
   params: Record<string, unknown>;
+  /** What the runner measured for the attempt that succeeded (Replicate-style `metrics`). */
+  metrics: { model_ms?: number; total_ms?: number } | null;
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -44,5 +46,6 @@ export async function publicJob(env: AppEnv, job: JobRecord, origin?: string): P
     error: job.status === "failed" || job.status === "canceled" ? job.error : null,
     attempts: job.attempts,
     params: job.params,
+    metrics: job.status === "succeeded" ? ((job.metrics as PublicJob["metrics"]) ?? null) : null,
   };
 }

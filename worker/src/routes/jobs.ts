@@ -1,5 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import { endTime, startTime } from "hono/timing";
 import { sha256Hex } from "../../../contract/encoding.ts";
 import { OPERATIONS, type OperationSpec } from "../../../contract/operations.ts";
 import { jobQueue, type JobInput, type JobRecord } from "../durable/job-queue.ts";
@@ -181,7 +182,12 @@ async function createHandler(c: C, op: OperationSpec): Promise<Response> {
     if (seen.kind === "conflict") throw idempotencyConflict();
     if (seen.kind === "replay") return respondWithJob(c, seen.job, { "idempotent-replayed": "true" }, 200);
   }
-  if (read.bytes) await c.env.OBJECTS.put(read.input.key, read.bytes, { httpMetadata: { contentType: read.input.content_type } });
+  if (read.bytes) {
+    startTime(c, "store");
+    await c.env.OBJECTS.put(read.input.key, read.bytes, { httpMetadata: { contentType: read.input.content_type } });
+    endTime(c, "store");
+  }
+  startTime(c, "enqueue");
   const { job, replayed } = await createJob(c.env, {
     tenantId: principal.tenantId,
     operation: op.name,
@@ -191,13 +197,16 @@ async function createHandler(c: C, op: OperationSpec): Promise<Response> {
     jobId,
     idempotency: key ? { key, hash } : undefined,
   });
+  endTime(c, "enqueue");
   if (replayed) {
     // Lost a race with an identical request: its job stands, our copy of the input is surplus.
     if (read.bytes) await c.env.OBJECTS.delete(read.input.key);
     return respondWithJob(c, job, { "idempotent-replayed": "true" }, 200);
   }
   const wait = preferWait(c);
+  startTime(c, "wait");
   const final = wait > 0 ? ((await queue.waitFor(principal.tenantId, job.id, wait * 1000)) ?? job) : job;
+  endTime(c, "wait");
   return respondWithJob(c, final, wait > 0 ? { "preference-applied": `wait=${wait}` } : {});
 }
 
