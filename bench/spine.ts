@@ -33,8 +33,8 @@ function summary(samples: number[]) {
   };
 }
 
-/** CPU seconds (user+system) of every workerd process under the given pid. */
-function workerdCpuSeconds(rootPid: number): number {
+/** CPU seconds (user+system) of each workerd process under the given pid, by pid. */
+function workerdCpu(rootPid: number): Map<number, number> {
   const ticks = 100; // USER_HZ on Linux
   const children = new Map<number, number[]>();
   const names = new Map<number, string>();
@@ -55,14 +55,26 @@ function workerdCpuSeconds(rootPid: number): number {
       /* process exited */
     }
   }
-  let total = 0;
+  const out = new Map<number, number>();
   const stack = [rootPid];
   while (stack.length) {
     const pid = stack.pop()!;
-    if (names.get(pid)?.startsWith("workerd")) total += stats.get(pid) ?? 0;
+    if (names.get(pid)?.startsWith("workerd")) out.set(pid, stats.get(pid) ?? 0);
     stack.push(...(children.get(pid) ?? []));
   }
-  return total;
+  return out;
+}
+
+/** CPU ms spent between two snapshots by the workerd processes alive in both (a restarted one is left out). */
+function cpuDeltaMs(before: Map<number, number>, after: Map<number, number>): { ms: number; restarted: number } {
+  let ms = 0;
+  let restarted = 0;
+  for (const [pid, cpu] of before) {
+    const later = after.get(pid);
+    if (later === undefined) restarted++;
+    else ms += (later - cpu) * 1000;
+  }
+  return { ms, restarted };
 }
 
 /** `Server-Timing: auth;dur=4.0,store;dur=6.0,…` → { auth: 4, store: 6, … } (ms, workerd's coarse clock). */
@@ -133,7 +145,7 @@ export async function runSpineBench() {
     const getMs: number[] = [];
     const ids: string[] = [];
     const wrPid = stack.wrangler!.pid!;
-    const cpu0 = workerdCpuSeconds(wrPid);
+    const cpu0 = workerdCpu(wrPid);
     let requests = 0;
     await Promise.all(
       Array.from({ length: CLIENTS }, async () => {
@@ -147,14 +159,16 @@ export async function runSpineBench() {
         }
       }),
     );
-    const cpuMixed = ((workerdCpuSeconds(wrPid) - cpu0) * 1000) / Math.max(1, requests);
+    const mixed = cpuDeltaMs(cpu0, workerdCpu(wrPid));
+    const cpuMixed = mixed.ms / Math.max(1, requests);
     await Promise.all(ids.map(waitDone));
 
     // 2. Worker CPU per request: workerd's CPU seconds over a batch of pure GETs (no runner traffic).
-    const cpuGet0 = workerdCpuSeconds(wrPid);
+    const cpuGet0 = workerdCpu(wrPid);
     const GETS = 400;
     for (let i = 0; i < GETS; i++) await get(ids[i % ids.length]!);
-    const cpuPerGetMs = ((workerdCpuSeconds(wrPid) - cpuGet0) * 1000) / GETS;
+    const gets = cpuDeltaMs(cpuGet0, workerdCpu(wrPid));
+    const cpuPerGetMs = gets.ms / GETS;
 
     // 3. Spine overhead per job: end-to-end (create with Prefer: wait) minus the runner's reported model time.
     //    Also split out what the runner spent executing the operation (decode, compute, encode) and what
@@ -199,7 +213,9 @@ export async function runSpineBench() {
       worker_cpu_ms_per_request: {
         get: Math.round(cpuPerGetMs * 1000) / 1000,
         mixed_create_get_with_runner_traffic: Math.round(cpuMixed * 1000) / 1000,
-        method: "user+system CPU of the workerd processes (/proc) over a batch, divided by requests",
+        method:
+          "user+system CPU of wrangler dev's workerd processes (the user worker plus wrangler's proxy and inspector workers) over a batch, divided by requests",
+        workerd_processes_restarted: mixed.restarted + gets.restarted,
       },
       spine_overhead: {
         definition: "end-to-end (POST with Prefer: wait=30 until the finished job is back) minus the runner's model_ms",

@@ -28,10 +28,23 @@ function areaWeights(src: number, dst: number): { start: number; weights: number
   });
 }
 
+/** Second half of the separable area resize: 3*size rows of `width` samples -> 3 x size x size. */
+function columnPass(rows: Float32Array, width: number, size: number): Float32Array {
+  const wx = areaWeights(width, size);
+  const out = new Float32Array(3 * size * size);
+  for (let r = 0; r < 3 * size; r++)
+    for (let ox = 0; ox < size; ox++) {
+      const { start, weights } = wx[ox]!;
+      let acc = 0;
+      for (let k = 0; k < weights.length; k++) acc += weights[k]! * rows[r * width + start + k]!;
+      out[r * size + ox] = acc;
+    }
+  return out;
+}
+
 /** Planar CHW (3 channels) -> 3 x size x size by area averaging; rows first, then columns. */
 export function areaThumbnail(src: Float32Array, height: number, width: number, size = THUMB): Float32Array {
   const wy = areaWeights(height, size);
-  const wx = areaWeights(width, size);
   const rows = new Float32Array(3 * size * width);
   for (let c = 0; c < 3; c++)
     for (let oy = 0; oy < size; oy++) {
@@ -43,15 +56,7 @@ export function areaThumbnail(src: Float32Array, height: number, width: number, 
         for (let x = 0; x < width; x++) rows[dst + x]! += w * src[from + x]!;
       }
     }
-  const out = new Float32Array(3 * size * size);
-  for (let r = 0; r < 3 * size; r++)
-    for (let ox = 0; ox < size; ox++) {
-      const { start, weights } = wx[ox]!;
-      let s = 0;
-      for (let k = 0; k < weights.length; k++) s += weights[k]! * rows[r * width + start + k]!;
-      out[r * size + ox] = s;
-    }
-  return out;
+  return columnPass(rows, width, size);
 }
 
 /**
@@ -63,7 +68,6 @@ export function areaThumbnailRaster(image: RasterImage, size = THUMB): Float32Ar
   const colour = channels >= 3;
   const scale = 1 / (image.bitDepth === 16 ? 65535 : 255);
   const wy = areaWeights(height, size);
-  const wx = areaWeights(width, size);
   // Row pass: each source row adds into the (at most two) thumbnail rows whose interval covers it.
   const rows = new Float32Array(3 * size * width);
   for (let oy = 0; oy < size; oy++) {
@@ -82,15 +86,7 @@ export function areaThumbnailRaster(image: RasterImage, size = THUMB): Float32Ar
       }
     }
   }
-  const out = new Float32Array(3 * size * size);
-  for (let r = 0; r < 3 * size; r++)
-    for (let ox = 0; ox < size; ox++) {
-      const { start, weights } = wx[ox]!;
-      let acc = 0;
-      for (let k = 0; k < weights.length; k++) acc += weights[k]! * rows[r * width + start + k]!;
-      out[r * size + ox] = acc;
-    }
-  return out;
+  return columnPass(rows, width, size);
 }
 
 /** Where tiles come from: a planar float image (tests, offline tools) or the decoded raster (serving). */
