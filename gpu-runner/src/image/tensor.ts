@@ -52,24 +52,59 @@ export function nchwToRaster(
   if (c !== 1 && c !== 3) throw new RangeError(`expected 1 or 3 channels, got ${c}`);
   const plane = width * height;
   if (tensor.data.length !== plane * c) throw new RangeError(`tensor has ${tensor.data.length} values, dims say ${plane * c}`);
-  const max = like.bitDepth === 16 ? 65535 : 255;
-  const outChannels = (c + (alpha ? 1 : 0)) as RasterImage["channels"];
-  const out = like.bitDepth === 16 ? new Uint16Array(plane * outChannels) : new Uint8Array(plane * outChannels);
-  for (let p = 0; p < plane; p++) {
-    const o = p * outChannels;
-    for (let k = 0; k < c; k++) {
-      const v = tensor.data[k * plane + p]!;
-      out[o + k] = Math.round(Math.min(1, Math.max(0, Number.isNaN(v) ? 0 : v)) * max);
-    }
-    if (alpha) out[o + c] = alpha[p]!;
-  }
+  const out = allocRaster(width, height, c, like, alpha);
+  writeRasterRows(tensor.data, height, c, out, 0, 0, height, alpha);
+  return out;
+}
+
+/** An empty interleaved raster with `colours` colour channels plus alpha when given. */
+export function allocRaster(
+  width: number,
+  height: number,
+  colours: 1 | 3,
+  like: Pick<RasterImage, "bitDepth" | "source">,
+  alpha: Uint8Array | Uint16Array | null,
+): RasterImage {
+  const channels = (colours + (alpha ? 1 : 0)) as RasterImage["channels"];
+  const size = width * height * channels;
   return {
     width,
     height,
-    channels: outChannels,
+    channels,
     bitDepth: like.bitDepth,
     hasAlpha: Boolean(alpha),
-    data: out,
+    data: like.bitDepth === 16 ? new Uint16Array(size) : new Uint8Array(size),
     source: like.source,
   };
+}
+
+/**
+ * Writes `count` rows of planar [0, 1] floats (rows `from`.. of a buffer holding `planeRows` rows per channel) into
+ * rows `to`.. of `out`, clamping and rounding (NaN -> 0), with alpha (indexed by output pixel) as the last channel.
+ */
+export function writeRasterRows(
+  planar: Float32Array,
+  planeRows: number,
+  colours: number,
+  out: RasterImage,
+  from: number,
+  to: number,
+  count: number,
+  alpha: Uint8Array | Uint16Array | null,
+): void {
+  const { width, channels, data } = out;
+  const max = out.bitDepth === 16 ? 65535 : 255;
+  const plane = planeRows * width;
+  for (let r = 0; r < count; r++) {
+    const src = (from + r) * width;
+    const dstPixel = (to + r) * width;
+    for (let x = 0; x < width; x++) {
+      const o = (dstPixel + x) * channels;
+      for (let k = 0; k < colours; k++) {
+        const v = planar[k * plane + src + x]!;
+        data[o + k] = Math.round((v > 1 ? 1 : v > 0 ? v : 0) * max);
+      }
+      if (alpha) data[o + colours] = alpha[dstPixel + x]!;
+    }
+  }
 }

@@ -2,8 +2,8 @@ import type { InferenceSession } from "onnxruntime-node";
 import { Tensor } from "onnxruntime-node";
 import { OPERATIONS } from "../../../contract/operations.ts";
 import { RunnerError } from "../errors.ts";
-import { alphaOf, nchwToRaster } from "../image/tensor.ts";
-import { blendInto, cropPlanar, cropRaster, planBlend, type Tile } from "./lowlight-tiles.ts";
+import { allocRaster, alphaOf, writeRasterRows } from "../image/tensor.ts";
+import { blendInto, cropPlanar, cropRaster, planBlend, type BlendTile, type Tile } from "./lowlight-tiles.ts";
 import type { OperationContext, OperationPipeline, RasterImage } from "./types.ts";
 
 /** Fixed working size of the gamma-map branch (the ONNX graph's `thumb` input). */
@@ -120,25 +120,67 @@ export interface EnhanceStats {
   model_ms: number;
 }
 
+/** Where blended tile outputs go. Tiles arrive row of tiles by row of tiles (planBlend order). */
+interface TileSink {
+  add(tile: BlendTile, output: Float32Array): void;
+  /** Every row above `row` is final: no later tile covers it. */
+  rowsFinal(row: number): void;
+}
+
+/** The whole image as planar floats (tests and offline tools compare these directly). */
+function planarSink(height: number, width: number) {
+  const data = new Float32Array(3 * height * width);
+  return { data, add: (tile: BlendTile, output: Float32Array) => blendInto(data, output, tile, height, width), rowsFinal() {} };
+}
+
 /**
- * Runs the model over a planar RGB image in overlapping tiles; every tile sees the same whole-image thumbnail and
- * its own position (roi), so the gamma map is continuous across tiles.
+ * Straight to the output raster through a band of one tile height: finished rows are converted and the rest of
+ * the band moves up. A full-image float accumulator (144 MB at 12 MP) costs more in first-touch page faults than
+ * the blending itself.
+ */
+function rasterSink(input: RasterImage, bandRows: number) {
+  const { height, width } = input;
+  const alpha = alphaOf(input);
+  const raster = allocRaster(width, height, 3, input, alpha);
+  const band = new Float32Array(3 * bandRows * width);
+  const plane = bandRows * width;
+  let bandTop = 0;
+  return {
+    raster,
+    add(tile: BlendTile, output: Float32Array) {
+      blendInto(band, output, { ...tile, top: tile.top - bandTop }, bandRows, width);
+    },
+    rowsFinal(row: number) {
+      const done = Math.min(row, height) - bandTop;
+      if (done <= 0) return;
+      writeRasterRows(band, bandRows, 3, raster, 0, bandTop, done, alpha);
+      for (let c = 0; c < 3; c++) {
+        const start = c * plane;
+        band.copyWithin(start, start + done * width, start + plane);
+        band.fill(0, start + plane - done * width, start + plane);
+      }
+      bandTop += done;
+    },
+  };
+}
+
+/**
+ * Runs the model over an image in overlapping tiles; every tile sees the same whole-image thumbnail and its own
+ * position (roi), so the gamma map is continuous across tiles.
  */
 export async function enhance(
   session: InferenceSession,
   source: TileSource,
+  sink: TileSink,
   opts: { tile?: number; overlap?: number; signal?: AbortSignal; timeModel?: OperationContext["timeModel"] } = {},
-): Promise<{ data: Float32Array; stats: EnhanceStats }> {
+): Promise<EnhanceStats> {
   const { height, width } = source;
-  const tileSize = opts.tile ?? TILE;
-  const overlap = opts.overlap ?? OVERLAP;
+  const tiles = planBlend(height, width, opts.tile ?? TILE, opts.overlap ?? OVERLAP);
   const thumb = new Tensor("float32", source.thumbnail(), [1, 3, THUMB, THUMB]);
-  const acc = new Float32Array(3 * height * width);
-  const tiles = planBlend(height, width, tileSize, overlap);
   // All tiles have the same size (tileStarts ends the last one at the border), so one input buffer serves them all.
   const buffer = new Float32Array(3 * tiles[0]!.height * tiles[0]!.width);
   let modelMs = 0;
-  for (const tile of tiles) {
+  for (const [i, tile] of tiles.entries()) {
     if (opts.signal?.aborted) throw new RunnerError("aborted", "job aborted", true);
     const image = new Tensor("float32", source.crop(tile, buffer), [1, 3, tile.height, tile.width]);
     const roi = new Tensor("float32", Float32Array.from([tile.top, tile.left, height, width]), [1, 4]);
@@ -149,9 +191,23 @@ export async function enhance(
     modelMs += performance.now() - t0;
     const enhanced = out["enhanced"];
     if (!enhanced) throw new RunnerError("model_output_missing", "lowlight model returned no 'enhanced' output");
-    blendInto(acc, enhanced.data as Float32Array, tile, height, width);
+    sink.add(tile, enhanced.data as Float32Array);
+    const next = tiles[i + 1];
+    if (!next) sink.rowsFinal(height);
+    else if (next.top !== tile.top) sink.rowsFinal(next.top);
   }
-  return { data: acc, stats: { tiles: tiles.length, model_ms: Math.round(modelMs) } };
+  return { tiles: tiles.length, model_ms: Math.round(modelMs) };
+}
+
+/** The serving path: decoded raster in, enhanced raster out (same bit depth, alpha kept). */
+export async function enhanceRaster(
+  session: InferenceSession,
+  input: RasterImage,
+  opts: Parameters<typeof enhance>[3] = {},
+): Promise<{ image: RasterImage; stats: EnhanceStats }> {
+  const sink = rasterSink(input, Math.min(opts.tile ?? TILE, input.height));
+  const stats = await enhance(session, rasterSource(input), sink, opts);
+  return { image: sink.raster, stats };
 }
 
 /**
@@ -163,9 +219,10 @@ export function enhancePlanar(
   rgb: Float32Array,
   height: number,
   width: number,
-  opts: Parameters<typeof enhance>[2] = {},
+  opts: Parameters<typeof enhance>[3] = {},
 ): Promise<{ data: Float32Array; stats: EnhanceStats }> {
-  return enhance(session, planarSource(rgb, height, width), opts);
+  const sink = planarSink(height, width);
+  return enhance(session, planarSource(rgb, height, width), sink, opts).then((stats) => ({ data: sink.data, stats }));
 }
 
 export const lowlightPipeline: OperationPipeline = {
@@ -176,11 +233,10 @@ export const lowlightPipeline: OperationPipeline = {
     const input = ctx.inputs[0];
     if (!input) throw new RunnerError("invalid_input", "enhance.lowlight needs one input image");
     const session = await ctx.session(MODEL_ID);
-    const { data, stats } = await enhance(session, rasterSource(input), {
+    const { image, stats } = await enhanceRaster(session, input, {
       signal: ctx.signal,
       timeModel: (fn) => ctx.timeModel(fn),
     });
-    const image = nchwToRaster({ data, dims: [1, 3, input.height, input.width] }, input, alphaOf(input));
     return {
       result: {
         width: input.width,
