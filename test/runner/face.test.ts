@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
-import { analyzeFaces, type AnalyzedFace } from "../../gpu-runner/src/face/analyze.ts";
+import { analyzeFaces, toRgb8, type AnalyzedFace } from "../../gpu-runner/src/face/analyze.ts";
+import { loadFaceModels } from "../../gpu-runner/src/face/models.ts";
 import {
   bitsToHex,
   hammingHex,
@@ -118,6 +119,26 @@ describe("face analysis (real face-api models on tfjs-wasm)", { timeout: 120_000
       .png()
       .toBuffer();
     expect(await analyzeFaces(await raster(png))).toEqual([]);
+  });
+
+  it("gives exactly what face-api's own detect → landmarks → descriptors chain gives on the image tensor", async () => {
+    // analyzeFaces crops faces from the RGB bytes instead of slicing the whole-image tensor (faster, same pixels).
+    const img = await raster(GROUP);
+    const ours = await analyzeFaces(img);
+    const faceapi = await loadFaceModels();
+    const input = faceapi.tf.tensor3d(toRgb8(img), [img.height, img.width, 3], "int32");
+    const reference = await faceapi
+      .detectAllFaces(input, new faceapi.SsdMobilenetv1Options({ minConfidence: 0.5, maxResults: 100 }))
+      .withFaceLandmarks()
+      .withFaceDescriptors();
+    input.dispose();
+    expect(ours).toHaveLength(3);
+    for (const face of ours) {
+      const ref = reference.find((r) => r.detection.score === face.score);
+      expect(ref).toBeDefined();
+      expect(Array.from(face.descriptor)).toEqual(Array.from(ref!.descriptor));
+      expect(face.landmarks).toEqual(ref!.landmarks.positions.map((p) => [p.x, p.y]));
+    }
   });
 
   it("describes only the largest faces when asked, with the descriptors the calibration was measured on", async () => {

@@ -1,5 +1,8 @@
 import type { RasterImage } from "../operations/types.ts";
-import { loadFaceModels } from "./models.ts";
+import { loadFaceModels, type FaceApi } from "./models.ts";
+
+type FaceDetection = InstanceType<FaceApi["FaceDetection"]>;
+type Tensor3D = ReturnType<FaceApi["tf"]["tensor3d"]>;
 
 export interface FaceBox {
   x: number;
@@ -58,6 +61,50 @@ function clipBox(b: FaceBox, width: number, height: number): FaceBox {
   return { x, y, width: Math.min(width, b.x + b.width) - x, height: Math.min(height, b.y + b.height) - y };
 }
 
+/** A face-api box (integer pixels after clipAtImageBorders) of the RGB bytes as an int32 HWC tensor. */
+function cropTensor(faceapi: FaceApi, rgb: Uint8Array, width: number, box: FaceBox): Tensor3D {
+  const row = box.width * 3;
+  const out = new Int32Array(row * box.height);
+  for (let r = 0; r < box.height; r++) {
+    const start = ((box.y + r) * width + box.x) * 3;
+    out.set(rgb.subarray(start, start + row), r * row);
+  }
+  return faceapi.tf.tensor3d(out, [box.height, box.width, 3], "int32");
+}
+
+/**
+ * Landmarks and descriptor of one detected face, the way face-api's
+ * `DetectAllFaceLandmarksTask(...).withFaceDescriptors()` computes them on an image tensor: landmarks on the
+ * detection box, then the descriptor on the dlib-aligned box of those landmarks, each box clipped and floored
+ * by face-api's own Box methods. Only the crop differs: face-api slices it out of the whole-image tensor, and
+ * the wasm backend's slice first copies the whole image out of wasm memory (24 MB at 2 MP, ~0.1 s with GC,
+ * twice per face); here the same pixels are copied from the RGB bytes, so the nets get identical tensors
+ * and the descriptors stay bit-identical (tested against face-api's chain and the calibration run).
+ */
+async function describeFace(faceapi: FaceApi, rgb: Uint8Array, width: number, height: number, detection: FaceDetection) {
+  const crop = (box: InstanceType<FaceApi["Box"]>): Tensor3D | null => {
+    const b = box.clipAtImageBorders(width, height);
+    return b.width > 0 && b.height > 0 ? cropTensor(faceapi, rgb, width, b) : null;
+  };
+  const face = crop(detection.forSize(width, height).box);
+  if (!face) return null;
+  let landmarks;
+  try {
+    landmarks = (await faceapi.nets.faceLandmark68Net.detectLandmarks(face)) as InstanceType<FaceApi["FaceLandmarks68"]>;
+  } finally {
+    face.dispose();
+  }
+  const withLandmarks = faceapi.extendWithFaceLandmarks({ detection }, landmarks);
+  const aligned = crop(withLandmarks.landmarks.align(null, { useDlibAlignment: true }));
+  if (!aligned) return null;
+  try {
+    const descriptor = (await faceapi.nets.faceRecognitionNet.computeFaceDescriptor(aligned)) as Float32Array;
+    return { landmarks: withLandmarks.landmarks, descriptor };
+  } finally {
+    aligned.dispose();
+  }
+}
+
 /**
  * Detects faces, their landmarks and identity descriptors. Faces come back largest first, because the
  * largest face is the one the identity code protects when there are several (see models/identity/CARD.md).
@@ -66,29 +113,34 @@ export async function analyzeFaces(image: RasterImage, options: AnalyzeOptions =
   const opts = { ...DEFAULTS, ...options };
   if (image.width < 1 || image.height < 1) throw new RangeError("image has no pixels");
   const faceapi = await loadFaceModels();
+  const rgb = toRgb8(image);
   // face-api bundles its own tfjs typings: build the tensor through its tf so the types line up (same runtime module).
-  const input = faceapi.tf.tensor3d(toRgb8(image), [image.height, image.width, 3], "int32");
+  const input = faceapi.tf.tensor3d(rgb, [image.height, image.width, 3], "int32");
+  let detections: FaceDetection[];
   try {
     const detectorOptions = new faceapi.SsdMobilenetv1Options({ minConfidence: opts.minScore, maxResults: MAX_DETECTIONS });
-    const area = (b: FaceBox): number => b.width * b.height;
-    // Pick the faces before the landmark and recognition nets, which cost as much per face as the detector
-    // does per image: verify asking for the main face only pays for one. Same face-api task chain as
-    // detectAllFaces().withFaceLandmarks().withFaceDescriptors(), so descriptors do not change.
-    const chosen = (await faceapi.detectAllFaces(input, detectorOptions))
-      .map((detection) => ({ detection, box: clipBox(detection.box, image.width, image.height) }))
-      .filter((d) => Math.min(d.box.width, d.box.height) >= opts.minFaceSize)
-      .sort((a, b) => area(b.box) - area(a.box))
-      .slice(0, opts.maxFaces);
-    if (chosen.length === 0) return [];
-    const parent = Promise.resolve(chosen.map(({ detection }) => ({ detection })));
-    const found = await new faceapi.DetectAllFaceLandmarksTask(parent, input, false).withFaceDescriptors();
-    return found.map((f, i) => ({
-      box: chosen[i]!.box,
-      score: f.detection.score,
-      landmarks: f.landmarks.positions.map((p) => [p.x, p.y] as [number, number]),
-      descriptor: f.descriptor,
-    }));
+    detections = await faceapi.detectAllFaces(input, detectorOptions);
   } finally {
     input.dispose();
   }
+  const area = (b: FaceBox): number => b.width * b.height;
+  // Pick the faces before the landmark and recognition nets, which cost as much per face as the detector
+  // does per image: verify asking for the main face only pays for one.
+  const chosen = detections
+    .map((detection) => ({ detection, box: clipBox(detection.box, image.width, image.height) }))
+    .filter((d) => Math.min(d.box.width, d.box.height) >= opts.minFaceSize)
+    .sort((a, b) => area(b.box) - area(a.box))
+    .slice(0, opts.maxFaces);
+  const faces: AnalyzedFace[] = [];
+  for (const { detection, box } of chosen) {
+    const described = await describeFace(faceapi, rgb, image.width, image.height, detection);
+    if (!described) continue;
+    faces.push({
+      box,
+      score: detection.score,
+      landmarks: described.landmarks.positions.map((p) => [p.x, p.y] as [number, number]),
+      descriptor: described.descriptor,
+    });
+  }
+  return faces;
 }
