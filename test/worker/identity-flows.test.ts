@@ -158,6 +158,17 @@ describe("protect → verify through the routes and the runner protocol", () => 
     expect((await call(`/v1/assets/nope`, key, { method: "DELETE" })).status).toBe(404);
   });
 
+  it("verify analyses only the largest face, protect every face (each job's params as the runner gets them)", async () => {
+    const { key } = await createTenantKey(["protect", "verify"]);
+    const paramsOf = async (path: string) => {
+      const flow = (await (await call(path, key, { method: "POST", body: PNG_1x1 })).json()) as Flow;
+      const id = flow.stages["face.analyze"]!;
+      return (await jobQueue(env).get((await jobQueue(env).ownerOf(id))!, id))!.params;
+    };
+    expect(await paramsOf("/v1/verify")).toMatchObject({ max_faces: 1 });
+    expect(await paramsOf("/v1/protect")).toMatchObject({ max_faces: 10 });
+  });
+
   it("rejects non-images, missing scopes and bad parameters with problem responses", async () => {
     const { key } = await createTenantKey(["verify"]);
     expect((await call("/v1/protect", key, { method: "POST", body: PNG_1x1 })).status).toBe(403);

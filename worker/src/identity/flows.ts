@@ -49,6 +49,17 @@ export interface ProtectParams {
   format: "png" | "jpeg" | "webp";
 }
 
+/**
+ * What verify asks face.analyze for: the largest face only. The payload seals the code of the face that was
+ * largest at protect time, so that is the face to compare. Comparing every face instead would let a
+ * bystander whose code happens to lie within the radius (5 % of pairs of different people,
+ * models/identity/CARD.md section 3) mask a swap of the main face, and each further face costs the
+ * landmark and recognition nets (~40 ms per face at 2 MP on CPU, bench/results/identity.json). Cost: a
+ * re-share that makes another face the largest (a tight crop around a bystander) is compared with the wrong
+ * face and reads as face_swapped.
+ */
+export const VERIFY_ANALYZE_PARAMS = { max_faces: 1 } as const;
+
 /** Signed image URLs in protect outputs stay valid this long. */
 const IMAGE_URL_TTL_S = 24 * 3600;
 
@@ -91,6 +102,7 @@ export async function startFlow(
     tenantId: req.tenantId,
     operation: "face.analyze",
     inputs: [input],
+    ...(req.kind === "verify" ? { params: { ...VERIFY_ANALYZE_PARAMS } } : {}),
     origin: req.origin,
   });
   let mark: string | null = null;
