@@ -203,3 +203,47 @@ describe("protect → verify through the routes and the runner protocol", () => 
     expect(after.error).toMatchObject({ type: "identity_stage_failed" });
   });
 });
+
+describe("Prefer: wait on protect and verify", () => {
+  /** The id of the tenant's one queued job of `operation` (the flow's stage), once the flow has created it. */
+  async function queuedStage(key: string, operation: string): Promise<string> {
+    for (let i = 0; i < 200; i++) {
+      const res = await workerCall(`/v1/jobs?operation=${operation}&status=queued`, { key });
+      const data = ((await res.json()) as { data: { id: string }[] }).data;
+      if (data.length) return data[0]!.id;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`no queued ${operation} job`);
+  }
+
+  it("answers 200 with the verdict when the stages finish within the wait, else 202 with Location", async () => {
+    const { key } = await createTenantKey(["protect", "verify"]);
+    const { done, bits } = await protect(key, "a1b2c3d4");
+    const pending = call("/v1/verify", key, { method: "POST", body: PNG_1x1, headers: { prefer: "wait=20" } });
+    const decodeJob = await queuedStage(key, "watermark.decode");
+    const analyzeJob = await queuedStage(key, "face.analyze");
+    await complete(decodeJob, "watermark.decode", {
+      bits,
+      corrected: true,
+      confidence: [],
+      errors: 1,
+      p_value: 1e-15,
+      detected: true,
+    });
+    await complete(analyzeJob, "face.analyze", { faces: [face("a1b2c3d4")], identity_code_bits: 32 });
+    const res = await pending;
+    expect(res.status).toBe(200);
+    expect(res.headers.get("preference-applied")).toBe("wait=20");
+    const flow = (await res.json()) as Flow;
+    expect(flow.status).toBe("succeeded");
+    expect(flow.output).toMatchObject({ verdict: "authentic", source: { asset_id: done.output!.asset_id } });
+
+    // Nobody runs the stages this time: after the 1 s wait the flow is still running, 202 with where to poll.
+    const short = await call("/v1/verify", key, { method: "POST", body: PNG_1x1, headers: { prefer: "wait=1" } });
+    expect(short.status).toBe(202);
+    const running = (await short.json()) as Flow;
+    expect(running.status).toBe("running");
+    expect(short.headers.get("location")).toBe(`/v1/identity/flows/${running.id}`);
+    for (const id of Object.values(running.stages)) if (id) await workerCall(`/v1/jobs/${id}/cancel`, { key, method: "POST" });
+  });
+});

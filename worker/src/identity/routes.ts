@@ -15,6 +15,7 @@ import { z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { intVar, type HonoEnv } from "../env.ts";
 import { requireScope } from "../lib/keys.ts";
+import { preferWait } from "../lib/prefer.ts";
 import { sniffImageType } from "../lib/sniff.ts";
 import { ApiError } from "../problem.ts";
 import { newRouter } from "../router.ts";
@@ -22,6 +23,7 @@ import { problemResponses } from "../schemas.ts";
 import { deleteAsset, getAsset, listAssets, publicAsset } from "./assets.ts";
 import { getFlow, publicFlow, refreshFlow, startFlow, type FlowKind } from "./flows.ts";
 import { listMasterKeys, rotateMasterKey } from "./master-keys.ts";
+import { waitForFlow } from "./wait.ts";
 
 export const identityRoutes = newRouter();
 type C = Context<HonoEnv>;
@@ -56,7 +58,11 @@ async function start(c: C, kind: FlowKind, params: unknown) {
     origin: new URL(c.req.url).origin,
     params,
   });
-  return c.json(publicFlow(flow), 202);
+  const wait = preferWait(c);
+  const done = wait > 0 ? await waitForFlow(c.env, flow, wait * 1000) : flow;
+  const headers: Record<string, string> = { location: `/v1/identity/flows/${flow.id}` };
+  if (wait > 0) headers["preference-applied"] = `wait=${wait}`;
+  return c.json(publicFlow(done), done.status === "running" ? 202 : 200, headers);
 }
 
 // Documentation entries for /openapi.json; the handlers below validate by hand.
@@ -90,7 +96,14 @@ for (const [path, summary, query] of [
     security: [{ bearer: [] }],
     request: { query, body: imageBody },
     responses: {
-      202: { description: "Started; poll /v1/identity/flows/{id}", content: { "application/json": { schema: FlowJob } } },
+      200: {
+        description: "Finished within `Prefer: wait=N` (N <= 60)",
+        content: { "application/json": { schema: FlowJob } },
+      },
+      202: {
+        description: "Started (or still running when the wait ran out); poll `Location`: /v1/identity/flows/{id}",
+        content: { "application/json": { schema: FlowJob } },
+      },
       ...problemResponses(400, 401, 403, 413, 415, 422, 429),
     },
   });

@@ -10,6 +10,7 @@ import { createJob, idempotencyConflict } from "../lib/jobs-api.ts";
 import { publicJob } from "../lib/job-view.ts";
 import { requireScope } from "../lib/keys.ts";
 import { objectKeys } from "../lib/object-urls.ts";
+import { preferWait } from "../lib/prefer.ts";
 import { sniffImageType } from "../lib/sniff.ts";
 import { ApiError, json, zodFieldErrors } from "../problem.ts";
 import { newRouter } from "../router.ts";
@@ -17,8 +18,6 @@ import { Job, JobIdParam, JobList, ListJobsQuery, problemResponses, UploadRef } 
 
 export const jobs = newRouter();
 type C = Context<HonoEnv>;
-
-const MAX_WAIT_SECONDS = 60;
 
 /** What a create request carries once its body has been read, whatever its content type. */
 interface ReadInput {
@@ -149,11 +148,6 @@ function idempotencyKey(c: C): string | undefined {
   if (!/^[\x21-\x7e]{1,255}$/.test(key))
     throw new ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters");
   return key;
-}
-
-function preferWait(c: C): number {
-  const m = /(?:^|[,;\s])wait=(\d+)/.exec(c.req.header("prefer") ?? "");
-  return m ? Math.min(Number(m[1]), MAX_WAIT_SECONDS) : 0;
 }
 
 const isTerminal = (j: JobRecord) => j.status === "succeeded" || j.status === "failed" || j.status === "canceled";
