@@ -1,4 +1,5 @@
 import { mkdirSync, writeFileSync } from "node:fs";
+import { runIdentityBench } from "./identity.ts";
 import { runLowlightBench } from "./lowlight.ts";
 import { runSpineBench } from "./spine.ts";
 import { runWatermarkBench } from "./watermark.ts";
@@ -9,6 +10,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   spine: runSpineBench,
   watermark: runWatermarkBench,
   lowlight: runLowlightBench,
+  identity: runIdentityBench,
 };
 
 mkdirSync(new URL("results/", import.meta.url), { recursive: true });

@@ -54,7 +54,7 @@ export interface ProtectParams {
  * largest at protect time, so that is the face to compare. Comparing every face instead would let a
  * bystander whose code happens to lie within the radius (5 % of pairs of different people,
  * models/identity/CARD.md section 3) mask a swap of the main face, and each further face costs the
- * landmark and recognition nets (~40 ms per face at 2 MP on CPU, bench/results/identity.json). Cost: a
+ * landmark and recognition nets again (0.05-0.1 s per face on CPU, models/identity/CARD.md section 5). Cost: a
  * re-share that makes another face the largest (a tight crop around a bystander) is compared with the wrong
  * face and reads as face_swapped.
  */
