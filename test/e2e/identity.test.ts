@@ -32,8 +32,15 @@ const PYTHON = "/usr/bin/python3"; // Debian's interpreter, which has python3-op
 
 type Call = ReturnType<typeof api>;
 
-async function runFlow(call: Call, path: string, image: Buffer, contentType: string) {
-  const start = await call(path, { method: "POST", headers: { "content-type": contentType }, body: new Uint8Array(image) });
+/** Starts a protect or verify flow and polls it to the end; with `wait`, one request with `Prefer: wait`. */
+async function runFlow(call: Call, path: string, image: Buffer, contentType: string, wait = false) {
+  const headers = { "content-type": contentType, ...(wait ? { prefer: "wait=60" } : {}) };
+  const start = await call(path, { method: "POST", headers, body: new Uint8Array(image) });
+  if (wait) {
+    expect(start.status, JSON.stringify(start.data)).toBe(200);
+    expect(start.headers.get("preference-applied")).toBe("wait=60");
+    return start.data;
+  }
   expect(start.status, JSON.stringify(start.data)).toBe(202);
   const deadline = Date.now() + 60_000;
   for (;;) {
@@ -91,7 +98,7 @@ describe("identity end to end: protect, re-share, swap, verify (real stack, real
 
     otherPerson = await sharp(SAMPLE).extract(SAMPLE_CROP).jpeg({ quality: 90 }).toBuffer();
 
-    protectedFlow = await runFlow(call, "/v1/protect?owner=e2e-owner&external_ref=photo-1", astronaut, "image/jpeg");
+    protectedFlow = await runFlow(call, "/v1/protect?owner=e2e-owner&external_ref=photo-1", astronaut, "image/jpeg", true);
     expect(protectedFlow.status, JSON.stringify(protectedFlow.error)).toBe("succeeded");
     const img = await fetch(protectedFlow.output.image_url);
     expect(img.status).toBe(200);
@@ -171,7 +178,7 @@ describe("identity end to end: protect, re-share, swap, verify (real stack, real
     expect(tenant.status).toBe(201);
     const key = await call(`/v1/admin/tenants/${tenant.data.id}/keys`, { method: "POST", json: { scopes: ["verify"] } });
     expect(key.status).toBe(201);
-    const flow = await runFlow(api(stack, key.data.key), "/v1/verify", protectedImage, "image/png");
+    const flow = await runFlow(api(stack, key.data.key), "/v1/verify", protectedImage, "image/png", true);
     expect(flow.status, JSON.stringify(flow.error)).toBe("succeeded");
     expect(flow.output.verdict).toBe("not_protected");
     expect(flow.output.source).toBeNull();
