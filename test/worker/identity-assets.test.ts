@@ -139,13 +139,20 @@ describe("asset records", () => {
     const t = tenant();
     const { payloadHex } = await createAsset(env, { tenantId: t, faces: [] });
     const bits = hexToBits(payloadHex, 64);
-    let traced = 0;
+    // A flipped provenance payload never opens as provenance. It can open as a face payload at the 8-bit tag's
+    // 2^-8 rate per try (the documented forgery bound, measured in identity-payload.test.ts): about 15 % of runs
+    // see one such open among 64 flips, so only a count far above that rate is a failure (P(> 5) < 1e-6).
+    let asProvenance = 0;
+    let asFace = 0;
     for (let i = 0; i < 64; i++) {
       const f = bits.slice();
       f[i]! ^= 1;
-      if (await tracePayload(env, t, bitsToHex(f))) traced++;
+      const traced = await tracePayload(env, t, bitsToHex(f));
+      if (traced?.opened.mode === "provenance") asProvenance++;
+      else if (traced) asFace++;
     }
-    expect(traced).toBe(0);
+    expect(asProvenance).toBe(0);
+    expect(asFace).toBeLessThanOrEqual(5);
     expect(await tracePayload(env, t, "xyz")).toBeNull();
     expect(await tracePayload(env, t, "00")).toBeNull();
   });

@@ -19,6 +19,9 @@ describe("job creation and validation", () => {
     expect(res.status).toBe(202);
     const job = (await res.json()) as JobJson;
     expect(res.headers.get("location")).toBe(`/v1/jobs/${job.id}`);
+    // Where the request spent its time, per stage (RFC-less but de-facto standard Server-Timing header).
+    const timing = res.headers.get("server-timing") ?? "";
+    for (const stage of ["auth", "ratelimit", "store", "enqueue", "total"]) expect(timing).toMatch(new RegExp(`${stage};dur=`));
     expect(job).toMatchObject({ object: "job", operation: "inspect", status: "queued", attempts: 0, output: null, error: null });
     expect(new Date(job.created_at).toISOString()).toBe(job.created_at);
     const got = (await (await call(`/v1/jobs/${job.id}`)).json()) as JobJson;

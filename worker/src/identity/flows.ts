@@ -90,29 +90,42 @@ export async function startFlow(
   const id = newId("idf");
   const inputKey = objectKeys.input(req.tenantId, id, 0);
   await env.OBJECTS.put(inputKey, req.image, { httpMetadata: { contentType: req.contentType } });
+  // Stage job ids are chosen and saved before the jobs exist: a stage that finishes at once must find its flow
+  // (its completion hook looks the flow up by job id), or the flow would never finish.
+  const analyzeId = newId("job");
+  const markId = req.kind === "verify" ? newId("job") : null;
   const now = Date.now();
   await env.DB.prepare(
-    `INSERT INTO identity_flows (id, tenant_id, kind, status, input_key, params, origin, created_at, updated_at)
-     VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)`,
+    `INSERT INTO identity_flows (id, tenant_id, kind, status, input_key, params, origin, analyze_job, mark_job, created_at, updated_at)
+     VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)`,
   )
-    .bind(id, req.tenantId, req.kind, inputKey, JSON.stringify(req.params ?? {}), req.origin, now, now)
+    .bind(id, req.tenantId, req.kind, inputKey, JSON.stringify(req.params ?? {}), req.origin, analyzeId, markId, now, now)
     .run();
   const input = { key: inputKey, content_type: req.contentType, bytes: req.image.byteLength };
-  const analyze = await createJob(env, {
-    tenantId: req.tenantId,
-    operation: "face.analyze",
-    inputs: [input],
-    ...(req.kind === "verify" ? { params: { ...VERIFY_ANALYZE_PARAMS } } : {}),
-    origin: req.origin,
-  });
-  let mark: string | null = null;
-  if (req.kind === "verify") {
-    mark = (await createJob(env, { tenantId: req.tenantId, operation: "watermark.decode", inputs: [input], origin: req.origin }))
-      .job.id;
+  try {
+    await createJob(env, {
+      tenantId: req.tenantId,
+      operation: "face.analyze",
+      inputs: [input],
+      ...(req.kind === "verify" ? { params: { ...VERIFY_ANALYZE_PARAMS } } : {}),
+      origin: req.origin,
+      jobId: analyzeId,
+    });
+    if (markId) {
+      await createJob(env, {
+        tenantId: req.tenantId,
+        operation: "watermark.decode",
+        inputs: [input],
+        origin: req.origin,
+        jobId: markId,
+      });
+    }
+  } catch (e) {
+    // The client gets the error, not the flow: do not leave a running flow that names jobs that never existed.
+    const row = await getFlow(env, req.tenantId, id);
+    if (row) await finish(env, row, null, { type: "stage_not_created", message: String(e) });
+    throw e;
   }
-  await env.DB.prepare(`UPDATE identity_flows SET analyze_job = ?, mark_job = ?, updated_at = ? WHERE id = ?`)
-    .bind(analyze.job.id, mark, Date.now(), id)
-    .run();
   return (await getFlow(env, req.tenantId, id))!;
 }
 
@@ -170,16 +183,19 @@ async function onAnalyzed(env: AppEnv, job: JobRecord): Promise<void> {
     externalRef: params.external_ref,
     jobId: flow.id,
   });
-  const embed = await createJob(env, {
+  // As in startFlow: the flow names the embed job before it exists, so its hook always finds the flow.
+  const embedId = newId("job");
+  await env.DB.prepare(`UPDATE identity_flows SET asset_id = ?, mark_job = ?, updated_at = ? WHERE id = ?`)
+    .bind(row.id, embedId, Date.now(), flow.id)
+    .run();
+  await createJob(env, {
     tenantId: flow.tenant_id,
     operation: "watermark.embed",
     inputs: job.inputs,
     params: { bits: payloadHex, strength: params.strength, format: params.format },
     origin: flow.origin,
+    jobId: embedId,
   });
-  await env.DB.prepare(`UPDATE identity_flows SET asset_id = ?, mark_job = ?, updated_at = ? WHERE id = ?`)
-    .bind(row.id, embed.job.id, Date.now(), flow.id)
-    .run();
 }
 
 async function onEmbedded(env: AppEnv, job: JobRecord): Promise<void> {

@@ -1,6 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { endTime, startTime } from "hono/timing";
 import { sha256Hex } from "../../../contract/encoding.ts";
 import { OPERATIONS, type OperationSpec } from "../../../contract/operations.ts";
 import { jobQueue, type JobInput, type JobRecord } from "../durable/job-queue.ts";
@@ -11,6 +10,7 @@ import { publicJob } from "../lib/job-view.ts";
 import { requireScope } from "../lib/keys.ts";
 import { objectKeys } from "../lib/object-urls.ts";
 import { preferWait } from "../lib/prefer.ts";
+import { timed } from "../lib/server-timing.ts";
 import { sniffImageType } from "../lib/sniff.ts";
 import { ApiError, json, zodFieldErrors } from "../problem.ts";
 import { newRouter } from "../router.ts";
@@ -176,31 +176,29 @@ async function createHandler(c: C, op: OperationSpec): Promise<Response> {
     if (seen.kind === "conflict") throw idempotencyConflict();
     if (seen.kind === "replay") return respondWithJob(c, seen.job, { "idempotent-replayed": "true" }, 200);
   }
-  if (read.bytes) {
-    startTime(c, "store");
-    await c.env.OBJECTS.put(read.input.key, read.bytes, { httpMetadata: { contentType: read.input.content_type } });
-    endTime(c, "store");
-  }
-  startTime(c, "enqueue");
-  const { job, replayed } = await createJob(c.env, {
-    tenantId: principal.tenantId,
-    operation: op.name,
-    inputs: [read.input],
-    params: parsed.data as Record<string, unknown>,
-    origin: new URL(c.req.url).origin,
-    jobId,
-    idempotency: key ? { key, hash } : undefined,
-  });
-  endTime(c, "enqueue");
+  const bytes = read.bytes;
+  if (bytes)
+    await timed(c, "store", () =>
+      c.env.OBJECTS.put(read.input.key, bytes, { httpMetadata: { contentType: read.input.content_type } }),
+    );
+  const { job, replayed } = await timed(c, "enqueue", () =>
+    createJob(c.env, {
+      tenantId: principal.tenantId,
+      operation: op.name,
+      inputs: [read.input],
+      params: parsed.data as Record<string, unknown>,
+      origin: new URL(c.req.url).origin,
+      jobId,
+      idempotency: key ? { key, hash } : undefined,
+    }),
+  );
   if (replayed) {
     // Lost a race with an identical request: its job stands, our copy of the input is surplus.
     if (read.bytes) await c.env.OBJECTS.delete(read.input.key);
     return respondWithJob(c, job, { "idempotent-replayed": "true" }, 200);
   }
   const wait = preferWait(c);
-  startTime(c, "wait");
-  const final = wait > 0 ? ((await queue.waitFor(principal.tenantId, job.id, wait * 1000)) ?? job) : job;
-  endTime(c, "wait");
+  const final = wait > 0 ? ((await timed(c, "wait", () => queue.waitFor(principal.tenantId, job.id, wait * 1000))) ?? job) : job;
   return respondWithJob(c, final, wait > 0 ? { "preference-applied": `wait=${wait}` } : {});
 }
 
