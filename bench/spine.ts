@@ -105,16 +105,26 @@ export async function runSpineBench() {
   await stack.start();
   const auth = { authorization: `Bearer ${stack.vars.VIGIL_DEV_KEY}` };
   // Every create carries an Idempotency-Key, so a 503 can be retried safely: wrangler dev's proxy answers
-  // 503 "Your worker restarted mid-request" when a pooled proxy->worker connection was closed while idle.
+  // 503 "Your worker restarted mid-request" when a pooled proxy->worker connection was closed while idle, and
+  // a client connection can be reset the same way.
   let retried503 = 0;
+  let retriedNetwork = 0;
   const create = async (wait?: number): Promise<any> => {
     const key = crypto.randomUUID();
     for (let attempt = 0; ; attempt++) {
-      const r = await fetch(`${stack.url}/v1/inspect`, {
-        method: "POST",
-        headers: { ...auth, "content-type": "image/jpeg", "idempotency-key": key, ...(wait ? { prefer: `wait=${wait}` } : {}) },
-        body: photo,
-      });
+      let r: Response;
+      try {
+        r = await fetch(`${stack.url}/v1/inspect`, {
+          method: "POST",
+          headers: { ...auth, "content-type": "image/jpeg", "idempotency-key": key, ...(wait ? { prefer: `wait=${wait}` } : {}) },
+          body: photo,
+        });
+      } catch (err) {
+        // A keep-alive connection the server closed while idle (ECONNRESET on write): same key, so retry.
+        if (attempt >= 3) throw err;
+        retriedNetwork++;
+        continue;
+      }
       if (r.status === 503 && attempt < 3) {
         retried503++;
         await r.arrayBuffer();
@@ -232,7 +242,7 @@ export async function runSpineBench() {
           note: "client-measured create minus the worker's Server-Timing total; a job crosses the proxy 3 times (create, input download, completion report)",
         },
       },
-      retried_503: retried503,
+      retried: { wrangler_dev_503: retried503, connection_reset: retriedNetwork },
       jobs_per_second: { one_runner: Math.round(oneRunner * 10) / 10, two_runners: Math.round(twoRunners * 10) / 10 },
     };
   } catch (err) {
