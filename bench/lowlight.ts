@@ -31,6 +31,15 @@ async function darkJpeg(width: number, height: number): Promise<Buffer> {
     .toBuffer();
 }
 
+interface LowlightRun {
+  width: number;
+  total_ms: number;
+  process_cpu_ms: number;
+  pipeline_ms: number;
+  pipeline_ms_per_mp: number;
+  [stage: string]: unknown;
+}
+
 export async function runLowlightBench(): Promise<Record<string, unknown>> {
   const threads = Number(process.env.LOWLIGHT_THREADS ?? 2);
   const session = await ort.InferenceSession.create(root("models/lowlight/weights/lowlight-iagc.onnx"), {
@@ -40,7 +49,7 @@ export async function runLowlightBench(): Promise<Record<string, unknown>> {
     extra: { session: { intra_op: { allow_spinning: "0" } } },
   });
   const limits = OPERATIONS["enhance.lowlight"].limits;
-  const runs = [];
+  const runs: LowlightRun[] = [];
   for (const [width, height] of SIZES) {
     const bytes = await darkJpeg(width, height);
     for (let r = 0; r < REPEATS; r++) {

@@ -6,7 +6,8 @@ import { fileURLToPath } from "node:url";
 import { generateTicketKeyPair } from "../contract/ticket.ts";
 
 /**
- * The local stack: `wrangler dev` (workerd with local D1, R2, Queues, Durable Objects) plus CPU runners.
+ * The local stack: wrangler's dev server (workerd with local D1, R2, Queues, Durable Objects; see
+ * scripts/dev-server.ts) plus CPU runners.
  * Used by `npm start`, the end-to-end tests and the benchmark, so all three run exactly the same thing.
  */
 
@@ -127,10 +128,9 @@ export class LocalStack {
   async start(): Promise<this> {
     this.vars = await ensureDevVars(this.options.envFile, this.options.vars);
     applyMigrations(this.options.persistTo);
-    const args = ["dev", "--local", "--ip", "127.0.0.1", "--port", String(this.options.port)];
+    const args = [join(ROOT, "scripts/dev-server.ts"), "--ip", "127.0.0.1", "--port", String(this.options.port)];
     args.push("--persist-to", this.options.persistTo, "--env-file", this.options.envFile);
-    args.push("--inspector-port", String(this.options.port + 1000), "--show-interactive-dev-session=false", "--log-level", "log");
-    this.wrangler = this.spawnChild(join(BIN, "wrangler"), args, { ...QUIET_WRANGLER_ENV }, this.wranglerOutput);
+    this.wrangler = this.spawnChild(join(BIN, "tsx"), args, { ...QUIET_WRANGLER_ENV }, this.wranglerOutput);
     await waitForHttp(`${this.url}/healthz`, 60_000, this.wrangler);
     for (let i = 0; i < (this.options.runners ?? 1); i++) await this.startRunner();
     return this;

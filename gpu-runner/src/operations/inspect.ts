@@ -13,6 +13,8 @@ export const inspectPipeline: OperationPipeline = {
   async run({ inputs }) {
     const image = inputs[0]!;
     const { source } = image;
+    // Two independent libvips pipelines: run them side by side on sharp's thread pool.
+    const [phash, dhash] = await Promise.all([pHash(image), dHash(image)]);
     return {
       result: {
         width: image.width,
@@ -28,8 +30,8 @@ export const inspectPipeline: OperationPipeline = {
         pages: source.pages,
         animated: source.pages > 1,
         bytes: source.bytes,
-        phash: await pHash(image),
-        dhash: await dHash(image),
+        phash,
+        dhash,
       },
     };
   },
