@@ -29,6 +29,11 @@ const calibration = JSON.parse(readFileSync(join(root, "models/identity/calibrat
 };
 const RADIUS = calibration.hamming_radius;
 const PYTHON = "/usr/bin/python3"; // Debian's interpreter, which has python3-opencv (see shared notes)
+// The swap simulator is OpenCV (models/identity/swap.py). CI installs python3-opencv (.ci/run) and always runs
+// the swap case; on a machine without it the case is skipped with a warning instead of failing `npm test`.
+const HAS_OPENCV = spawnSync(PYTHON, ["-c", "import cv2, numpy"]).status === 0;
+if (!HAS_OPENCV && !process.env.CI)
+  console.warn("identity e2e: the face-swap case needs Debian's python3-opencv (apt-get install python3-opencv); skipped");
 
 type Call = ReturnType<typeof api>;
 
@@ -188,54 +193,57 @@ describe("identity end to end: protect, re-share, swap, verify (real stack, real
     expect((await verify("protected", protectedImage, "image/png")).output.verdict).toBe("authentic");
   });
 
-  it("a face swap on the protected image is face_swapped, traced to the source asset, with a signed webhook", async () => {
-    // Landmarks as the service itself sees them: the analyze stages of the two verifications.
-    const [target] = await facesSeenBy(call, await verify("protected", protectedImage, "image/png"));
-    const [source] = await facesSeenBy(call, await verify("other person", otherPerson, "image/jpeg"));
-    const paths = { target: join(dir, "protected.png"), source: join(dir, "source.jpg"), out: join(dir, "swapped.png") };
-    writeFileSync(paths.target, protectedImage);
-    writeFileSync(paths.source, otherPerson);
-    const jobs = [{ ...paths, target_landmarks: target!.landmarks, source_landmarks: source!.landmarks, blend: "seamless" }];
-    writeFileSync(join(dir, "jobs.json"), JSON.stringify(jobs));
-    const py = spawnSync(PYTHON, [join(root, "models/identity/swap.py"), join(dir, "jobs.json")], { encoding: "utf8" });
-    expect(py.status, py.stderr).toBe(0);
-    expect(py.stdout).toContain("1 swaps written");
-    const swapped = readFileSync(paths.out);
+  it.skipIf(!HAS_OPENCV && !process.env.CI)(
+    "a face swap on the protected image is face_swapped, traced to the source asset, with a signed webhook",
+    async () => {
+      // Landmarks as the service itself sees them: the analyze stages of the two verifications.
+      const [target] = await facesSeenBy(call, await verify("protected", protectedImage, "image/png"));
+      const [source] = await facesSeenBy(call, await verify("other person", otherPerson, "image/jpeg"));
+      const paths = { target: join(dir, "protected.png"), source: join(dir, "source.jpg"), out: join(dir, "swapped.png") };
+      writeFileSync(paths.target, protectedImage);
+      writeFileSync(paths.source, otherPerson);
+      const jobs = [{ ...paths, target_landmarks: target!.landmarks, source_landmarks: source!.landmarks, blend: "seamless" }];
+      writeFileSync(join(dir, "jobs.json"), JSON.stringify(jobs));
+      const py = spawnSync(PYTHON, [join(root, "models/identity/swap.py"), join(dir, "jobs.json")], { encoding: "utf8" });
+      expect(py.status, py.stderr).toBe(0);
+      expect(py.stdout).toContain("1 swaps written");
+      const swapped = readFileSync(paths.out);
 
-    // The swap replaced the face and left the rest of the picture alone.
-    const before = await sharp(protectedImage).removeAlpha().raw().toBuffer();
-    const after = await sharp(swapped).removeAlpha().raw().toBuffer();
-    const { x, y, width, height } = target!.box;
-    let inFace = 0;
-    let outside = 0;
-    let nIn = 0;
-    for (let p = 0; p < 512 * 512; p++) {
-      const [px, py] = [p % 512, Math.floor(p / 512)];
-      const d = Math.abs(before[p * 3]! - after[p * 3]!) + Math.abs(before[p * 3 + 1]! - after[p * 3 + 1]!);
-      if (px >= x && px < x + width && py >= y && py < y + height) {
-        inFace += d;
-        nIn++;
-      } else outside += d;
-    }
-    expect(inFace / nIn).toBeGreaterThan(10);
-    expect(outside / (512 * 512 - nIn)).toBeLessThan(1);
+      // The swap replaced the face and left the rest of the picture alone.
+      const before = await sharp(protectedImage).removeAlpha().raw().toBuffer();
+      const after = await sharp(swapped).removeAlpha().raw().toBuffer();
+      const { x, y, width, height } = target!.box;
+      let inFace = 0;
+      let outside = 0;
+      let nIn = 0;
+      for (let p = 0; p < 512 * 512; p++) {
+        const [px, py] = [p % 512, Math.floor(p / 512)];
+        const d = Math.abs(before[p * 3]! - after[p * 3]!) + Math.abs(before[p * 3 + 1]! - after[p * 3 + 1]!);
+        if (px >= x && px < x + width && py >= y && py < y + height) {
+          inFace += d;
+          nIn++;
+        } else outside += d;
+      }
+      expect(inFace / nIn).toBeGreaterThan(10);
+      expect(outside / (512 * 512 - nIn)).toBeLessThan(1);
 
-    const flow = await verify("swapped", swapped, "image/png");
-    expect(flow.status, JSON.stringify(flow.error)).toBe("succeeded");
-    const { verdict, source: traced, evidence, reason } = flow.output;
-    expect(verdict, `${reason} ${JSON.stringify(evidence)}`).toBe("face_swapped");
-    expect(traced.asset_id).toBe(protectedFlow.output.asset_id);
-    expect(traced.owner).toBe("e2e-owner");
-    expect(evidence.payload_authenticated).toBe(true);
-    expect(evidence.identity_distance).toBeGreaterThan(RADIUS);
+      const flow = await verify("swapped", swapped, "image/png");
+      expect(flow.status, JSON.stringify(flow.error)).toBe("succeeded");
+      const { verdict, source: traced, evidence, reason } = flow.output;
+      expect(verdict, `${reason} ${JSON.stringify(evidence)}`).toBe("face_swapped");
+      expect(traced.asset_id).toBe(protectedFlow.output.asset_id);
+      expect(traced.owner).toBe("e2e-owner");
+      expect(evidence.payload_authenticated).toBe(true);
+      expect(evidence.identity_distance).toBeGreaterThan(RADIUS);
 
-    const event = await receiver.waitFor((e) => e.type === "verification.face_swap_detected", 30_000);
-    expect(receiver.rejected).toBe(0);
-    expect(event.payload.data.verification_id).toBe(flow.id);
-    expect(event.payload.data.source.asset_id).toBe(protectedFlow.output.asset_id);
-    expect(event.payload.data.evidence.identity_distance).toBe(evidence.identity_distance);
-    // Only the swap raised the alarm: the authentic and unprotected verifications sent nothing.
-    await new Promise((r) => setTimeout(r, 1500));
-    expect(receiver.events.filter((e) => e.type === "verification.face_swap_detected")).toHaveLength(1);
-  });
+      const event = await receiver.waitFor((e) => e.type === "verification.face_swap_detected", 30_000);
+      expect(receiver.rejected).toBe(0);
+      expect(event.payload.data.verification_id).toBe(flow.id);
+      expect(event.payload.data.source.asset_id).toBe(protectedFlow.output.asset_id);
+      expect(event.payload.data.evidence.identity_distance).toBe(evidence.identity_distance);
+      // Only the swap raised the alarm: the authentic and unprotected verifications sent nothing.
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(receiver.events.filter((e) => e.type === "verification.face_swap_detected")).toHaveLength(1);
+    },
+  );
 });
