@@ -132,6 +132,24 @@ describe("signed uploads and objects", () => {
     expect((await postJson("/v1/inspect", { upload_id: "upl_nope" })).status).toBe(404);
   });
 
+  it("deleting one job of a shared upload leaves the upload for the other jobs", async () => {
+    const up = (await (await postJson("/v1/uploads", {})).json()) as { upload_id: string; upload_url: string };
+    const url = new URL(up.upload_url);
+    const bytes = uniquePng();
+    await call(url.pathname + url.search, { key: null, method: "PUT", body: bytes, headers: { "content-type": "image/png" } });
+    const first = (await (await postJson("/v1/inspect", { upload_id: up.upload_id })).json()) as JobJson;
+    const second = (await (await postJson("/v1/inspect", { upload_id: up.upload_id })).json()) as JobJson;
+    expect((await call(`/v1/jobs/${first.id}`, { method: "DELETE" })).status).toBe(200);
+    // The second job still gets its input: lease it and download through its ticket's signed URL.
+    const leased = await leaseJob(second.id);
+    const { verifyTicket, importTicketPublicKey } = await import("../../contract/ticket.ts");
+    const keys = new Map([["test-2026", await importTicketPublicKey("ypRq4DZy2ATa503_4HgtL9xKxRIBR5-fbGchEUQVnsY")]]);
+    const input = new URL((await verifyTicket(leased.ticket, keys)).inputs[0]!.url);
+    const got = await call(input.pathname + input.search, { key: null });
+    expect(got.status).toBe(200);
+    expect(new Uint8Array(await got.arrayBuffer())).toEqual(bytes);
+  });
+
   it("tampered or expired object URLs are refused", async () => {
     const up = (await (await postJson("/v1/uploads", {})).json()) as { upload_url: string };
     const url = new URL(up.upload_url);

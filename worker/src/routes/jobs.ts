@@ -338,6 +338,8 @@ export async function deleteJobObjects(env: HonoEnv["Bindings"], job: JobRecord)
     for (const o of page.objects) keys.add(o.key);
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor);
-  const all = [...keys].filter((k) => k.startsWith(`tenants/${job.tenant_id}/`));
+  // A signed upload can feed several jobs, so it is not this job's to delete: uploads go with retention.
+  const uploads = objectKeys.upload(job.tenant_id, "");
+  const all = [...keys].filter((k) => k.startsWith(`tenants/${job.tenant_id}/`) && !k.startsWith(uploads));
   for (let i = 0; i < all.length; i += 1000) await env.OBJECTS.delete(all.slice(i, i + 1000));
 }
