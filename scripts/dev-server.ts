@@ -9,21 +9,23 @@ import { unstable_startWorker } from "wrangler";
  * took p50 30.8 ms with it and 23.9-27.4 ms without, and wrangler's own node process ran at 45-60 % of a core
  * during the spine benchmark.
  *
- *   tsx scripts/dev-server.ts --port 8787 --persist-to .wrangler/state --env-file .dev.vars
+ *   tsx scripts/dev-server.ts --port 8787 --persist-to .wrangler/state --vars-file .dev.vars
+ *
+ * (`--vars-file`, not `--env-file`: tsx hands `--env-file` to node itself.)
  */
 const { values } = parseArgs({
   options: {
     port: { type: "string", default: "8787" },
     ip: { type: "string", default: "127.0.0.1" },
     "persist-to": { type: "string" },
-    "env-file": { type: "string" },
+    "vars-file": { type: "string" },
   },
 });
 
 const inspectorPort = process.env.VIGIL_INSPECTOR_PORT;
 const worker = await unstable_startWorker({
   config: "wrangler.toml",
-  envFiles: values["env-file"] ? [values["env-file"]] : undefined,
+  envFiles: values["vars-file"] ? [values["vars-file"]] : undefined,
   dev: {
     server: { hostname: values.ip, port: Number(values.port) },
     inspector: inspectorPort ? { hostname: "127.0.0.1", port: Number(inspectorPort) } : false,

@@ -129,7 +129,7 @@ export class LocalStack {
     this.vars = await ensureDevVars(this.options.envFile, this.options.vars);
     applyMigrations(this.options.persistTo);
     const args = [join(ROOT, "scripts/dev-server.ts"), "--ip", "127.0.0.1", "--port", String(this.options.port)];
-    args.push("--persist-to", this.options.persistTo, "--env-file", this.options.envFile);
+    args.push("--persist-to", this.options.persistTo, "--vars-file", this.options.envFile);
     this.wrangler = this.spawnChild(join(BIN, "tsx"), args, { ...QUIET_WRANGLER_ENV }, this.wranglerOutput);
     await waitForHttp(`${this.url}/healthz`, 60_000, this.wrangler);
     for (let i = 0; i < (this.options.runners ?? 1); i++) await this.startRunner();
