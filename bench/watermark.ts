@@ -43,7 +43,7 @@ export async function runWatermarkBench(): Promise<Record<string, unknown>> {
     const jpeg = await sharp(source).resize(w, h, { fit: "cover" }).jpeg({ quality: 90 }).toBuffer();
     const plain = await median(async () => encodeImage(await decodeImage(jpeg, limits), "jpeg", 90));
     const embedMs = await median(async () => {
-      const { image } = await embed(enc, await decodeImage(jpeg, limits), "0123456789abcdef", 1);
+      const { image } = await embed(enc, await decodeImage(jpeg, limits), "0123456789abcdef", 1, dec);
       return encodeImage(image, "jpeg", 90);
     });
     const decodeMs = await median(async () => decode(dec, await decodeImage(jpeg, limits)));

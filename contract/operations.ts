@@ -55,7 +55,8 @@ export const OPERATIONS = {
       })
       .strict(),
     inputs: { min: 1, max: 1 },
-    models: ["watermark-encoder"],
+    // The decoder too: embedding reads its own mark back to re-weight weak bits (watermark-informed.ts).
+    models: ["watermark-encoder", "watermark-decoder"],
     limits: { max_input_bytes: 50 * MB, max_pixels: 50_000_000, lease_seconds: 60, max_attempts: 3 },
     artifacts: [{ name: "image", content_type: "image/png" }],
   },
@@ -79,8 +80,27 @@ export const OPERATIONS = {
       .object({
         include_descriptor: z.boolean().default(false),
         max_faces: z.number().int().min(1).max(20).default(10),
+        // Detector confidence cut. Below 0.5 only together with a region: a low cut over the whole image
+        // would admit non-faces, while at a place where a face was protected it recovers swapped faces whose
+        // blending lowered the score (models/identity/CARD.md section 4).
+        min_score: z.number().min(0.05).max(1).default(0.5),
+        // Look for one face at this box only, in fractions of the image's width and height (so it survives
+        // resized copies); the answer has at most one face, the detection overlapping it most.
+        region: z
+          .object({
+            x: z.number().min(0).max(1),
+            y: z.number().min(0).max(1),
+            width: z.number().gt(0).max(1),
+            height: z.number().gt(0).max(1),
+          })
+          .strict()
+          .optional(),
       })
-      .strict(),
+      .strict()
+      .refine((p) => p.min_score >= 0.5 || p.region !== undefined, {
+        message: "min_score below 0.5 needs a region",
+        path: ["min_score"],
+      }),
     inputs: { min: 1, max: 1 },
     // TF.js models (not ONNX), pinned by sha256 in gpu-runner/src/face/models.ts; see models/identity/CARD.md.
     models: [],

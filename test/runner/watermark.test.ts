@@ -46,7 +46,7 @@ function ctx(params: Record<string, unknown>, inputs: RasterImage[]): OperationC
 describe("watermark embed/decode through real codecs", () => {
   it("round-trips a payload through PNG and through JPEG q75, with PSNR >= 40 dB", async () => {
     const input = await image(1024, 768);
-    const { image: marked, psnr } = await embed(enc, input, "c0ffee0123456789", 1);
+    const { image: marked, psnr } = await embed(enc, input, "c0ffee0123456789", 1, dec);
     expect(psnr).toBeGreaterThanOrEqual(40);
     expect(marked.width).toBe(1024);
     const png = await decode(dec, await decodeImage(await encodeImage(marked, "png"), LIMITS));
@@ -73,7 +73,7 @@ describe("watermark embed/decode through real codecs", () => {
       [640, 480, "16bit"],
     ] as const) {
       const input = await image(w, h, mode);
-      const { image: marked } = await embed(enc, input, "0123456789abcdef", 1);
+      const { image: marked } = await embed(enc, input, "0123456789abcdef", 1, dec);
       expect(marked.bitDepth).toBe(input.bitDepth);
       expect(marked.hasAlpha).toBe(input.hasAlpha);
       const r = await decode(dec, await decodeImage(await encodeImage(marked, "png"), LIMITS));

@@ -5,6 +5,7 @@ import { OPERATIONS } from "../../../contract/operations.ts";
 import { RunnerError } from "../errors.ts";
 import type { OperationPipeline, RasterImage } from "./types.ts";
 import { CODE_BITS, channelBits, decodeChannel, type DecodedPayload } from "./watermark-code.ts";
+import { INFORMED_DEFAULT, informedResidual, type InformedOptions } from "./watermark-informed.ts";
 
 /**
  * Invisible watermark at any resolution. The encoder computes a residual at a fixed working size from the whole
@@ -107,24 +108,50 @@ export function applyResidual(image: RasterImage, residual: Float32Array, streng
   return { image: marked, psnr };
 }
 
-export async function embed(session: InferenceSession, image: RasterImage, hex: string, strength: number) {
-  checkSize(image);
-  const bits = Float32Array.from(channelBits(hex));
-  const view = new Tensor("float32", await workingView(image), [1, 3, WORKING_SIZE, WORKING_SIZE]);
-  const out = await session.run({ image: view, bits: new Tensor("float32", bits, [1, CODE_BITS]) });
+async function encoderResidual(encoder: InferenceSession, view: Tensor, amplitudes: Float32Array): Promise<Float32Array> {
+  const out = await encoder.run({ image: view, bits: new Tensor("float32", amplitudes, [1, CODE_BITS]) });
   const residual = out["residual"];
   if (!residual) throw new RunnerError("model_output_missing", "watermark encoder returned no 'residual' output");
-  return applyResidual(image, residual.data as Float32Array, strength);
+  return residual.data as Float32Array;
+}
+
+async function decoderLogits(decoder: InferenceSession, view: Float32Array): Promise<Float32Array> {
+  const out = await decoder.run({ image: new Tensor("float32", view, [1, 3, WORKING_SIZE, WORKING_SIZE]) });
+  const logits = out["logits"];
+  if (!logits) throw new RunnerError("model_output_missing", "watermark decoder returned no 'logits' output");
+  return logits.data as Float32Array;
+}
+
+/**
+ * Embeds 64 payload bits. With the decoder, the residual is found in closed loop (watermark-informed.ts);
+ * without it, it is the encoder's open-loop output.
+ */
+export async function embed(
+  encoder: InferenceSession,
+  image: RasterImage,
+  hex: string,
+  strength: number,
+  decoder: InferenceSession | null = null,
+  informed: InformedOptions = INFORMED_DEFAULT,
+) {
+  checkSize(image);
+  const sent = channelBits(hex);
+  const view = await workingView(image);
+  const input = new Tensor("float32", view, [1, 3, WORKING_SIZE, WORKING_SIZE]);
+  const models = {
+    encode: (amplitudes: Float32Array) => encoderResidual(encoder, input, amplitudes),
+    logits: (v: Float32Array) => decoderLogits(decoder!, v),
+  };
+  const residual = decoder
+    ? await informedResidual(models, view, WORKING_SIZE, sent, strength, image.width / image.height, informed)
+    : await models.encode(Float32Array.from(sent));
+  return applyResidual(image, residual, strength);
 }
 
 export async function decode(session: InferenceSession, image: RasterImage): Promise<DecodedPayload> {
   checkSize(image);
-  const view = new Tensor("float32", await workingView(image), [1, 3, WORKING_SIZE, WORKING_SIZE]);
-  const out = await session.run({ image: view });
-  const logits = out["logits"];
-  if (!logits) throw new RunnerError("model_output_missing", "watermark decoder returned no 'logits' output");
-  const probs = Array.from(logits.data as Float32Array, (z) => 1 / (1 + Math.exp(-z)));
-  return decodeChannel(probs);
+  const logits = await decoderLogits(session, await workingView(image));
+  return decodeChannel(Array.from(logits, (z) => 1 / (1 + Math.exp(-z))));
 }
 
 function params<K extends "watermark.embed" | "watermark.decode">(name: K, raw: Record<string, unknown>) {
@@ -141,8 +168,8 @@ export const watermarkEmbedPipeline: OperationPipeline = {
       throw new RunnerError("invalid_params", `bits: at most 16 hex digits (64 bits), got ${p.bits.length}`);
     const input = ctx.inputs[0];
     if (!input) throw new RunnerError("invalid_input", "watermark.embed needs one input image");
-    const session = await ctx.session(ENCODER_ID);
-    const { image, psnr } = await ctx.timeModel(() => embed(session, input, p.bits, p.strength));
+    const [encoder, decoder] = await Promise.all([ctx.session(ENCODER_ID), ctx.session(DECODER_ID)]);
+    const { image, psnr } = await ctx.timeModel(() => embed(encoder, input, p.bits, p.strength, decoder));
     return {
       result: {
         bits: p.bits.toLowerCase().padStart(16, "0"),

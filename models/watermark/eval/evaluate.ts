@@ -278,7 +278,7 @@ async function main(): Promise<void> {
     const hex = randomHex();
     const sent = channelBits(hex);
     const dataBits = hexToBits(hex);
-    const { image: marked } = await embed(enc, img, hex, STRENGTH);
+    const { image: marked } = await embed(enc, img, hex, STRENGTH, dec);
     const q = quality(img, marked);
     quality_.push({ ...q, mp: (img.width * img.height) / 1e6 });
     for (const [name, attack] of ATTACKS) {
