@@ -7,7 +7,15 @@ import { RunnerError } from "../../gpu-runner/src/errors.ts";
 import { decodeImage } from "../../gpu-runner/src/image/decode.ts";
 import { encodeImage } from "../../gpu-runner/src/image/encode.ts";
 import type { OperationContext, RasterImage } from "../../gpu-runner/src/operations/types.ts";
-import { decode, embed, watermarkDecodePipeline, watermarkEmbedPipeline } from "../../gpu-runner/src/operations/watermark.ts";
+import {
+  DECODE_ROTATIONS,
+  decode,
+  embed,
+  watermarkDecodePipeline,
+  watermarkEmbedPipeline,
+  workingView,
+} from "../../gpu-runner/src/operations/watermark.ts";
+import { decodeChannel, presencePValue } from "../../gpu-runner/src/operations/watermark-code.ts";
 
 const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
 const LIMITS = { maxPixels: 50_000_000 };
@@ -55,6 +63,35 @@ describe("watermark embed/decode through real codecs", () => {
     const jpg = await decode(dec, await viaJpeg(marked, 75));
     expect(jpg.bits).toBe("c0ffee0123456789");
     expect(jpg.detected).toBe(true);
+  });
+
+  it("reads a copy rotated by 2 degrees (and cropped back) by undoing the rotation, with the search in the p-value", async () => {
+    const input = await image(1024, 768);
+    // Open-loop embedding: the informed one is usually read without derotating, which would not test the search.
+    const { image: marked } = await embed(enc, input, "0123456789abcdef", 1);
+    const png = await encodeImage(marked, "png");
+    let searched = 0;
+    for (const degrees of [2, -2]) {
+      const rotated = await sharp(png).rotate(degrees, { background: "#000" }).toBuffer({ resolveWithObject: true });
+      const left = Math.floor((rotated.info.width - 1024) / 2);
+      const top = Math.floor((rotated.info.height - 768) / 2);
+      const copy = await decodeImage(
+        await sharp(rotated.data).extract({ left, top, width: 1024, height: 768 }).png().toBuffer(),
+        LIMITS,
+      );
+      const r = await decode(dec, copy);
+      expect(r).toMatchObject({ bits: "0123456789abcdef", detected: true });
+      // Five geometries are searched: the p-value is five times the exact one of the reading that was kept.
+      expect(r.p_value).toBeCloseTo(DECODE_ROTATIONS.length * presencePValue(r.errors!), 12);
+      const view = new ort.Tensor("float32", await workingView(copy), [1, 3, 128, 128]);
+      const logits = (await dec.run({ image: view }))["logits"]!.data as Float32Array;
+      const unrotated = decodeChannel(Array.from(logits, (z) => 1 / (1 + Math.exp(-z))));
+      if (!unrotated.detected) {
+        expect(Math.sign(r.rotation_deg)).toBe(Math.sign(degrees));
+        searched++;
+      }
+    }
+    expect(searched, "at least one copy needs the derotation search").toBeGreaterThan(0);
   });
 
   it("an unmarked photo is not detected", async () => {
