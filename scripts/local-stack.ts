@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { generateTicketKeyPair } from "../contract/ticket.ts";
@@ -9,6 +9,11 @@ import { generateTicketKeyPair } from "../contract/ticket.ts";
  * The local stack: wrangler's dev server (workerd with local D1, R2, Queues, Durable Objects; see
  * scripts/dev-server.ts) plus CPU runners.
  * Used by `npm start`, the end-to-end tests and the benchmark, so all three run exactly the same thing.
+ *
+ * Clients use `url`, wrangler dev's public URL. The runners call the user worker directly, past the proxy that
+ * wrangler dev keeps in front of it for hot reloads (8-9 ms per crossing measured here; there is no such proxy in
+ * production): scripts/dev-server.ts keeps the worker's current URL in `directUrlFile`, which the runners follow
+ * (VIGIL_API_URL_FILE), and their tickets' signed object URLs are minted from the origin they lease through.
  */
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -115,6 +120,8 @@ export interface Runner {
 
 export class LocalStack {
   readonly url: string;
+  /** Where scripts/dev-server.ts keeps the user worker's own URL (it changes on every hot reload). */
+  readonly directUrlFile: string;
   vars: DevVars = {};
   wrangler?: ChildProcess;
   readonly runners: Runner[] = [];
@@ -123,6 +130,7 @@ export class LocalStack {
 
   constructor(readonly options: StackOptions) {
     this.url = `http://127.0.0.1:${options.port}`;
+    this.directUrlFile = join(dirname(resolve(options.persistTo)), `user-worker-url-${options.port}`);
   }
 
   async start(): Promise<this> {
@@ -130,10 +138,19 @@ export class LocalStack {
     applyMigrations(this.options.persistTo);
     const args = [join(ROOT, "scripts/dev-server.ts"), "--ip", "127.0.0.1", "--port", String(this.options.port)];
     args.push("--persist-to", this.options.persistTo, "--vars-file", this.options.envFile);
+    // A file left by an earlier run names a port that is gone; the dev server writes it before it serves.
+    rmSync(this.directUrlFile, { force: true });
+    args.push("--direct-url-file", this.directUrlFile);
     this.wrangler = this.spawnChild(join(BIN, "tsx"), args, { ...QUIET_WRANGLER_ENV }, this.wranglerOutput);
     await waitForHttp(`${this.url}/healthz`, 60_000, this.wrangler);
+    await waitForHttp(`${this.directUrl()}/healthz`, 10_000, this.wrangler);
     for (let i = 0; i < (this.options.runners ?? 1); i++) await this.startRunner();
     return this;
+  }
+
+  /** The user worker's current URL, bypassing wrangler dev's proxy (runners only; clients use `url`). */
+  directUrl(): string {
+    return readFileSync(this.directUrlFile, "utf8").trim();
   }
 
   async startRunner(extraEnv: Record<string, string> = {}): Promise<Runner> {
@@ -143,6 +160,7 @@ export class LocalStack {
     const output: string[] = [];
     const env = {
       VIGIL_API_URL: this.url,
+      VIGIL_API_URL_FILE: this.directUrlFile,
       VIGIL_RUNNER_ID: creds.id,
       VIGIL_RUNNER_SECRET: creds.secret,
       VIGIL_RUNNER_CONCURRENCY: String(this.options.runnerConcurrency ?? 1),

@@ -19,6 +19,12 @@ const ExecutionProvider = z.enum(["cuda", "tensorrt", "dml", "webgpu", "coreml",
 
 const EnvSchema = z.object({
   VIGIL_API_URL: z.string().url(),
+  /**
+   * Local stack only: a file holding the API base URL, re-read whenever it changes (VIGIL_API_URL is the
+   * fallback while it is missing or invalid). `wrangler dev` serves the worker behind a proxy and moves the worker
+   * itself to a new port on every hot reload; scripts/dev-server.ts keeps this file pointing at the worker.
+   */
+  VIGIL_API_URL_FILE: z.string().min(1).optional(),
   VIGIL_RUNNER_ID: z.string().min(1).max(128),
   VIGIL_RUNNER_SECRET: z.string().min(16, "VIGIL_RUNNER_SECRET must be at least 16 characters"),
   VIGIL_RUNNER_OPERATIONS: csv.optional(),
@@ -39,6 +45,7 @@ const EnvSchema = z.object({
 
 export interface RunnerConfig {
   apiUrl: string;
+  apiUrlFile?: string;
   runnerId: string;
   runnerSecret: string;
   /** Undefined: every operation the registry has a pipeline for. */
@@ -82,6 +89,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
   const e = parsed.data;
   return {
     apiUrl: e.VIGIL_API_URL.replace(/\/+$/, ""),
+    apiUrlFile: e.VIGIL_API_URL_FILE,
     runnerId: e.VIGIL_RUNNER_ID,
     runnerSecret: e.VIGIL_RUNNER_SECRET,
     operations: e.VIGIL_RUNNER_OPERATIONS,

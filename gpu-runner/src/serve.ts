@@ -9,7 +9,7 @@ import { SessionCache } from "./models/session-cache.ts";
 import { REGISTRY } from "./operations/registry.ts";
 import type { OperationPipeline } from "./operations/types.ts";
 import { TicketKeyring } from "./ticket-keys.ts";
-import { sleep, WorkerClient } from "./worker-client.ts";
+import { followUrlFile, sleep, WorkerClient } from "./worker-client.ts";
 
 export interface RunnerService {
   loop: LeaseLoop;
@@ -46,7 +46,7 @@ export async function startRunner(
     runnerId: config.runnerId,
   };
   const client = new WorkerClient({
-    apiUrl: config.apiUrl,
+    apiUrl: config.apiUrlFile ? followUrlFile(config.apiUrlFile, config.apiUrl) : config.apiUrl,
     runnerId: config.runnerId,
     secret: config.runnerSecret,
     onReachability: (up) => {

@@ -1,3 +1,4 @@
+import { readFileSync, statSync } from "node:fs";
 import { signRunnerRequest } from "../../contract/runner-auth.ts";
 import { LeaseLostError } from "./errors.ts";
 
@@ -13,7 +14,8 @@ export class WorkerHttpError extends Error {
 }
 
 export interface WorkerClientOptions {
-  apiUrl: string;
+  /** The worker's base URL, or a function returning the current one (see followUrlFile). */
+  apiUrl: string | (() => string);
   runnerId: string;
   secret: string;
   /** Attempts for network errors, 429 and 5xx (each freshly signed: nonces are single-use). */
@@ -43,9 +45,41 @@ export function backoffMs(attempt: number, baseMs: number, capMs = 10_000): numb
   return Math.random() * Math.min(capMs, baseMs * 2 ** attempt);
 }
 
+/**
+ * The base URL kept in `path` (scripts/dev-server.ts rewrites it when `wrangler dev` moves the worker to a new
+ * port on a hot reload), re-read when the file's mtime or size changes; `fallback` while it is missing or holds
+ * no URL. A stat per request costs microseconds, next to milliseconds for the request itself.
+ */
+export function followUrlFile(path: string, fallback: string): () => string {
+  let seen = "";
+  let url = fallback;
+  return () => {
+    let stamp = "";
+    try {
+      const st = statSync(path);
+      stamp = `${st.mtimeMs}:${st.size}`;
+    } catch {
+      /* not written yet */
+    }
+    if (stamp !== seen) {
+      seen = stamp;
+      url = fallback;
+      if (stamp) {
+        const text = readFileSync(path, "utf8").trim().replace(/\/+$/, "");
+        if (URL.canParse(text)) url = text;
+      }
+    }
+    return url;
+  };
+}
+
 /** Signed JSON calls to the worker's runner routes, retried on transient failures. */
 export class WorkerClient {
   constructor(private readonly o: WorkerClientOptions) {}
+
+  private baseUrl(): string {
+    return typeof this.o.apiUrl === "string" ? this.o.apiUrl : this.o.apiUrl();
+  }
 
   async call<T>(method: "GET" | "POST", path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
     const attempts = this.o.attempts ?? 5;
@@ -64,7 +98,7 @@ export class WorkerClient {
   }
 
   private async once<T>(method: string, path: string, body: unknown, signal?: AbortSignal): Promise<T> {
-    const url = this.o.apiUrl + path;
+    const url = this.baseUrl() + path;
     const text = body === undefined ? "" : JSON.stringify(body);
     const headers = await signRunnerRequest({ runnerId: this.o.runnerId, secret: this.o.secret, method, url, body: text });
     let res: Response;
@@ -89,7 +123,7 @@ export class WorkerClient {
   /** Unsigned reachability probe of the worker's public health route. */
   async ping(signal?: AbortSignal): Promise<boolean> {
     try {
-      const res = await fetch(this.o.apiUrl + "/healthz", { signal });
+      const res = await fetch(this.baseUrl() + "/healthz", { signal });
       await res.body?.cancel();
       this.o.onReachability?.(res.ok);
       return res.ok;

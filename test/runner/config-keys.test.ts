@@ -1,9 +1,12 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig, REPO_ROOT } from "../../gpu-runner/src/config.ts";
 import { REGISTRY } from "../../gpu-runner/src/operations/registry.ts";
 import { servedOperations } from "../../gpu-runner/src/serve.ts";
 import { TicketKeyring } from "../../gpu-runner/src/ticket-keys.ts";
-import { WorkerClient } from "../../gpu-runner/src/worker-client.ts";
+import { followUrlFile, WorkerClient } from "../../gpu-runner/src/worker-client.ts";
 import { signTicket, TicketError } from "../../contract/ticket.ts";
 import { FakeWorker } from "./fake-worker.ts";
 import { ticketPayload } from "./tickets.ts";
@@ -94,5 +97,25 @@ describe("ticket keys fetched from the worker", () => {
     const client = new WorkerClient({ apiUrl: worker.url, runnerId: worker.runnerId, secret: "wrong-secret-0123456789" });
     await expect(new TicketKeyring({ client }).init()).rejects.toThrow(/401/);
     expect(worker.authFailures.at(-1)).toMatch(/bad_signature/);
+  });
+});
+
+describe("VIGIL_API_URL_FILE (the local stack's direct worker URL, which moves on every hot reload)", () => {
+  it("is read into the config, and followed: the URL changes when the file does, VIGIL_API_URL while it is unusable", () => {
+    expect(loadConfig({ ...BASE, VIGIL_API_URL_FILE: "/tmp/x" }).apiUrlFile).toBe("/tmp/x");
+    const dir = mkdtempSync(join(tmpdir(), "vigil-url-"));
+    try {
+      const file = join(dir, "url");
+      const url = followUrlFile(file, "http://127.0.0.1:8787");
+      expect(url()).toBe("http://127.0.0.1:8787"); // not written yet
+      writeFileSync(file, "http://127.0.0.1:40001\n");
+      expect(url()).toBe("http://127.0.0.1:40001");
+      writeFileSync(file, "http://127.0.0.1:5/\n");
+      expect(url()).toBe("http://127.0.0.1:5");
+      writeFileSync(file, "not a url");
+      expect(url()).toBe("http://127.0.0.1:8787");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,5 +1,6 @@
-import { describe, expect, it } from "vitest";
-import { call, createTenantKey, postImage, postJson } from "./helpers.ts";
+import { describe, expect, it, vi } from "vitest";
+import { AUTH_CACHE_TTL_MS, TtlCache } from "../../worker/src/lib/keys.ts";
+import { call, createTenantKey, postImage, postJson, testEnv } from "./helpers.ts";
 
 async function expectProblem(res: Response, status: number, code: string) {
   expect(res.status).toBe(status);
@@ -45,14 +46,47 @@ describe("API key authentication", () => {
 
   it("revoked keys stop working", async () => {
     const { tenantId, keyId, key } = await createTenantKey(["inspect"]);
+    // Used first, so this isolate has the key's row cached: revoking through the admin API must drop it.
+    expect((await call("/v1/jobs", { key })).status).toBe(200);
     const r = await postJson(`/v1/admin/tenants/${tenantId}/keys/${keyId}/revoke`, {});
     expect(r.status).toBe(200);
     expect(((await r.json()) as { revoked_at: string | null }).revoked_at).not.toBeNull();
     await expectProblem(await call("/v1/jobs", { key }), 401, "api_key_revoked");
   });
 
+  it("a key revoked elsewhere (another isolate, straight in D1) stops working within the auth cache TTL", async () => {
+    const { keyId, key } = await createTenantKey(["inspect"]);
+    expect((await call("/v1/jobs", { key })).status).toBe(200);
+    // What another isolate's admin call does: D1 changes, this isolate's cache does not hear of it.
+    await testEnv.DB.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?").bind(Date.now(), keyId).run();
+    expect((await call("/v1/jobs", { key })).status).toBe(200); // the documented staleness, bounded by the TTL
+    const realNow = Date.now;
+    const spy = vi.spyOn(Date, "now").mockImplementation(() => realNow() + AUTH_CACHE_TTL_MS + 1000);
+    try {
+      await expectProblem(await call("/v1/jobs", { key }), 401, "api_key_revoked");
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it("the TTL cache expires entries and stays bounded", () => {
+    let now = 1000;
+    const cache = new TtlCache<number>(30_000, 2, () => now);
+    cache.set("a", 1);
+    cache.set("b", 2);
+    cache.set("c", 3); // evicts the oldest
+    expect([cache.get("a"), cache.get("b"), cache.get("c"), cache.size]).toEqual([undefined, 2, 3, 2]);
+    now += 29_999;
+    expect(cache.get("b")).toBe(2);
+    now += 1;
+    expect(cache.get("b")).toBeUndefined();
+    cache.delete("c");
+    expect(cache.get("c")).toBeUndefined();
+  });
+
   it("rotation without grace revokes the old key; with grace both work until expiry", async () => {
     const a = await createTenantKey(["inspect"]);
+    expect((await call("/v1/jobs", { key: a.key })).status).toBe(200); // cached before the rotation
     const rotated = await postJson(`/v1/admin/tenants/${a.tenantId}/keys/${a.keyId}/rotate`, {});
     expect(rotated.status).toBe(201);
     const fresh = (await rotated.json()) as { key: string; scopes: string[]; id: string };

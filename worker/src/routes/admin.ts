@@ -2,7 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { HonoEnv, Scope } from "../env.ts";
 import { newId } from "../lib/ids.ts";
-import { createApiKey, publicKey, requireScope, type ApiKeyRow } from "../lib/keys.ts";
+import { createApiKey, forgetApiKey, publicKey, requireScope, type ApiKeyRow } from "../lib/keys.ts";
 import { ApiError, json } from "../problem.ts";
 import { newRouter } from "../router.ts";
 import { ApiKey, ApiKeyWithSecret, CreateKey, CreateTenant, problemResponses, RotateKey, Tenant } from "../schemas.ts";
@@ -157,6 +157,7 @@ admin.openapi(
     const key = await keyOr404(c, c.req.param("id")!, c.req.param("key_id")!);
     const now = Date.now();
     await c.env.DB.prepare("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?").bind(now, key.id).run();
+    forgetApiKey(key.id);
     return json(publicKey({ ...key, revoked_at: key.revoked_at ?? now }));
   }) as never,
 );
@@ -184,6 +185,7 @@ admin.openapi(
     } else {
       await c.env.DB.prepare("UPDATE api_keys SET revoked_at = ?, replaced_by = ? WHERE id = ?").bind(now, row.id, old.id).run();
     }
+    forgetApiKey(old.id);
     return json({ ...publicKey(row), key: token }, 201);
   }) as never,
 );
