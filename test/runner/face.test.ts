@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
-import { analyzeFaces, toRgb8, type AnalyzedFace } from "../../gpu-runner/src/face/analyze.ts";
+import { analyzeFaces, REGION_MIN_IOU, toRgb8, type AnalyzedFace } from "../../gpu-runner/src/face/analyze.ts";
 import { loadFaceModels } from "../../gpu-runner/src/face/models.ts";
 import {
   bitsToHex,
@@ -15,6 +15,7 @@ import { faceAnalyzePipeline } from "../../gpu-runner/src/operations/face-analyz
 import type { OperationContext, RasterImage } from "../../gpu-runner/src/operations/types.ts";
 
 const ASTRONAUT = new URL("../fixtures/photo.jpg", import.meta.url).pathname;
+const SWAP_LOW_SCORE = new URL("../fixtures/swap-low-score.jpg", import.meta.url).pathname;
 const GROUP = new URL("../../node_modules/@vladmandic/face-api/demo/sample1.jpg", import.meta.url).pathname;
 const calibration = JSON.parse(readFileSync(new URL("../../models/identity/calibration.json", import.meta.url), "utf8")) as {
   hamming_radius: number;
@@ -206,6 +207,56 @@ describe("face.analyze pipeline", { timeout: 120_000 }, () => {
     expect(faces).toHaveLength(1);
     expect(faces[0]!.descriptor).toHaveLength(128);
     expect(identityCode(faces[0]!.descriptor)).toBe(faces[0]!.identity_code);
+  });
+
+  it("reports the analysed image's size, so the worker can store boxes as fractions of it", async () => {
+    const out = await faceAnalyzePipeline.run(context([await raster(ASTRONAUT)]));
+    expect((out.result as { image: unknown }).image).toEqual({ width: 512, height: 512 });
+  });
+
+  // A face swap whose blending dropped the detector's score below the usual 0.5 cut: the e2e evaluation's
+  // "inconclusive" case (models/identity/CARD.md section 4). test/fixtures/README.md says how it was made.
+  it("finds a low-score swapped face when asked to look at the protected face's place, and nothing elsewhere", async () => {
+    const swapped = await raster(SWAP_LOW_SCORE);
+    expect(await analyzeFaces(swapped)).toEqual([]);
+    // The protected (target) face's box in this 437x631 image, from analysing it before the swap.
+    const target = { x: 139.2, y: 145.5, width: 155.2, height: 245.4 };
+    const region = {
+      x: target.x / swapped.width,
+      y: target.y / swapped.height,
+      width: target.width / swapped.width,
+      height: target.height / swapped.height,
+    };
+    const out = await faceAnalyzePipeline.run(
+      context([swapped], { region, min_score: 0.05, max_faces: 1, include_descriptor: true }),
+    );
+    const faces = (out.result as { faces: { box: typeof target; score: number; descriptor: number[]; landmarks: number[][] }[] })
+      .faces;
+    expect(faces).toHaveLength(1);
+    const [f] = faces;
+    expect(f!.score).toBeGreaterThanOrEqual(0.05);
+    expect(f!.score).toBeLessThan(0.5);
+    // Whole-image pixels (not the crop's), overlapping the protected box.
+    const w = Math.min(f!.box.x + f!.box.width, target.x + target.width) - Math.max(f!.box.x, target.x);
+    const h = Math.min(f!.box.y + f!.box.height, target.y + target.height) - Math.max(f!.box.y, target.y);
+    expect((w * h) / (f!.box.width * f!.box.height + target.width * target.height - w * h)).toBeGreaterThanOrEqual(
+      REGION_MIN_IOU,
+    );
+    expect(f!.landmarks.every(([x, y]) => x! > target.x - 60 && x! < target.x + target.width + 60 && y! > target.y - 60)).toBe(
+      true,
+    );
+    expect(f!.descriptor).toHaveLength(128);
+    // Nothing at a place without a face (the sky above the astronaut), even at the lowest cut.
+    const empty = await faceAnalyzePipeline.run(
+      context([await raster(ASTRONAUT)], { region: { x: 0.02, y: 0.02, width: 0.15, height: 0.15 }, min_score: 0.05 }),
+    );
+    expect((empty.result as { faces: unknown[] }).faces).toEqual([]);
+  });
+
+  it("refuses a detector cut below 0.5 over the whole image (it admits non-faces)", async () => {
+    await expect(faceAnalyzePipeline.run(context([await raster(ASTRONAUT)], { min_score: 0.1 }))).rejects.toMatchObject({
+      code: "invalid_params",
+    });
   });
 
   it("rejects unknown parameters and a missing input", async () => {

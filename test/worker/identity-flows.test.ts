@@ -165,8 +165,9 @@ describe("protect → verify through the routes and the runner protocol", () => 
       const id = flow.stages["face.analyze"]!;
       return (await jobQueue(env).get((await jobQueue(env).ownerOf(id))!, id))!.params;
     };
-    expect(await paramsOf("/v1/verify")).toMatchObject({ max_faces: 1 });
-    expect(await paramsOf("/v1/protect")).toMatchObject({ max_faces: 10 });
+    // Both ask for descriptors: protect seals them in the asset record, verify compares against them.
+    expect(await paramsOf("/v1/verify")).toMatchObject({ max_faces: 1, include_descriptor: true });
+    expect(await paramsOf("/v1/protect")).toMatchObject({ max_faces: 10, include_descriptor: true });
   });
 
   it("rejects non-images, missing scopes and bad parameters with problem responses", async () => {

@@ -103,4 +103,90 @@ describe("verify decision", () => {
     expect(c.false_alarm.ci95[1]).toBeGreaterThanOrEqual(c.false_alarm.rate);
     expect(c.miss.ci95).toEqual([calibrationFile.miss_rate.low, calibrationFile.miss_rate.high]);
   });
+
+  it("reads the record comparison's euclidean threshold and rates from the calibration file", () => {
+    const c = calibrationFromFile(calibrationFile);
+    expect(c.record).toEqual({
+      metric: "euclidean",
+      threshold: calibrationFile.record_descriptor.threshold,
+      false_alarm: {
+        rate: calibrationFile.record_descriptor.false_alarm_rate.rate,
+        ci95: [calibrationFile.record_descriptor.false_alarm_rate.low, calibrationFile.record_descriptor.false_alarm_rate.high],
+      },
+      miss: {
+        rate: calibrationFile.record_descriptor.miss_rate.rate,
+        ci95: [calibrationFile.record_descriptor.miss_rate.low, calibrationFile.record_descriptor.miss_rate.high],
+      },
+    });
+    // A file without the section still parses: verify then decides on the payload code alone.
+    const { record_descriptor: _dropped, ...older } = calibrationFile;
+    expect(calibrationFromFile(older).record).toBeUndefined();
+  });
+});
+
+describe("verify decision against the asset record", () => {
+  const withRecord = Calibration.parse({
+    ...calibration,
+    record: {
+      metric: "euclidean",
+      threshold: 0.45,
+      false_alarm: { rate: 0.009, ci95: [0.002, 0.03] },
+      miss: { rate: 0.15, ci95: [0.1, 0.2] },
+    },
+  });
+  const base = Array.from({ length: 128 }, (_, i) => Math.cos(i) * 0.1);
+  const moved = (by: number) => base.map((v, i) => (i === 0 ? v + by : v));
+
+  it("a face at the protected place within the euclidean threshold → authentic, basis record, its own rates", async () => {
+    const { t, payloadHex } = await protectedAsset("a1b2c3d4");
+    const traced = await tracePayload(env, t, payloadHex);
+    // The payload code alone would call this a swap (15 bits > radius 8): the record decides.
+    const out = decideVerdict(decoded(payloadHex), [perturb("a1b2c3d4", 15)], traced, withRecord, {
+      descriptor: base,
+      facesAtPlace: [moved(0.3)],
+    });
+    expect(out.verdict).toBe("authentic");
+    expect(out.evidence).toMatchObject({
+      identity_basis: "record",
+      identity_metric: "euclidean",
+      identity_distance: 0.3,
+      payload_identity_distance: 15,
+      threshold: 0.45,
+      false_alarm_rate: { rate: 0.009 },
+      miss_rate: { ci95: [0.1, 0.2] },
+    });
+  });
+
+  it("beyond the euclidean threshold → face_swapped even when the 32-bit code still matches", async () => {
+    const { t, payloadHex } = await protectedAsset("a1b2c3d4");
+    const traced = await tracePayload(env, t, payloadHex);
+    const out = decideVerdict(decoded(payloadHex), ["a1b2c3d4"], traced, withRecord, {
+      descriptor: base,
+      facesAtPlace: [moved(0.5)],
+    });
+    expect(out.verdict).toBe("face_swapped");
+    expect(out.evidence).toMatchObject({ identity_basis: "record", identity_distance: 0.5, payload_identity_distance: 0 });
+  });
+
+  it("no face at the protected place, or no record threshold → the payload code decides", async () => {
+    const { t, payloadHex } = await protectedAsset("a1b2c3d4");
+    const traced = await tracePayload(env, t, payloadHex);
+    const elsewhere = decideVerdict(decoded(payloadHex), [perturb("a1b2c3d4", 2)], traced, withRecord, {
+      descriptor: base,
+      facesAtPlace: [],
+    });
+    expect(elsewhere).toMatchObject({
+      verdict: "authentic",
+      evidence: { identity_basis: "payload", identity_metric: "hamming", threshold: 8 },
+    });
+    const noThreshold = decideVerdict(decoded(payloadHex), [perturb("a1b2c3d4", 2)], traced, calibration, {
+      descriptor: base,
+      facesAtPlace: [moved(0.9)],
+    });
+    expect(noThreshold.evidence).toMatchObject({ identity_basis: "payload", identity_distance: 2 });
+    // And with no face at all it stays inconclusive, record or not.
+    expect(decideVerdict(decoded(payloadHex), [], traced, withRecord, { descriptor: base, facesAtPlace: [] }).verdict).toBe(
+      "inconclusive",
+    );
+  });
 });

@@ -30,16 +30,24 @@ export const faceAnalyzePipeline: OperationPipeline = {
     const params = OPERATIONS["face.analyze"].params.parse(validateParams("face.analyze", ctx.params));
     const image = ctx.inputs[0];
     if (!image) throw new RunnerError("input_unavailable", "face.analyze needs one input image");
+    const r = params.region;
+    const region = r
+      ? { x: r.x * image.width, y: r.y * image.height, width: r.width * image.width, height: r.height * image.height }
+      : undefined;
     const faces = await ctx.timeModel(() =>
-      analyzeFaces(image, { maxFaces: params.max_faces }).catch((e: unknown) => {
-        // A model file that fails its sha256 check will fail again: not retryable.
-        throw e instanceof FaceModelError ? new RunnerError("model_unavailable", e.message) : e;
-      }),
+      analyzeFaces(image, { maxFaces: params.max_faces, minScore: params.min_score, ...(region ? { region } : {}) }).catch(
+        (e: unknown) => {
+          // A model file that fails its sha256 check will fail again: not retryable.
+          throw e instanceof FaceModelError ? new RunnerError("model_unavailable", e.message) : e;
+        },
+      ),
     );
     return {
       result: {
         faces: faces.map((f) => describeFace(f, params.include_descriptor)),
         identity_code_bits: IDENTITY_CODE_BITS,
+        // The worker stores and compares boxes as fractions of the image size, so resized copies line up.
+        image: { width: image.width, height: image.height },
       },
     };
   },

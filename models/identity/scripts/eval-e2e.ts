@@ -64,7 +64,14 @@ export interface Probe {
   status: string;
   verdict: string | null;
   traced_asset: string | null;
+  /** The deciding distance: euclidean when identity_basis is "record", Hamming when "payload". */
   identity_distance: number | null;
+  /** Which comparison decided (evidence.identity_basis); null when none ran. */
+  identity_basis?: "record" | "payload" | null;
+  /** Hamming distance to the payload's 32-bit code, whichever comparison decided. */
+  payload_identity_distance?: number | null;
+  /** Whether verify looked a second time at the protected face's place. */
+  region_search?: boolean | null;
   p_value: number | null;
   watermark_detected: boolean | null;
   payload_authenticated: boolean | null;
@@ -382,6 +389,9 @@ const empty = {
   verdict: null,
   traced_asset: null,
   identity_distance: null,
+  identity_basis: null,
+  payload_identity_distance: null,
+  region_search: null,
   p_value: null,
   watermark_detected: null,
   payload_authenticated: null,
@@ -398,6 +408,9 @@ async function outcome(flow: any, c0: number) {
     verdict: flow.output?.verdict ?? null,
     traced_asset: flow.output?.source?.asset_id ?? null,
     identity_distance: ev.identity_distance ?? null,
+    identity_basis: ev.identity_basis ?? null,
+    payload_identity_distance: ev.payload_identity_distance ?? null,
+    region_search: ev.region_search ?? null,
     p_value: ev.p_value ?? null,
     watermark_detected: ev.watermark_detected ?? null,
     payload_authenticated: ev.payload_authenticated ?? null,
@@ -428,7 +441,14 @@ function report(raw: Raw): void {
   const benign = probes.filter((p) => p.kind === "benign");
   const swaps = probes.filter((p) => p.kind === "swap");
   const count = (ps: Probe[], f: (p: Probe) => boolean) => wilson(ps.filter(f).length, ps.length);
-  const threshold = probes.find((p) => p.threshold !== null)?.threshold ?? NaN;
+  // Runs before the record comparison existed carry only Hamming distances: read them as the payload basis.
+  for (const p of probes) {
+    if (p.identity_basis === undefined) p.identity_basis = p.identity_distance === null ? null : "payload";
+    if (p.payload_identity_distance === undefined || p.payload_identity_distance === null)
+      p.payload_identity_distance = p.identity_basis === "payload" ? p.identity_distance : null;
+  }
+  const threshold = probes.find((p) => p.identity_basis === "payload")?.threshold ?? NaN;
+  const recordThreshold = probes.find((p) => p.identity_basis === "record")?.threshold ?? null;
   const lines: string[] = [];
   const L = (s = "") => lines.push(s);
   const split = (ps: Probe[]) => [
@@ -450,7 +470,9 @@ function report(raw: Raw): void {
       `${raw.targets.length} of ${raw.people.length} people targeted, ${raw.protected.length} protected ` +
       `(${raw.protected.filter((p) => p.crop).length} from a crop of their group photo); ` +
       `${raw.sources_per_target} pose-paired swap sources per target; ${probes.length} verifies in ${Math.round(raw.wall_s / 60)} min ` +
-      `on ${raw.machine.cpus} cores (load ${raw.machine.load_avg_1m_end} at the end). Verdict threshold (radius): ${threshold}.`,
+      `on ${raw.machine.cpus} cores (load ${raw.machine.load_avg_1m_end} at the end). Verdict thresholds: ` +
+      (recordThreshold !== null ? `record comparison (euclidean on the sealed descriptor) ${recordThreshold}; ` : "") +
+      `payload code (Hamming radius) ${Number.isNaN(threshold) ? "not used" : threshold}.`,
   );
   const retried = raw.protected.filter((p) => p.attempts?.length);
   if (retried.length) {
@@ -493,6 +515,29 @@ function report(raw: Raw): void {
   );
   L();
 
+  L("## Which comparison decided");
+  L();
+  L(
+    "evidence.identity_basis: `record` = euclidean distance between the descriptor sealed in the asset record and the face " +
+      "at the protected place; `payload` = Hamming distance to the watermark's 32-bit code. evidence.region_search: verify " +
+      "looked again at the protected face's box with a lower detector cut because the first analysis found no face there.",
+  );
+  L();
+  L("| probes | n | basis record | basis payload | no comparison | region look | region look -> a face compared |");
+  L("|---|---|---|---|---|---|---|");
+  for (const [name, ps] of [
+    ["face swaps", swaps],
+    ["benign, six edits", edited],
+    ["benign, unedited", benign.filter((p) => p.variant === "none")],
+  ] as const) {
+    const rs = ps.filter((p) => p.region_search);
+    L(
+      `| ${name} | ${ps.length} | ${ps.filter((p) => p.identity_basis === "record").length} | ${ps.filter((p) => p.identity_basis === "payload").length} | ` +
+        `${ps.filter((p) => !p.identity_basis).length} | ${rs.length} | ${rs.filter((p) => p.identity_basis).length} |`,
+    );
+  }
+  L();
+
   L("## Source tracing");
   L();
   const detected = swaps.filter((p) => p.verdict === "face_swapped");
@@ -521,10 +566,45 @@ function report(raw: Raw): void {
   L(`| all swaps (a source returned and right) | ${fmt(count(swaps, right))} |`);
   L();
 
-  L("## Identity distance as a score");
-  L();
   const targets = [...new Set(probes.map((p) => p.target))];
-  const scored = (ps: Probe[]) => ps.filter((p) => p.identity_distance !== null).map((p) => p.identity_distance!);
+  const recordScored = (ps: Probe[]) => ps.filter((p) => p.identity_basis === "record").map((p) => p.identity_distance!);
+  if (recordScored(probes).length) {
+    L("## Record comparison: euclidean distance as a score");
+    L();
+    const rs = recordScored(swaps);
+    const rb = recordScored(edited);
+    L(
+      `Swaps with a record distance: ${rs.length}/${swaps.length}; benign (six edits): ${rb.length}/${edited.length}; ` +
+        `AUC ${auc(rs, rb).toFixed(3)}. Benign max ${rb.length ? Math.max(...rb).toFixed(3) : "-"}, swap min ${rs.length ? Math.min(...rs).toFixed(3) : "-"}.`,
+    );
+    L();
+    L(
+      "Re-scoring the same measured record distances at other thresholds (probes decided by the payload code or without a " +
+        "comparison keep their verdict; rates over all swaps and all six-edit benign copies):",
+    );
+    L();
+    L("| threshold | swap detection | benign false alarm |");
+    L("|---|---|---|");
+    const keep = (p: Probe) => p.identity_basis !== "record" && p.verdict === "face_swapped";
+    for (const t of [0.3, 0.35, 0.4, 0.45, recordThreshold ?? 0.473, 0.5, 0.55, 0.6].sort((a, b) => a - b)) {
+      const fs = (p: Probe) => (p.identity_basis === "record" ? p.identity_distance! > t : keep(p));
+      L(`| ${t.toFixed(3)}${t === recordThreshold ? " (shipped)" : ""} | ${fmt(count(swaps, fs))} | ${fmt(count(edited, fs))} |`);
+    }
+    L();
+    const BIN = 0.05;
+    const edges = Array.from({ length: 20 }, (_, i) => i * BIN);
+    const eh = (v: number[]) => edges.map((e, i) => v.filter((x) => x >= e && (x < e + BIN || i === edges.length - 1)).length);
+    L(`| euclidean (bin lower edge) | ${edges.map((e) => e.toFixed(2)).join(" | ")} |`);
+    L(`|---|${"---|".repeat(edges.length)}`);
+    L(`| benign (six edits) | ${eh(rb).join(" | ")} |`);
+    L(`| benign unedited | ${eh(recordScored(benign.filter((p) => p.variant === "none"))).join(" | ")} |`);
+    L(`| swaps | ${eh(rs).join(" | ")} |`);
+    L();
+  }
+
+  L("## Payload code: Hamming distance as a score");
+  L();
+  const scored = (ps: Probe[]) => ps.filter((p) => p.payload_identity_distance !== null).map((p) => p.payload_identity_distance!);
   const aucOf = (pos: Probe[], neg: Probe[]) => auc(scored(pos), scored(neg));
   const boot = (pos: Probe[], neg: Probe[]) => {
     const next = mulberry32(7);
@@ -539,8 +619,9 @@ function report(raw: Raw): void {
     return { low: values[Math.floor(0.025 * values.length)]!, high: values[Math.ceil(0.975 * values.length) - 1]! };
   };
   L(
-    "evidence.identity_distance (Hamming distance between the code sealed in the watermark and the face now) exists only " +
-      "when the payload authenticated and a face was found; the AUC is over those probes (swaps positive, benign negative).",
+    "evidence.payload_identity_distance (Hamming distance between the code sealed in the watermark and the face now, reported " +
+      "whichever comparison decided) exists only when the payload authenticated and a face was found; the AUC is over those " +
+      "probes (swaps positive, benign negative).",
   );
   L();
   L("| swaps | benign | swaps with a distance | benign with a distance | AUC (95 % CI) |");
@@ -568,14 +649,14 @@ function report(raw: Raw): void {
     );
   L();
   L(
-    "Re-scoring the same measured distances at other radii (a probe without a distance keeps its verdict; " +
-      "detection counts face_swapped among all swaps, false alarms face_swapped among all six-edit benign copies):",
+    "Re-scoring with the payload code alone, as if no record were reachable, at other radii (a probe without a distance " +
+      "keeps its verdict; detection counts face_swapped among all swaps, false alarms face_swapped among all six-edit benign copies):",
   );
   L();
   L("| radius | swap detection | benign false alarm |");
   L("|---|---|---|");
   for (let r = 5; r <= 13; r++) {
-    const fs = (p: Probe) => p.identity_distance !== null && p.identity_distance > r;
+    const fs = (p: Probe) => p.payload_identity_distance !== null && p.payload_identity_distance! > r;
     L(`| ${r}${r === threshold ? " (shipped)" : ""} | ${fmt(count(swaps, fs))} | ${fmt(count(edited, fs))} |`);
   }
   L();

@@ -78,6 +78,53 @@ function meanOf(ds: Float32Array[]): number[] {
   return Array.from({ length: 128 }, (_, i) => ds.reduce((s, d) => s + d[i]!, 0) / ds.length);
 }
 
+/**
+ * The record comparison's euclidean threshold: the smallest t with at most MAX_FALSE_ALARM of the benign
+ * distances above it, i.e. the (floor(1 % n) + 1)-th largest benign distance, rounded up to 1e-3 so the
+ * published number keeps the same count above it.
+ */
+function pickEuclidean(genuine: number[]): number {
+  const desc = [...genuine].sort((a, b) => b - a);
+  const allowed = Math.floor(MAX_FALSE_ALARM * desc.length);
+  return Math.ceil(desc[Math.min(allowed, desc.length - 1)]! * 1000) / 1000;
+}
+
+interface EuclideanSummary {
+  threshold: number;
+  benign_false_alarm: Rate;
+  impostor_false_match: Rate;
+  swap_detection: Rate;
+  auc_swap_vs_benign: { value: number; low: number; high: number };
+}
+
+function summariseEuclidean(
+  g: { person: string; d: number }[],
+  imp: number[],
+  sw: { target: string; d: number }[],
+  threshold = pickEuclidean(g.map((x) => x.d)),
+): EuclideanSummary {
+  const people = [...new Set([...g.map((x) => x.person), ...sw.map((x) => x.target)])];
+  const interval = bootstrap(people, (sample) =>
+    auc(
+      sample.flatMap((p) => sw.filter((x) => x.target === p).map((x) => x.d)),
+      sample.flatMap((p) => g.filter((x) => x.person === p).map((x) => x.d)),
+    ),
+  );
+  return {
+    threshold,
+    benign_false_alarm: wilson(g.filter((x) => x.d > threshold).length, g.length),
+    impostor_false_match: wilson(imp.filter((d) => d <= threshold).length, imp.length),
+    swap_detection: wilson(sw.filter((x) => x.d > threshold).length, sw.length),
+    auc_swap_vs_benign: {
+      value: auc(
+        sw.map((x) => x.d),
+        g.map((x) => x.d),
+      ),
+      ...interval,
+    },
+  };
+}
+
 function pickRadius(genuine: number[], k: number): number {
   for (let t = 0; t <= k; t++) if (genuine.filter((d) => d > t).length <= MAX_FALSE_ALARM * genuine.length) return t;
   return k;
@@ -332,6 +379,79 @@ function main(): void {
     ).toFixed(3)} |`,
   );
 
+  // The record comparison: euclidean distance between the descriptor sealed in the asset record at protect
+  // and the descriptor of the face now (verify's primary path when the record is reachable).
+  const eG = gFound.map((x) => ({ person: x.person, edit: x.edit, d: x.euclidean }));
+  const eI = raw.impostor.map((x) => x.euclidean);
+  const eS = sFound.map((x) => ({ target: x.target, variant: x.variant, d: x.toTarget.euclidean }));
+  const rec = summariseEuclidean(eG, eI, eS);
+  // Leave-one-photo-out: the threshold re-derived without each photo's benign probes, that photo scored with it
+  // (distances stored relative to each fold's threshold). The descriptor needs no centring mean.
+  const eFold = { g: [] as { person: string; d: number }[], i: [] as number[], s: [] as { target: string; d: number }[] };
+  const foldThresholds: number[] = [];
+  for (const photo of new Set(raw.people.map((p) => photoOf(p.id)))) {
+    const t = pickEuclidean(eG.filter((x) => photoOf(x.person) !== photo).map((x) => x.d));
+    foldThresholds.push(t);
+    eFold.g.push(...eG.filter((x) => photoOf(x.person) === photo).map((x) => ({ ...x, d: x.d - t })));
+    eFold.s.push(...eS.filter((x) => photoOf(x.target) === photo).map((x) => ({ ...x, d: x.d - t })));
+    eFold.i.push(...raw.impostor.filter((x) => photoOf(x.a) === photo || photoOf(x.b) === photo).map((x) => x.euclidean - t));
+  }
+  const recLopo = summariseEuclidean(eFold.g, eFold.i, eFold.s, 0);
+  const recRow = (label: string, x: EuclideanSummary, t: string) =>
+    `| ${label} | ${t} | ${ci(x.benign_false_alarm)} | ${ci(x.impostor_false_match)} | ${ci(x.swap_detection)} | ${x.auc_swap_vs_benign.value.toFixed(3)} (${x.auc_swap_vs_benign.low.toFixed(3)} - ${x.auc_swap_vs_benign.high.toFixed(3)}) |`;
+  lines.push(
+    "",
+    "## Record comparison: euclidean distance between the sealed descriptor and the face now",
+    "",
+    'Verify\'s primary path when the asset record is reachable (worker/src/identity/verdict.ts, `identity_basis: "record"`). ' +
+      `Threshold rule: the smallest with benign false alarms <= ${MAX_FALSE_ALARM * 100} % (at most ${Math.floor(MAX_FALSE_ALARM * eG.length)} of ${eG.length} benign probes above it).`,
+    "",
+    "| rule | threshold | benign false alarm | impostor false match | swap detection | AUC swap vs benign |",
+    "|---|---|---|---|---|---|",
+    recRow("in-sample (shipped)", rec, rec.threshold.toFixed(3)),
+    recRow("leave-one-photo-out", recLopo, `${Math.min(...foldThresholds).toFixed(3)}-${Math.max(...foldThresholds).toFixed(3)}`),
+    "",
+    "| threshold | benign false alarm | impostor false match | swap detection |",
+    "|---|---|---|---|",
+  );
+  const recOperating: Record<string, unknown> = {};
+  for (const t of [0.3, 0.35, 0.4, 0.45, rec.threshold, 0.5, 0.55, 0.6].sort((a, b) => a - b)) {
+    const x = summariseEuclidean(eG, eI, eS, t);
+    recOperating[t.toFixed(3)] = {
+      benign_false_alarm: x.benign_false_alarm,
+      impostor_false_match: x.impostor_false_match,
+      swap_detection: x.swap_detection,
+    };
+    lines.push(
+      `| ${t.toFixed(3)}${t === rec.threshold ? " (shipped)" : ""} | ${ci(x.benign_false_alarm)} | ${ci(x.impostor_false_match)} | ${ci(x.swap_detection)} |`,
+    );
+  }
+  const BIN = 0.05;
+  const bins = Array.from({ length: 28 }, (_, i) => i * BIN);
+  const eHist = (vals: number[]) =>
+    bins.map((b) => vals.filter((v) => v >= b && (v < b + BIN || b === bins[bins.length - 1])).length);
+  const eHG = eHist(eG.map((x) => x.d));
+  const eHI = eHist(eI);
+  const eHS = eHist(eS.map((x) => x.d));
+  lines.push(
+    "",
+    `Euclidean distance histograms (bins of ${BIN}, lower edge shown; the last bin is open):`,
+    "",
+    "| distance | " + bins.map((b) => b.toFixed(2)).join(" | ") + " |",
+    "|---|" + bins.map(() => "---").join("|") + "|",
+    "| benign edit vs original (same person) | " + eHG.join(" | ") + " |",
+    "| different people | " + eHI.join(" | ") + " |",
+    "| swapped face vs target's protected descriptor | " + eHS.join(" | ") + " |",
+    "",
+    "Largest benign distances (the tail that sets the threshold): " +
+      [...eG]
+        .sort((a, b) => b.d - a.d)
+        .slice(0, 6)
+        .map((x) => `${x.d.toFixed(3)} (${x.person}, ${x.edit})`)
+        .join(", ") +
+      ".",
+  );
+
   const ones = new Array<number>(K).fill(0);
   for (const p of raw.people) identityBits(decode(p.descriptor), { bits: K }).forEach((b, i) => (ones[i]! += b));
   const balance = ones.map((o) => o / people.length);
@@ -363,6 +483,33 @@ function main(): void {
     swap_detection_rate: main.swap_detection,
     miss_rate: wilson(main.swap_detection.n - main.swap_detection.k, main.swap_detection.n),
     auc_swap_vs_benign: main.auc_swap_vs_benign,
+    record_descriptor: {
+      metric: "euclidean",
+      what: "euclidean distance between the 128-d descriptor sealed in the asset record at protect and the face now at the protected place; verify's primary path when the record is reachable",
+      threshold: rec.threshold,
+      threshold_rule: `smallest threshold with benign false alarms <= ${MAX_FALSE_ALARM * 100} % on the calibration faces`,
+      decision: `same identity when euclidean <= ${rec.threshold}; face_swapped when > ${rec.threshold}`,
+      false_alarm_rate: rec.benign_false_alarm,
+      false_match_rate: rec.impostor_false_match,
+      swap_detection_rate: rec.swap_detection,
+      miss_rate: wilson(rec.swap_detection.n - rec.swap_detection.k, rec.swap_detection.n),
+      auc_swap_vs_benign: rec.auc_swap_vs_benign,
+      out_of_sample: {
+        method: "leave-one-photo-out: threshold re-derived without the held-out photo's benign probes",
+        thresholds: foldThresholds,
+        benign_false_alarm: recLopo.benign_false_alarm,
+        impostor_false_match: recLopo.impostor_false_match,
+        swap_detection: recLopo.swap_detection,
+      },
+      operating_points: recOperating,
+      histograms: {
+        bin_width: BIN,
+        lower_edges: bins.map((b) => Number(b.toFixed(2))),
+        benign: eHG,
+        impostor: eHI,
+        swap_vs_target: eHS,
+      },
+    },
     out_of_sample: { method: "leave-one-photo-out: centring mean and radius re-derived without the held-out photo", ...lopo },
     lfw_centring_rejected: lfw,
     operating_points: operatingPoints,

@@ -17,18 +17,67 @@ import { DEFAULT_LAYOUT, encodePayload, openPayload, parseHeader, type OpenedPay
 
 type AssetEnv = Pick<AppEnv, "DB" | "MASTER_KEY_ENCRYPTION_KEY">;
 
+/** The face descriptor's length (face-api's 128-d recognition net; gpu-runner/src/face/identity-code.ts). */
+export const DESCRIPTOR_LENGTH = 128;
+
 export const FaceInput = z.object({
   box: z.object({ x: z.number(), y: z.number(), width: z.number().nonnegative(), height: z.number().nonnegative() }),
   score: z.number().min(0).max(1),
   identity_code: z.string().regex(/^[0-9a-fA-F]+$/),
+  /** face.analyze's descriptor (include_descriptor): sealed in the record for verify's record comparison. */
+  descriptor: z.array(z.number().finite()).length(DESCRIPTOR_LENGTH).optional(),
 });
 export type FaceInput = z.infer<typeof FaceInput>;
 
+/** A box in fractions of the image's width and height. */
+export interface NormBox {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
 interface StoredFace {
   box: FaceInput["box"];
+  /** The box as fractions of the protected image's size (absent in records made before it was stored). */
+  box_norm?: NormBox;
   score: number;
   /** base64url(iv ‖ AES-GCM(identity code hex)) under the record key of the asset's master key. */
   code_enc: string;
+  /**
+   * base64url(iv ‖ AES-GCM(base64 of the 128 float32 descriptor values, little-endian)), same key and AAD.
+   * What verify compares against when the record is reachable: the whole descriptor, not 32 bits of it.
+   */
+  descriptor_enc?: string;
+}
+
+/** What the record holds about one protected face, decrypted for verify (worker only, never sent anywhere). */
+export interface RecordFace {
+  box_norm: NormBox | null;
+  code: string;
+  descriptor: Float32Array | null;
+}
+
+/** Pixel box → fractions of the image size, rounded to 1e-4 (well below a pixel at 50 MP). */
+export function normaliseBox(box: FaceInput["box"], image: { width: number; height: number }): NormBox {
+  const r = (v: number) => Math.round(v * 1e4) / 1e4;
+  return {
+    x: r(box.x / image.width),
+    y: r(box.y / image.height),
+    width: r(box.width / image.width),
+    height: r(box.height / image.height),
+  };
+}
+
+function descriptorToText(d: ArrayLike<number>): string {
+  const f = Float32Array.from(d);
+  return base64urlEncode(new Uint8Array(f.buffer));
+}
+
+function descriptorFromText(text: string): Float32Array {
+  const bytes = base64urlDecode(text);
+  if (bytes.length !== DESCRIPTOR_LENGTH * 4) throw new Error("sealed descriptor has the wrong length");
+  return new Float32Array(bytes.slice().buffer);
 }
 
 export interface AssetRow {
@@ -107,6 +156,8 @@ export interface CreateAssetRequest {
   tenantId: string;
   /** Faces largest first (face.analyze order); the first face's code goes into the watermark. */
   faces: FaceInput[];
+  /** The analysed image's size, to store boxes as fractions of it (face.analyze reports it). */
+  image?: { width: number; height: number } | null;
   owner?: string | null;
   externalRef?: string | null;
   jobId?: string | null;
@@ -157,8 +208,15 @@ async function buildRow(
   const id = newId("ast");
   const bits = await encodePayload(master.key, layout, { slot: master.slot, ref, code });
   const key = await recordKey(master);
+  const image = req.image && req.image.width > 0 && req.image.height > 0 ? req.image : null;
   const stored: StoredFace[] = await Promise.all(
-    faces.map(async (f) => ({ box: f.box, score: f.score, code_enc: await sealCode(key, id, f.identity_code.toLowerCase()) })),
+    faces.map(async (f) => ({
+      box: f.box,
+      ...(image ? { box_norm: normaliseBox(f.box, image) } : {}),
+      score: f.score,
+      code_enc: await sealCode(key, id, f.identity_code.toLowerCase()),
+      ...(f.descriptor ? { descriptor_enc: await sealCode(key, id, descriptorToText(f.descriptor)) } : {}),
+    })),
   );
   return {
     id,
@@ -223,6 +281,24 @@ export async function assetFaceCodes(env: AssetEnv, row: AssetRow): Promise<stri
   return Promise.all((JSON.parse(row.faces) as StoredFace[]).map((f) => openCode(key, row.id, f.code_enc)));
 }
 
+/**
+ * What the record holds about each protected face (largest first, so [0] is the payload's face), decrypted:
+ * verify's record comparison. Empty after deletion (faces erased) or for a provenance-only record.
+ */
+export async function assetFaceRecords(env: AssetEnv, row: AssetRow): Promise<RecordFace[]> {
+  if (!row.faces) return [];
+  const master = (await masterKeysForSlot(env, row.tenant_id, row.key_slot)).find((k) => k.id === row.master_key_id);
+  if (!master) throw new ApiError(500, "master_key_missing", `master key ${row.master_key_id} is gone`);
+  const key = await recordKey(master);
+  return Promise.all(
+    (JSON.parse(row.faces) as StoredFace[]).map(async (f) => ({
+      box_norm: f.box_norm ?? null,
+      code: await openCode(key, row.id, f.code_enc),
+      descriptor: f.descriptor_enc ? descriptorFromText(await openCode(key, row.id, f.descriptor_enc)) : null,
+    })),
+  );
+}
+
 export interface ListAssetsOptions {
   limit?: number;
   /** Opaque cursor from the previous page. */
@@ -263,7 +339,7 @@ function decodeCursor(cursor: string): [number, string] {
 /**
  * Deletes an asset's personal data and keeps a tombstone. Verification of the image still authenticates
  * the watermark and reports `source` with asset_id and protected_at (owner null); what is lost: owner,
- * external_ref, face boxes and the stored per-face codes (so only the watermark's main-face code remains
+ * external_ref, face boxes and the stored per-face codes and descriptors (so only the watermark's main-face code remains
  * for the identity comparison) and the link to the watermarked image. Returns the image key for the
  * caller to delete from storage, or null when there was none or the record was already deleted.
  */

@@ -4,7 +4,11 @@
  *
  *   protect: face.analyze ──hook──▶ createAsset (encrypt) ──▶ watermark.embed ──hook──▶ output
  *   verify:  face.analyze ─┐
- *            watermark.decode ─┴─hook (when both are in)──▶ trace + decide ──▶ output (+ webhook)
+ *            watermark.decode ─┴─hook (when both are in)──▶ trace ──▶ [region look] ──▶ decide ──▶ output (+ webhook)
+ *
+ * The region look is a second face.analyze, run only when the payload authenticates, the asset record holds
+ * the protected face's box and descriptor, and the first analysis found no face at that place: the detector
+ * then searches that box alone with a lower cut (a blended-in swapped face often scores below 0.5).
  *
  * State lives in D1 (identity_flows). Each hook writes only its own column, and the final step is a
  * conditional UPDATE on status = 'running', so the two verify hooks racing each other finish once.
@@ -17,9 +21,26 @@ import { newId } from "../lib/ids.ts";
 import { createJob, registerCompletionHook } from "../lib/jobs-api.ts";
 import { objectKeys, objectUrlSigner } from "../lib/object-urls.ts";
 import { emitEvent } from "../lib/webhooks.ts";
-import { createAsset, FaceInput, publicAsset, setAssetImage, tracePayload } from "./assets.ts";
+import {
+  assetFaceRecords,
+  createAsset,
+  FaceInput,
+  normaliseBox,
+  publicAsset,
+  setAssetImage,
+  tracePayload,
+  type NormBox,
+  type TracedPayload,
+} from "./assets.ts";
 import calibrationFile from "../../../models/identity/calibration.json";
-import { AnalyzedFaces, Calibration, calibrationFromFile, DecodeResult, decideVerdict } from "./verdict.ts";
+import {
+  AnalyzedFaces,
+  Calibration,
+  calibrationFromFile,
+  DecodeResult,
+  decideVerdict,
+  type RecordComparison,
+} from "./verdict.ts";
 
 export type FlowKind = "protect" | "verify";
 
@@ -33,8 +54,11 @@ export interface FlowRow {
   origin: string;
   analyze_job: string | null;
   mark_job: string | null;
+  /** verify's region look (face.analyze on the protected face's box); null when it was not needed. */
+  region_job: string | null;
   analyze_result: string | null;
   decode_result: string | null;
+  region_result: string | null;
   asset_id: string | null;
   output: string | null;
   error: string | null;
@@ -58,7 +82,24 @@ export interface ProtectParams {
  * re-share that makes another face the largest (a tight crop around a bystander) is compared with the wrong
  * face and reads as face_swapped.
  */
-export const VERIFY_ANALYZE_PARAMS = { max_faces: 1 } as const;
+export const VERIFY_ANALYZE_PARAMS = { max_faces: 1, include_descriptor: true } as const;
+
+/**
+ * What protect asks face.analyze for: every face (the default max), with descriptors, which the worker seals
+ * into the asset record (never into the payload) for verify's record comparison.
+ */
+export const PROTECT_ANALYZE_PARAMS = { include_descriptor: true } as const;
+
+/**
+ * The region look's detector cut. The inconclusive swaps of the end-to-end evaluation scored 0.07-0.54 at
+ * the protected place (models/identity/CARD.md section 4), so the cut sits at the contract's floor; the
+ * region, the IoU requirement (the runner's REGION_MIN_IOU) and the authenticated watermark stand in for
+ * the confidence the cut would otherwise give.
+ */
+export const REGION_MIN_SCORE = 0.05;
+
+/** A face now counts as "at the protected place" when its normalised box overlaps the stored one this much. */
+export const PLACE_MIN_IOU = 0.3;
 
 /** Signed image URLs in protect outputs stay valid this long. */
 const IMAGE_URL_TTL_S = 24 * 3600;
@@ -107,7 +148,7 @@ export async function startFlow(
       tenantId: req.tenantId,
       operation: "face.analyze",
       inputs: [input],
-      ...(req.kind === "verify" ? { params: { ...VERIFY_ANALYZE_PARAMS } } : {}),
+      params: { ...(req.kind === "verify" ? VERIFY_ANALYZE_PARAMS : PROTECT_ANALYZE_PARAMS) },
       origin: req.origin,
       jobId: analyzeId,
     });
@@ -133,7 +174,9 @@ export async function getFlow(env: AppEnv, tenantId: string, id: string): Promis
   return env.DB.prepare(`SELECT * FROM identity_flows WHERE tenant_id = ? AND id = ?`).bind(tenantId, id).first<FlowRow>();
 }
 
-async function flowOfChild(env: AppEnv, job: JobRecord, column: "analyze_job" | "mark_job"): Promise<FlowRow | null> {
+type ChildColumn = "analyze_job" | "mark_job" | "region_job";
+
+async function flowOfChild(env: AppEnv, job: JobRecord, column: ChildColumn): Promise<FlowRow | null> {
   return env.DB.prepare(`SELECT * FROM identity_flows WHERE ${column} = ? AND tenant_id = ? AND status = 'running'`)
     .bind(job.id, job.tenant_id)
     .first<FlowRow>();
@@ -161,7 +204,7 @@ async function finish(
 
 async function onAnalyzed(env: AppEnv, job: JobRecord): Promise<void> {
   const flow = await flowOfChild(env, job, "analyze_job");
-  if (!flow) return;
+  if (!flow) return onRegionAnalyzed(env, job);
   const parsed = AnalyzedFaces.safeParse(job.result);
   if (!parsed.success) {
     await finish(env, flow, null, { type: "bad_child_result", message: "face.analyze returned an unexpected result" });
@@ -179,6 +222,7 @@ async function onAnalyzed(env: AppEnv, job: JobRecord): Promise<void> {
   const { row, payloadHex } = await createAsset(env, {
     tenantId: flow.tenant_id,
     faces,
+    image: parsed.data.image ?? null,
     owner: params.owner,
     externalRef: params.external_ref,
     jobId: flow.id,
@@ -196,6 +240,20 @@ async function onAnalyzed(env: AppEnv, job: JobRecord): Promise<void> {
     origin: flow.origin,
     jobId: embedId,
   });
+}
+
+async function onRegionAnalyzed(env: AppEnv, job: JobRecord): Promise<void> {
+  const flow = await flowOfChild(env, job, "region_job");
+  if (!flow) return;
+  const parsed = AnalyzedFaces.safeParse(job.result);
+  if (!parsed.success) {
+    await finish(env, flow, null, { type: "bad_child_result", message: "face.analyze (region) returned an unexpected result" });
+    return;
+  }
+  await env.DB.prepare(`UPDATE identity_flows SET region_result = ?, updated_at = ? WHERE id = ?`)
+    .bind(JSON.stringify(parsed.data), Date.now(), flow.id)
+    .run();
+  await maybeDecide(env, flow.id);
 }
 
 async function onEmbedded(env: AppEnv, job: JobRecord): Promise<void> {
@@ -234,14 +292,100 @@ async function onDecoded(env: AppEnv, job: JobRecord): Promise<void> {
   await maybeDecide(env, flow.id);
 }
 
+function boxIou(a: NormBox, b: NormBox): number {
+  const w = Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x);
+  const h = Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y);
+  if (w <= 0 || h <= 0) return 0;
+  return (w * h) / (a.width * a.height + b.width * b.height - w * h);
+}
+
+/** The analysed faces with a descriptor whose box, in fractions of the analysed image, overlaps `place`. */
+function facesAt(analyzed: AnalyzedFaces, place: NormBox): number[][] {
+  const image = analyzed.image;
+  if (!image) return [];
+  return analyzed.faces
+    .filter((f) => f.box && f.descriptor && boxIou(normaliseBox(f.box, image), place) >= PLACE_MIN_IOU)
+    .map((f) => f.descriptor!);
+}
+
+/**
+ * The record side of the decision: the protected main face's sealed descriptor and the faces now at its place.
+ * Returns "region" when no face is at the place yet and the region look has not run: the caller starts it.
+ */
+async function recordComparison(
+  env: AppEnv,
+  traced: TracedPayload,
+  analyzed: AnalyzedFaces,
+  region: AnalyzedFaces | null,
+): Promise<{ comparison: RecordComparison; place: NormBox } | "region" | null> {
+  if (traced.opened.mode !== "face" || !calibration?.record) return null;
+  const main = (await assetFaceRecords(env, traced.asset))[0];
+  if (!main?.descriptor || !main.box_norm) return null;
+  const atPlace = facesAt(analyzed, main.box_norm);
+  if (region) atPlace.push(...facesAt(region, main.box_norm));
+  if (atPlace.length === 0 && !region) return "region";
+  return { comparison: { descriptor: main.descriptor, facesAtPlace: atPlace }, place: main.box_norm };
+}
+
+/** Starts the region look once per flow (the two verify hooks can both get here). False when it already ran. */
+async function startRegionLook(env: AppEnv, flow: FlowRow, place: NormBox): Promise<boolean> {
+  const regionId = newId("job");
+  const claimed = await env.DB.prepare(
+    `UPDATE identity_flows SET region_job = ?, updated_at = ? WHERE id = ? AND status = 'running' AND region_job IS NULL`,
+  )
+    .bind(regionId, Date.now(), flow.id)
+    .run();
+  if (claimed.meta.changes !== 1) return false;
+  try {
+    const input = await env.OBJECTS.head(flow.input_key);
+    if (!input) throw new Error("the verify input is gone");
+    await createJob(env, {
+      tenantId: flow.tenant_id,
+      operation: "face.analyze",
+      inputs: [
+        { key: flow.input_key, content_type: input.httpMetadata?.contentType ?? "application/octet-stream", bytes: input.size },
+      ],
+      params: { max_faces: 1, include_descriptor: true, min_score: REGION_MIN_SCORE, region: clampBox(place) },
+      origin: flow.origin,
+      jobId: regionId,
+    });
+  } catch (e) {
+    // The flow names a job that does not exist and would never finish: end it with the reason instead.
+    await finish(env, flow, null, { type: "stage_not_created", message: String(e) });
+  }
+  return true;
+}
+
+/** A stored box can reach past the image edge by rounding; the contract wants fractions in [0, 1]. */
+function clampBox(b: NormBox): NormBox {
+  const x = Math.min(Math.max(b.x, 0), 1);
+  const y = Math.min(Math.max(b.y, 0), 1);
+  return { x, y, width: Math.max(1e-4, Math.min(b.width, 1 - x)), height: Math.max(1e-4, Math.min(b.height, 1 - y)) };
+}
+
 async function maybeDecide(env: AppEnv, flowId: string): Promise<void> {
   const flow = await env.DB.prepare(`SELECT * FROM identity_flows WHERE id = ?`).bind(flowId).first<FlowRow>();
   if (!flow || flow.status !== "running" || !flow.analyze_result || !flow.decode_result) return;
+  // The region look was started and is not in yet: its hook decides.
+  if (flow.region_job && !flow.region_result) return;
   const decode = DecodeResult.parse(JSON.parse(flow.decode_result));
-  const faces = AnalyzedFaces.parse(JSON.parse(flow.analyze_result)).faces.map((f) => f.identity_code);
+  const analyzed = AnalyzedFaces.parse(JSON.parse(flow.analyze_result));
+  const region = flow.region_result ? AnalyzedFaces.parse(JSON.parse(flow.region_result)) : null;
   const traced = decode.detected ? await tracePayload(env, flow.tenant_id, decode.bits) : null;
+  let record: RecordComparison | null = null;
+  if (traced) {
+    const rc = await recordComparison(env, traced, analyzed, region);
+    if (rc === "region") {
+      const main = (await assetFaceRecords(env, traced.asset))[0]!;
+      await startRegionLook(env, flow, main.box_norm!);
+      return;
+    }
+    record = rc?.comparison ?? null;
+  }
+  const faces = [...analyzed.faces, ...(region?.faces ?? [])].map((f) => f.identity_code);
   const cal = calibration ?? { code_bits: 32, threshold: -1, false_alarm: NO_RATE, miss: NO_RATE };
-  const outcome = decideVerdict(decode, faces, traced, cal);
+  const outcome = decideVerdict(decode, faces, traced, cal, record);
+  outcome.evidence.region_search = flow.region_job !== null;
   if (!calibration && outcome.evidence.payload_mode === "face" && faces.length > 0) {
     outcome.verdict = "inconclusive";
     outcome.reason = "identity calibration (models/identity/calibration.json) is not installed";
@@ -263,7 +407,7 @@ const NO_RATE = { rate: 1, ci95: [0, 1] as [number, number] };
  */
 export async function refreshFlow(env: AppEnv, flow: FlowRow): Promise<FlowRow> {
   if (flow.status !== "running") return flow;
-  for (const id of [flow.analyze_job, flow.mark_job]) {
+  for (const id of [flow.analyze_job, flow.mark_job, flow.region_job]) {
     if (!id) continue;
     const child = await jobQueue(env).get(flow.tenant_id, id);
     if (child && (child.status === "failed" || child.status === "canceled")) {
@@ -290,6 +434,7 @@ export function publicFlow(flow: FlowRow) {
     stages: {
       "face.analyze": flow.analyze_job,
       [flow.kind === "protect" ? "watermark.embed" : "watermark.decode"]: flow.mark_job,
+      ...(flow.region_job ? { "face.analyze.region": flow.region_job } : {}),
     },
     created_at: new Date(flow.created_at).toISOString(),
     updated_at: new Date(flow.updated_at).toISOString(),
@@ -300,12 +445,13 @@ export function publicFlow(flow: FlowRow) {
  * A hook that throws would otherwise leave its flow running forever (the job API only logs hook errors),
  * so any failure ends the flow with a problem the client can read.
  */
-function guarded(step: (env: AppEnv, job: JobRecord) => Promise<void>, column: "analyze_job" | "mark_job") {
+function guarded(step: (env: AppEnv, job: JobRecord) => Promise<void>, columns: ChildColumn[]) {
   return async ({ env, job }: { env: AppEnv; job: JobRecord }) => {
     try {
       await step(env, job);
     } catch (e) {
-      const flow = await flowOfChild(env, job, column);
+      let flow: FlowRow | null = null;
+      for (const column of columns) flow ??= await flowOfChild(env, job, column);
       const message = e instanceof Error ? e.message : String(e);
       if (flow) await finish(env, flow, null, { type: "identity_stage_failed", message, job_id: job.id });
       throw e;
@@ -313,6 +459,6 @@ function guarded(step: (env: AppEnv, job: JobRecord) => Promise<void>, column: "
   };
 }
 
-registerCompletionHook("face.analyze", guarded(onAnalyzed, "analyze_job"));
-registerCompletionHook("watermark.embed", guarded(onEmbedded, "mark_job"));
-registerCompletionHook("watermark.decode", guarded(onDecoded, "mark_job"));
+registerCompletionHook("face.analyze", guarded(onAnalyzed, ["analyze_job", "region_job"]));
+registerCompletionHook("watermark.embed", guarded(onEmbedded, ["mark_job"]));
+registerCompletionHook("watermark.decode", guarded(onDecoded, ["mark_job"]));

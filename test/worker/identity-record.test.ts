@@ -1,0 +1,202 @@
+import { Hono } from "hono";
+import { describe, expect, it } from "vitest";
+import { createTenantKey, leaseJob, PNG_1x1, runnerCall, testEnv } from "./helpers.ts";
+import { jobQueue } from "../../worker/src/durable/job-queue.ts";
+import type { HonoEnv } from "../../worker/src/env.ts";
+import { apiAuth } from "../../worker/src/middleware/auth.ts";
+import { ApiError, problemResponse } from "../../worker/src/problem.ts";
+import calibrationFile from "../../models/identity/calibration.json";
+import "../../worker/src/identity/flows.ts";
+import { identityRoutes } from "../../worker/src/identity/routes.ts";
+
+/**
+ * Verify's record comparison and region look, end to end through the routes and the runner protocol: this
+ * test plays the runner (lease, complete) and sends face.analyze results the way the runner shapes them
+ * (boxes in pixels, descriptors, the analysed image's size).
+ */
+const app = new Hono<HonoEnv>();
+app.use("/v1/*", apiAuth);
+app.route("/", identityRoutes);
+app.onError((err) => (err instanceof ApiError ? problemResponse(err) : new Response(String(err), { status: 500 })));
+const env = testEnv as unknown as HonoEnv["Bindings"];
+const recordThreshold = calibrationFile.record_descriptor.threshold;
+
+interface Flow {
+  id: string;
+  status: string;
+  output: Record<string, any> | null;
+  error: unknown;
+  stages: Record<string, string | null>;
+}
+
+function call(path: string, key: string, init: RequestInit = {}) {
+  const headers = new Headers(init.headers);
+  headers.set("authorization", `Bearer ${key}`);
+  return app.fetch(new Request(`http://vigil.test${path}`, { ...init, headers }), env);
+}
+
+async function complete(jobId: string, operation: string, result: Record<string, unknown>, image?: Uint8Array) {
+  const leased = await leaseJob(jobId, operation);
+  const job = (await jobQueue(env).get((await jobQueue(env).ownerOf(jobId))!, jobId))!;
+  const artifacts = [];
+  if (image) {
+    const key = `tenants/${job.tenant_id}/jobs/${jobId}/outputs/image`;
+    await env.OBJECTS.put(key, image);
+    const sha = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", image)), (b) =>
+      b.toString(16).padStart(2, "0"),
+    ).join("");
+    artifacts.push({ name: "image", key, content_type: "image/png", bytes: image.byteLength, sha256: sha });
+  }
+  const res = await runnerCall(`/internal/runner/jobs/${jobId}/complete`, { lease_id: leased.lease_id, result, artifacts });
+  expect(res.status).toBe(200);
+  return job;
+}
+
+const flowOf = async (key: string, id: string) => (await (await call(`/v1/identity/flows/${id}`, key)).json()) as Flow;
+
+/** A unit-length-ish descriptor; `shift` moves it by about shift * sqrt(128) * 0.01 in euclidean distance. */
+const descriptor = (shift = 0) => Array.from({ length: 128 }, (_, i) => Math.sin(i) * 0.1 + (i % 2 ? shift : -shift) * 0.01);
+const dist = (a: number[], b: number[]) => Math.sqrt(a.reduce((s, v, i) => s + (v - b[i]!) ** 2, 0));
+
+/** A face as face.analyze reports it, in an image of `w` x `h` pixels. */
+const face = (code: string, box: { x: number; y: number; width: number; height: number }, d: number[]) => ({
+  box,
+  score: 0.99,
+  landmarks: [],
+  identity_code: code,
+  descriptor: d,
+});
+
+/** Protects a 1000x800 image whose largest face sits at (400, 200), 200x240 px. */
+async function protect(key: string) {
+  const res = await call("/v1/protect", key, { method: "POST", body: PNG_1x1 });
+  const flow = (await res.json()) as Flow;
+  await complete(flow.stages["face.analyze"]!, "face.analyze", {
+    faces: [face("a1b2c3d4", { x: 400, y: 200, width: 200, height: 240 }, descriptor())],
+    identity_code_bits: 32,
+    image: { width: 1000, height: 800 },
+  });
+  const embedJob = await complete((await flowOf(key, flow.id)).stages["watermark.embed"]!, "watermark.embed", {}, PNG_1x1);
+  const done = await flowOf(key, flow.id);
+  expect(done.status).toBe("succeeded");
+  return { assetId: done.output!.asset_id as string, bits: embedJob.params.bits as string };
+}
+
+async function startVerify(key: string, bits: string, analyzed: Record<string, unknown>) {
+  const flow = (await (await call("/v1/verify", key, { method: "POST", body: PNG_1x1 })).json()) as Flow;
+  await complete(flow.stages["watermark.decode"]!, "watermark.decode", {
+    bits,
+    corrected: true,
+    confidence: [],
+    errors: 1,
+    p_value: 1e-15,
+    detected: true,
+  });
+  await complete(flow.stages["face.analyze"]!, "face.analyze", { identity_code_bits: 32, ...analyzed });
+  return flowOf(key, flow.id);
+}
+
+describe("verify against the asset record (sealed descriptor, region look)", () => {
+  it("the same face in a 0.5x copy is compared with the record's descriptor: authentic, basis record", async () => {
+    const { key } = await createTenantKey(["protect", "verify"]);
+    const { assetId, bits } = await protect(key);
+    const now = descriptor(0.5);
+    // A resized copy: the same place in fractions of the image, half the pixels; the code drifted by 2 bits.
+    const out = await startVerify(key, bits, {
+      faces: [face("a1b2c3d7", { x: 201, y: 99, width: 100, height: 121 }, now)],
+      image: { width: 500, height: 400 },
+    });
+    expect(out.status).toBe("succeeded");
+    expect(out.stages["face.analyze.region"]).toBeUndefined();
+    expect(out.output).toMatchObject({ verdict: "authentic", source: { asset_id: assetId } });
+    const d = dist(descriptor(), now);
+    expect(d).toBeLessThan(recordThreshold);
+    expect(out.output!.evidence).toMatchObject({
+      identity_basis: "record",
+      identity_metric: "euclidean",
+      threshold: recordThreshold,
+      payload_identity_distance: 2,
+      region_search: false,
+      false_alarm_rate: { rate: calibrationFile.record_descriptor.false_alarm_rate.rate },
+    });
+    expect(out.output!.evidence.identity_distance).toBeCloseTo(d, 3);
+  });
+
+  it("a face whose code is within the radius but whose descriptor is far from the record's → face_swapped", async () => {
+    const { key } = await createTenantKey(["protect", "verify"]);
+    const { assetId, bits } = await protect(key);
+    const now = descriptor(8);
+    expect(dist(descriptor(), now)).toBeGreaterThan(recordThreshold);
+    const out = await startVerify(key, bits, {
+      faces: [face("a1b2c3d4", { x: 405, y: 198, width: 196, height: 238 }, now)],
+      image: { width: 1000, height: 800 },
+    });
+    expect(out.output).toMatchObject({ verdict: "face_swapped", source: { asset_id: assetId } });
+    expect(out.output!.evidence).toMatchObject({ identity_basis: "record", payload_identity_distance: 0 });
+  });
+
+  it("no face found: verify looks again at the stored box with a lower cut, then decides on what it finds", async () => {
+    const { key } = await createTenantKey(["protect", "verify"]);
+    const { bits } = await protect(key);
+    const first = await startVerify(key, bits, { faces: [], image: { width: 1000, height: 800 } });
+    expect(first.status).toBe("running");
+    const regionId = first.stages["face.analyze.region"]!;
+    expect(regionId).toMatch(/^job_/);
+    const regionJob = (await jobQueue(env).get((await jobQueue(env).ownerOf(regionId))!, regionId))!;
+    // The runner gets the protected box in fractions of the image and no key, code or descriptor.
+    expect(regionJob.params).toEqual({
+      max_faces: 1,
+      include_descriptor: true,
+      min_score: 0.05,
+      region: { x: 0.4, y: 0.25, width: 0.2, height: 0.3 },
+    });
+    await complete(regionId, "face.analyze", {
+      faces: [{ ...face("5e4d3c2b", { x: 402, y: 204, width: 190, height: 230 }, descriptor(8)), score: 0.12 }],
+      identity_code_bits: 32,
+      image: { width: 1000, height: 800 },
+    });
+    const done = await flowOf(key, first.id);
+    expect(done.output).toMatchObject({
+      verdict: "face_swapped",
+      evidence: { identity_basis: "record", region_search: true, faces_found: 1 },
+    });
+  });
+
+  it("the region look finds nothing either → inconclusive, never a guessed verdict", async () => {
+    const { key } = await createTenantKey(["protect", "verify"]);
+    const { bits } = await protect(key);
+    const first = await startVerify(key, bits, { faces: [], image: { width: 1000, height: 800 } });
+    await complete(first.stages["face.analyze.region"]!, "face.analyze", {
+      faces: [],
+      identity_code_bits: 32,
+      image: { width: 1000, height: 800 },
+    });
+    const done = await flowOf(key, first.id);
+    expect(done.output).toMatchObject({
+      verdict: "inconclusive",
+      evidence: { identity_basis: null, identity_distance: null, region_search: true, faces_found: 0 },
+    });
+  });
+
+  it("a deleted record leaves the payload code: basis payload, Hamming radius, no region look", async () => {
+    const { key } = await createTenantKey(["protect", "verify", "admin"]);
+    const { assetId, bits } = await protect(key);
+    expect((await call(`/v1/assets/${assetId}`, key, { method: "DELETE" })).status).toBeLessThan(300);
+    const out = await startVerify(key, bits, {
+      faces: [face("a1b2c3d5", { x: 400, y: 200, width: 200, height: 240 }, descriptor(8))],
+      image: { width: 1000, height: 800 },
+    });
+    expect(out.output).toMatchObject({
+      verdict: "authentic",
+      evidence: {
+        identity_basis: "payload",
+        identity_metric: "hamming",
+        identity_distance: 1,
+        threshold: calibrationFile.hamming_radius,
+      },
+    });
+    const none = await startVerify(key, bits, { faces: [], image: { width: 1000, height: 800 } });
+    expect(none.stages["face.analyze.region"]).toBeUndefined();
+    expect(none.output).toMatchObject({ verdict: "inconclusive" });
+  });
+});
