@@ -70,36 +70,53 @@ export function applyResidual(image: RasterImage, residual: Float32Array, streng
   const out =
     image.bitDepth === 16 ? new Uint16Array(width * height * outChannels) : new Uint8Array(width * height * outChannels);
   const grey = channels <= 2;
-  const plane = size * size;
   const cols = stretchTaps(size, width);
   const rows = stretchTaps(size, height);
-  const line = new Float32Array(3 * size);
   const k = strength * max;
+  // Separable stretch, horizontal pass first on the S residual rows (3 x S x width values, small), so each output
+  // pixel costs one vertical lerp instead of a full bilinear tap.
+  const wide = new Float32Array(3 * size * width);
+  for (let r = 0; r < 3 * size; r++) {
+    const src = r * size;
+    const dst = r * width;
+    for (let x = 0; x < width; x++) {
+      const a = residual[src + cols.i0[x]!]!;
+      wide[dst + x] = (a + (residual[src + cols.i1[x]!]! - a) * cols.w[x]!) * k;
+    }
+  }
+  const data = image.data;
   let sq = 0;
   for (let y = 0; y < height; y++) {
-    const r0 = rows.i0[y]! * size;
-    const r1 = rows.i1[y]! * size;
     const wy = rows.w[y]!;
-    for (let c = 0; c < 3; c++)
-      for (let x = 0; x < size; x++) {
-        const a = residual[c * plane + r0 + x]!;
-        line[c * size + x] = (a + (residual[c * plane + r1 + x]! - a) * wy) * k;
-      }
+    const r0 = rows.i0[y]! * width;
+    const r1 = rows.i1[y]! * width;
+    const g0 = r0 + size * width;
+    const g1 = r1 + size * width;
+    const b0 = g0 + size * width;
+    const b1 = g1 + size * width;
     let i = y * width * channels;
     let o = y * width * outChannels;
+    // One pass per pixel over its three channels (grey input is read once and replicated).
     for (let x = 0; x < width; x++, i += channels, o += outChannels) {
-      const x0 = cols.i0[x]!;
-      const x1 = cols.i1[x]!;
-      const wx = cols.w[x]!;
-      for (let c = 0; c < 3; c++) {
-        const a = line[c * size + x0]!;
-        const src = image.data[grey ? i : i + c]!;
-        const v = Math.round(src + a + (line[c * size + x1]! - a) * wx);
-        const q = v < 0 ? 0 : v > max ? max : v;
-        out[o + c] = q;
-        sq += (q - src) * (q - src);
-      }
-      if (hasAlpha) out[o + 3] = image.data[i + channels - 1]!;
+      const sr = data[i]!;
+      const sg = grey ? sr : data[i + 1]!;
+      const sb = grey ? sr : data[i + 2]!;
+      let a = wide[r0 + x]!;
+      let v = Math.round(sr + a + (wide[r1 + x]! - a) * wy);
+      v = v < 0 ? 0 : v > max ? max : v;
+      out[o] = v;
+      sq += (v - sr) * (v - sr);
+      a = wide[g0 + x]!;
+      v = Math.round(sg + a + (wide[g1 + x]! - a) * wy);
+      v = v < 0 ? 0 : v > max ? max : v;
+      out[o + 1] = v;
+      sq += (v - sg) * (v - sg);
+      a = wide[b0 + x]!;
+      v = Math.round(sb + a + (wide[b1 + x]! - a) * wy);
+      v = v < 0 ? 0 : v > max ? max : v;
+      out[o + 2] = v;
+      sq += (v - sb) * (v - sb);
+      if (hasAlpha) out[o + 3] = data[i + channels - 1]!;
     }
   }
   const mse = sq / (width * height * 3);

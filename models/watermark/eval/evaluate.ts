@@ -1,12 +1,12 @@
 /**
  * Real-codec evaluation of the watermark codec through the runner's own pipeline functions.
  *
- *   npx tsx models/watermark/eval/evaluate.ts [--limit 100] [--fp-crops 20] [--strength 1] [--card]
+ *   npx tsx models/watermark/eval/evaluate.ts [--limit N] [--fp-crops 20] [--strength 1] [--embedding informed|open] [--card]
  *   (or: /usr/bin/python3 models/common/evaluate.py --model watermark -- [same flags])
  *
- * Test images: every held-out photo of models/data/splits.json at full resolution, then the four disjoint
- * quadrants of the large held-out photos (long side >= 2000 px) until --limit images; different photos from
- * training, never crops of training photos. Attacks use libvips (sharp) codecs and operations at full resolution.
+ * Test images: every held-out photo of models/data/splits.json at full resolution, then (only with a --limit
+ * above their count) the four disjoint quadrants of the large held-out photos (long side >= 2000 px) until
+ * --limit images; different photos from training, never crops of training photos. Attacks use libvips (sharp) codecs and operations at full resolution.
  * False positives: every photo of the corpus (train and held-out) unmarked, plus --fp-crops random crops of each.
  * Writes models/watermark/eval/results.json and, with --card, the tables into models/watermark/CARD.md.
  */
@@ -17,14 +17,18 @@ import * as ort from "onnxruntime-node";
 import sharp, { type Region, type Sharp } from "sharp";
 import type { RasterImage } from "../../../gpu-runner/src/operations/types.ts";
 import { WORKING_SIZE, decode, embed, workingView } from "../../../gpu-runner/src/operations/watermark.ts";
-import { CODE_BITS, channelBits, decodeChannel, hexToBits } from "../../../gpu-runner/src/operations/watermark-code.ts";
+import { CODE_BITS, channelBits, hexToBits } from "../../../gpu-runner/src/operations/watermark-code.ts";
+import { distortion } from "../../../gpu-runner/src/operations/watermark-informed.ts";
 
 const root = (p: string) => fileURLToPath(new URL(`../../../${p}`, import.meta.url));
 const { values: args } = parseArgs({
   options: {
-    limit: { type: "string", default: "100" },
+    // Default: every held-out photo once; a larger limit adds full-resolution quadrants of the large ones.
+    limit: { type: "string" },
     "fp-crops": { type: "string", default: "20" },
     strength: { type: "string", default: "1" },
+    // "open" embeds with the encoder alone (the v1.0.0 runner), for the ablation in the card.
+    embedding: { type: "string", default: "informed" },
     card: { type: "boolean", default: false },
     out: { type: "string", default: root("models/watermark/eval/results.json") },
     // Sharding lets the full-resolution run use several processes: "--shard 0/2 --only attacks", then --merge.
@@ -34,7 +38,7 @@ const { values: args } = parseArgs({
   },
 });
 const [SHARD, SHARDS] = args.shard!.split("/").map(Number) as [number, number];
-const LIMIT = Number(args.limit);
+const LIMIT = args.limit === undefined ? null : Number(args.limit);
 const FP_CROPS = Number(args["fp-crops"]);
 const STRENGTH = Number(args.strength);
 
@@ -255,7 +259,7 @@ async function testImages(photos: Photo[]): Promise<{ name: string; file: string
     ] as const)
       jobs.push({ name: `${p.file}#${left},${top}`, file: p.file, region: { left, top, width: hw, height: hh } });
   }
-  return jobs.slice(0, LIMIT);
+  return jobs.slice(0, LIMIT ?? held.length);
 }
 
 function randomHex(): string {
@@ -271,6 +275,8 @@ async function main(): Promise<void> {
   const rows = new Map(ATTACKS.map(([n]) => [n, { raw: 0, payload: 0, detected: 0, n: 0 }]));
   const quality_: { psnr: number; ssim: number; mp: number }[] = [];
   const started = Date.now();
+  // Per image and attack: detected (1) or not (0), so any subset of the photos can be re-scored later.
+  const perImage: { name: string; psnr: number; detected: Record<string, number> }[] = [];
   let donor: RasterImage | null = null;
   for (const [k, job] of jobs.entries()) {
     let img = await loadPhoto(job.file);
@@ -278,9 +284,11 @@ async function main(): Promise<void> {
     const hex = randomHex();
     const sent = channelBits(hex);
     const dataBits = hexToBits(hex);
-    const { image: marked } = await embed(enc, img, hex, STRENGTH, dec);
+    const { image: marked } = await embed(enc, img, hex, STRENGTH, args.embedding === "open" ? null : dec);
     const q = quality(img, marked);
     quality_.push({ ...q, mp: (img.width * img.height) / 1e6 });
+    const record = { name: job.name, psnr: Number(q.psnr.toFixed(3)), detected: {} as Record<string, number> };
+    perImage.push(record);
     for (const [name, attack] of ATTACKS) {
       const attacked = await attack(marked, donor ?? img);
       const { r, hard } = await decodeBoth(dec, attacked);
@@ -293,6 +301,7 @@ async function main(): Promise<void> {
       row.raw += rawOk / CODE_BITS;
       row.payload += payOk / 64;
       row.detected += r.detected && r.bits === hex ? 1 : 0;
+      record.detected[name] = r.detected && r.bits === hex ? 1 : 0;
       row.n++;
     }
     donor = img;
@@ -313,6 +322,7 @@ async function main(): Promise<void> {
   const results = {
     measured_at: new Date().toISOString(),
     strength: STRENGTH,
+    embedding: args.embedding,
     images: jobs.length,
     distinct_photos: new Set(jobs.map((j) => j.file)).size,
     files: [...new Set(jobs.map((j) => j.file))],
@@ -321,17 +331,30 @@ async function main(): Promise<void> {
     ssim: { mean: mean((q) => q.ssim), min: Math.min(...quality_.map((q) => q.ssim)) },
     attacks,
     false_positives: fp,
+    per_image: perImage,
   };
   await writeFile(args.out!, JSON.stringify(results, null, 1) + "\n");
   console.log(JSON.stringify({ psnr: results.psnr_db, ssim: results.ssim, fp }));
   if (args.card) await writeCard(results);
 }
 
-/** One decoder pass: the runner's payload decoding plus the raw hard channel bits (before error correction). */
+/**
+ * The runner's own decoding (with its derotation search and the p-value that accounts for it), plus the raw hard
+ * channel bits (before error correction) of the reading it kept.
+ */
 async function decodeBoth(dec: ort.InferenceSession, img: RasterImage) {
-  const view = new ort.Tensor("float32", await workingView(img), [1, 3, WORKING_SIZE, WORKING_SIZE]);
-  const logits = (await dec.run({ image: view }))["logits"]!.data as Float32Array;
-  const r = decodeChannel(Array.from(logits, (z) => 1 / (1 + Math.exp(-z))));
+  const r = await decode(dec, img);
+  const straight = await workingView(img);
+  const view =
+    r.rotation_deg === 0
+      ? straight
+      : distortion(
+          { kind: "rotate", degrees: -r.rotation_deg },
+          WORKING_SIZE,
+          img.width / img.height,
+        )(straight, new Float32Array(straight.length));
+  const logits = (await dec.run({ image: new ort.Tensor("float32", view, [1, 3, WORKING_SIZE, WORKING_SIZE]) }))["logits"]!
+    .data as Float32Array;
   return { r, hard: Uint8Array.from(logits, (z) => (z > 0 ? 1 : 0)) };
 }
 
@@ -424,6 +447,7 @@ async function mergeShards(files: string[]): Promise<void> {
     ssim: { mean: wavg((p) => p.ssim.mean), min: Math.min(...withAttacks.map((p) => p.ssim.min)) },
     attacks,
     false_positives: fp,
+    per_image: withAttacks.flatMap((p) => p.per_image ?? []),
   };
   await writeFile(args.out!, JSON.stringify(results, null, 1) + "\n");
   console.log(JSON.stringify({ images, psnr: results.psnr_db, fp }));
