@@ -181,13 +181,17 @@ export async function runSpineBench() {
     const cpuPerGetMs = gets.ms / GETS;
 
     // 3. Spine overhead per job: end-to-end (create with Prefer: wait) minus the runner's reported model time.
-    //    Also split out what the runner spent executing the operation (decode, compute, encode) and what
-    //    wrangler dev's local proxy adds per hop (client-measured create minus the worker's own Server-Timing).
+    //    Also split out what the runner spent executing the operation (decode, compute, encode), what
+    //    wrangler dev's local proxy adds per hop (client-measured create minus the worker's own Server-Timing), and
+    //    the worker's own Server-Timing breakdown of a create.
     const overhead: number[] = [];
     const overheadExclExecution: number[] = [];
     const e2e: number[] = [];
     const runnerExecution: number[] = [];
     const proxyPerHop: number[] = [];
+    const createTiming: Record<string, number[]> = {};
+    // Where one waited job's time goes, from its own Server-Timing (workerd's clock has 1 ms steps).
+    const split = { proxy: [] as number[], worker_before_wait: [] as number[], queue_to_runner_and_report: [] as number[] };
     for (let i = 0; i < OVERHEAD_JOBS; i++) {
       const [job, ms] = await timed(() => create(30));
       if (job.status !== "succeeded") throw new Error(`job ${job.id} ${job.status}`);
@@ -198,9 +202,16 @@ export async function runSpineBench() {
       overhead.push(ms - modelMs);
       overheadExclExecution.push(ms - execMs);
       runnerExecution.push(execMs);
+      const st = job.server_timing as Record<string, number>;
+      if (st.total !== undefined && st.wait !== undefined) {
+        split.proxy.push(ms - st.total);
+        split.worker_before_wait.push(st.total - st.wait);
+        split.queue_to_runner_and_report.push(st.wait - execMs);
+      }
       const [noWait, createMs] = await timed(() => create());
       await waitDone(noWait.id);
       if (noWait.server_timing.total !== undefined) proxyPerHop.push(createMs - noWait.server_timing.total);
+      for (const [k, v] of Object.entries(noWait.server_timing as Record<string, number>)) (createTiming[k] ??= []).push(v);
     }
 
     // 4. Throughput with 1 and 2 runners.
@@ -234,13 +245,39 @@ export async function runSpineBench() {
         end_to_end: summary(e2e),
         runner_execution: {
           ...summary(runnerExecution),
-          note: "decode + operation compute + encode on the runner (metrics.total_ms); inspect has no ONNX model, so model_ms is 0",
+          note: "the runner's metrics.total_ms: ticket check, input download, decode, operation compute, encode, output upload; inspect has no ONNX model, so model_ms is 0",
         },
         excluding_runner_execution: summary(overheadExclExecution),
+        split_p50_ms: {
+          ...Object.fromEntries(
+            Object.entries(split).map(([k, v]) => [
+              k,
+              percentile(
+                [...v].sort((a, b) => a - b),
+                50,
+              ),
+            ]),
+          ),
+          runner_execution: percentile(
+            [...runnerExecution].sort((a, b) => a - b),
+            50,
+          ),
+          note: "per waited job: proxy = client time minus the worker's Server-Timing total (the client's create crossing wrangler dev's proxy); worker_before_wait = auth, rate limit, input store, enqueue; queue_to_runner_and_report = the wait minus the runner's metrics.total_ms (lease hand-off, ticket, completion report, waking the waiting request); runner_execution = metrics.total_ms (ticket check, input download, decode, compute)",
+        },
         wrangler_dev_proxy_per_hop: {
           ...summary(proxyPerHop),
-          note: "client-measured create minus the worker's Server-Timing total; a job crosses the proxy 3 times (create, input download, completion report)",
+          crossings_per_job: 1,
+          note: "client-measured create minus the worker's Server-Timing total. A job crosses wrangler dev's proxy once, for the client's create; the runners call the user worker directly (scripts/local-stack.ts), as they would in production, where there is no such proxy",
         },
+        create_server_timing_p50_ms: Object.fromEntries(
+          Object.entries(createTiming).map(([k, v]) => [
+            k,
+            percentile(
+              [...v].sort((a, b) => a - b),
+              50,
+            ),
+          ]),
+        ),
       },
       retried: { wrangler_dev_503: retried503, connection_reset: retriedNetwork },
       jobs_per_second: { one_runner: Math.round(oneRunner * 10) / 10, two_runners: Math.round(twoRunners * 10) / 10 },

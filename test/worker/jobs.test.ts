@@ -7,6 +7,7 @@ import {
   postImage,
   postJson,
   runnerCall,
+  testEnv,
   uniquePng,
   type JobJson,
 } from "./helpers.ts";
@@ -79,19 +80,23 @@ describe("job creation and validation", () => {
 });
 
 describe("idempotency", () => {
-  it("same key + same body returns the same job; a different body is 409", async () => {
+  it("same key + same body returns the same job; a different body is 409; neither leaves a stored copy", async () => {
+    const { tenantId, key } = await createTenantKey(["inspect"]);
     const body = uniquePng();
     const headers = { "idempotency-key": `idem-${crypto.randomUUID()}` };
-    const first = await postImage("/v1/inspect", body, { headers });
+    const first = await postImage("/v1/inspect", body, { key, headers });
     expect(first.status).toBe(202);
     const a = (await first.json()) as JobJson;
-    const again = await postImage("/v1/inspect", body, { headers });
+    const again = await postImage("/v1/inspect", body, { key, headers });
     expect(again.status).toBe(200);
     expect(again.headers.get("idempotent-replayed")).toBe("true");
     expect(((await again.json()) as JobJson).id).toBe(a.id);
-    const other = await postImage("/v1/inspect", uniquePng(), { headers });
+    const other = await postImage("/v1/inspect", uniquePng(), { key, headers });
     expect(other.status).toBe(409);
     expect((await problem(other)).type).toBe("https://vigil.dev/errors/idempotency_key_reused");
+    // The input is stored while the key is looked up; a replay or a conflict deletes its copy again.
+    const stored = await testEnv.OBJECTS.list({ prefix: `tenants/${tenantId}/` });
+    expect(stored.objects).toHaveLength(1);
   });
 
   it("concurrent identical requests create one job", async () => {

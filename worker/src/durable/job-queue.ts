@@ -234,6 +234,11 @@ export class JobQueue extends DurableObject<AppEnv> {
     return row ? (row.tenant_id as string) : null;
   }
 
+  /** For the runner routes, which act across tenants: one call, where ownerOf-then-get was two round trips. */
+  byId(id: string): JobRecord | null {
+    return this.row(id);
+  }
+
   get(tenantId: string, id: string): JobRecord | null {
     const job = this.row(id);
     return job && job.tenant_id === tenantId ? job : null;
@@ -562,6 +567,7 @@ type QueueMethods =
   | "lookupIdempotency"
   | "create"
   | "ownerOf"
+  | "byId"
   | "get"
   | "list"
   | "waitFor"

@@ -171,16 +171,22 @@ async function createHandler(c: C, op: OperationSpec): Promise<Response> {
   }
   const hash = await sha256Hex(`POST\n${new URL(c.req.url).pathname}\n${read.identity}\n${stableJson(parsed.data)}`);
   const queue = jobQueue(c.env);
-  if (key) {
-    const seen = await queue.lookupIdempotency(principal.tenantId, key, hash);
-    if (seen.kind === "conflict") throw idempotencyConflict();
-    if (seen.kind === "replay") return respondWithJob(c, seen.job, { "idempotent-replayed": "true" }, 200);
-  }
   const bytes = read.bytes;
-  if (bytes)
-    await timed(c, "store", () =>
-      c.env.OBJECTS.put(read.input.key, bytes, { httpMetadata: { contentType: read.input.content_type } }),
-    );
+  // The idempotency lookup (a Durable Object call) and the input's store (R2) are independent, so they run side by
+  // side: a create used to pay for both in turn. A replay or conflict, rare, then deletes the surplus copy.
+  const [seen] = await Promise.all([
+    key ? queue.lookupIdempotency(principal.tenantId, key, hash) : null,
+    bytes
+      ? timed(c, "store", () =>
+          c.env.OBJECTS.put(read.input.key, bytes, { httpMetadata: { contentType: read.input.content_type } }),
+        )
+      : null,
+  ]);
+  if (seen && seen.kind !== "none") {
+    if (bytes) await c.env.OBJECTS.delete(read.input.key);
+    if (seen.kind === "conflict") throw idempotencyConflict();
+    return respondWithJob(c, seen.job, { "idempotent-replayed": "true" }, 200);
+  }
   const { job, replayed } = await timed(c, "enqueue", () =>
     createJob(c.env, {
       tenantId: principal.tenantId,

@@ -84,7 +84,7 @@ runner.post("/internal/runner/jobs/:id/complete", async (c) => {
   const req = parseBody(c, CompleteRequest);
   const queue = jobQueue(c.env);
   const jobId = c.req.param("id");
-  const job = await queue.get(...(await ownerOf(c, jobId)));
+  const job = await queue.byId(jobId);
   if (!job) throw new ApiError(404, "job_not_found", "no such job");
   const op = getOperation(job.operation)!;
   // Artifacts must be exactly the objects the ticket allowed, and they must really be there.
@@ -105,12 +105,6 @@ runner.post("/internal/runner/jobs/:id/complete", async (c) => {
   if (out.ok && out.first) await runCompletionHooks(c.env, out.job);
   return reportResponse(out);
 });
-
-/** The DO's get() is tenant-scoped; runners act across tenants, so look the owner up first. */
-async function ownerOf(c: C, jobId: string): Promise<[string, string]> {
-  const owner = await jobQueue(c.env).ownerOf(jobId);
-  return [owner ?? "", jobId];
-}
 
 runner.post("/internal/runner/jobs/:id/fail", async (c) => {
   const req = parseBody(c, FailRequest);
