@@ -79,6 +79,10 @@ export const OPERATIONS = {
     params: z
       .object({
         include_descriptor: z.boolean().default(false),
+        // Which chip the returned descriptor comes from: "box" = face-api's axis-aligned dlib box (the one the
+        // identity code always uses), "rotated" = the eye-levelled chip that asset records store (one more
+        // recognition pass per face; models/identity/CARD.md section 3).
+        descriptor_chip: z.enum(["box", "rotated"]).default("box"),
         max_faces: z.number().int().min(1).max(20).default(10),
         // Detector confidence cut. Below 0.5 only together with a region: a low cut over the whole image
         // would admit non-faces, while at a place where a face was protected it recovers swapped faces whose

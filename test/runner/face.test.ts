@@ -209,6 +209,25 @@ describe("face.analyze pipeline", { timeout: 120_000 }, () => {
     expect(identityCode(faces[0]!.descriptor)).toBe(faces[0]!.identity_code);
   });
 
+  it("returns the eye-levelled chip's descriptor on request, the identity code still from face-api's box", async () => {
+    const img = await raster(ASTRONAUT);
+    const box = await faceAnalyzePipeline.run(context([img], { include_descriptor: true }));
+    const rot = await faceAnalyzePipeline.run(context([img], { include_descriptor: true, descriptor_chip: "rotated" }));
+    type F = { descriptor: number[]; descriptor_chip: string; identity_code: string };
+    const [b] = (box.result as { faces: F[] }).faces;
+    const [r] = (rot.result as { faces: F[] }).faces;
+    expect([b!.descriptor_chip, r!.descriptor_chip]).toEqual(["box", "rotated"]);
+    expect(r!.identity_code).toBe(b!.identity_code);
+    expect(identityCode(b!.descriptor)).toBe(b!.identity_code);
+    // Another crop of the same face: near, not equal (the astronaut's eyes are almost level).
+    const d = Math.sqrt(b!.descriptor.reduce((s, v, i) => s + (v - r!.descriptor[i]!) ** 2, 0));
+    expect(d).toBeGreaterThan(0);
+    expect(d).toBeLessThan(0.3);
+    // Same as analyzeFaces' rotated chip, computed in one pass.
+    const [direct] = await analyzeFaces(img, { chip: "rotated" });
+    expect(r!.descriptor).toEqual(Array.from(direct!.descriptor, (v) => Number(v.toFixed(6))));
+  });
+
   it("reports the analysed image's size, so the worker can store boxes as fractions of it", async () => {
     const out = await faceAnalyzePipeline.run(context([await raster(ASTRONAUT)]));
     expect((out.result as { image: unknown }).image).toEqual({ width: 512, height: 512 });

@@ -166,8 +166,8 @@ describe("protect → verify through the routes and the runner protocol", () => 
       return (await jobQueue(env).get((await jobQueue(env).ownerOf(id))!, id))!.params;
     };
     // Both ask for descriptors: protect seals them in the asset record, verify compares against them.
-    expect(await paramsOf("/v1/verify")).toMatchObject({ max_faces: 1, include_descriptor: true });
-    expect(await paramsOf("/v1/protect")).toMatchObject({ max_faces: 10, include_descriptor: true });
+    expect(await paramsOf("/v1/verify")).toMatchObject({ max_faces: 1, include_descriptor: true, descriptor_chip: "rotated" });
+    expect(await paramsOf("/v1/protect")).toMatchObject({ max_faces: 10, include_descriptor: true, descriptor_chip: "rotated" });
   });
 
   it("rejects non-images, missing scopes and bad parameters with problem responses", async () => {

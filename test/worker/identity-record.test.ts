@@ -65,6 +65,7 @@ const face = (code: string, box: { x: number; y: number; width: number; height: 
   landmarks: [],
   identity_code: code,
   descriptor: d,
+  descriptor_chip: "rotated",
 });
 
 /** Protects a 1000x800 image whose largest face sits at (400, 200), 200x240 px. */
@@ -147,6 +148,7 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
     expect(regionJob.params).toEqual({
       max_faces: 1,
       include_descriptor: true,
+      descriptor_chip: "rotated",
       min_score: 0.05,
       region: { x: 0.4, y: 0.25, width: 0.2, height: 0.3 },
     });
@@ -198,5 +200,22 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
     const none = await startVerify(key, bits, { faces: [], image: { width: 1000, height: 800 } });
     expect(none.stages["face.analyze.region"]).toBeUndefined();
     expect(none.output).toMatchObject({ verdict: "inconclusive" });
+  });
+
+  it("a record sealed with box-chip descriptors is not compared with rotated-chip ones: the payload decides", async () => {
+    const { key } = await createTenantKey(["protect", "verify"]);
+    const res = await call("/v1/protect", key, { method: "POST", body: PNG_1x1 });
+    const flow = (await res.json()) as Flow;
+    await complete(flow.stages["face.analyze"]!, "face.analyze", {
+      faces: [{ ...face("a1b2c3d4", { x: 400, y: 200, width: 200, height: 240 }, descriptor()), descriptor_chip: "box" }],
+      identity_code_bits: 32,
+      image: { width: 1000, height: 800 },
+    });
+    const embedJob = await complete((await flowOf(key, flow.id)).stages["watermark.embed"]!, "watermark.embed", {}, PNG_1x1);
+    const out = await startVerify(key, embedJob.params.bits as string, {
+      faces: [face("a1b2c3d4", { x: 400, y: 200, width: 200, height: 240 }, descriptor(8))],
+      image: { width: 1000, height: 800 },
+    });
+    expect(out.output).toMatchObject({ verdict: "authentic", evidence: { identity_basis: "payload", identity_distance: 0 } });
   });
 });

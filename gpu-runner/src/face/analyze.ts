@@ -20,6 +20,8 @@ export interface AnalyzedFace {
   landmarks: [number, number][];
   /** The 128-d face-api (dlib-style ResNet) identity descriptor, unit-free; euclidean 0.6 is its usual same-person cut. */
   descriptor: Float32Array;
+  /** With `rotatedDescriptor`: the same net on the eye-levelled chip (what asset records store and compare). */
+  rotatedDescriptor?: Float32Array;
 }
 
 export interface AnalyzeOptions {
@@ -35,6 +37,19 @@ export interface AnalyzeOptions {
    * (IoU >= REGION_MIN_IOU) is returned, with box and landmarks in the whole image's pixels.
    */
   region?: FaceBox;
+  /**
+   * How the recognition net's input is cut: "box" = face-api's dlib alignment (an axis-aligned square from the
+   * eye and mouth centres; what the payload code and its calibration use), "rotated" = the same square turned
+   * so the eyes are level (dlib's face chip), sampled bilinearly. collect.ts --chip rotated measures codes on it.
+   */
+  chip?: "box" | "rotated";
+  /**
+   * Also compute the descriptor of the rotated chip (one more recognition-net pass per face, ~25-50 ms on CPU).
+   * Rotated chips cut the benign tail that sets the record comparison's threshold (in-plane rotation moves the
+   * axis-aligned box's content; models/identity/CARD.md section 3), while `descriptor`, and so the payload
+   * code, stays on face-api's box so that codes sealed in existing watermarks keep their meaning.
+   */
+  rotatedDescriptor?: boolean;
 }
 
 /** A detection must overlap the searched region at least this much to count as the face that was there. */
@@ -43,7 +58,13 @@ export const REGION_MIN_IOU = 0.3;
 /** Detector cap before the size filter and the largest-first cut to maxFaces. */
 const MAX_DETECTIONS = 100;
 
-const DEFAULTS: Required<Omit<AnalyzeOptions, "region">> = { minScore: 0.5, minFaceSize: 32, maxFaces: 20 };
+const DEFAULTS: Required<Omit<AnalyzeOptions, "region">> = {
+  minScore: 0.5,
+  minFaceSize: 32,
+  maxFaces: 20,
+  chip: "box",
+  rotatedDescriptor: false,
+};
 
 /** Interleaved RGB bytes, whatever the raster's channels and depth (alpha is dropped, grey is replicated). */
 export function toRgb8(image: RasterImage): Uint8Array {
@@ -90,7 +111,61 @@ function cropTensor(faceapi: FaceApi, rgb: Uint8Array, width: number, box: FaceB
  * twice per face); here the same pixels are copied from the RGB bytes, so the nets get identical tensors
  * and the descriptors stay bit-identical (tested against face-api's chain and the calibration run).
  */
-async function describeFace(faceapi: FaceApi, rgb: Uint8Array, width: number, height: number, detection: FaceDetection) {
+/** Mean of landmarks [from, to). */
+function centre(points: { x: number; y: number }[], from: number, to: number): { x: number; y: number } {
+  let [x, y] = [0, 0];
+  for (let i = from; i < to; i++) [x, y] = [x + points[i]!.x, y + points[i]!.y];
+  return { x: x / (to - from), y: y / (to - from) };
+}
+
+/**
+ * dlib's face chip: face-api's dlib square (side = mean eye-to-mouth distance / 0.45, the eye-mouth centroid
+ * at (0.5, 0.43) of the side) rotated by the eye line's angle, sampled bilinearly from the RGB bytes (outside
+ * the image reads as black). Integer side, like face-api's floored box, so the net resizes the same way.
+ */
+function rotatedChip(
+  faceapi: FaceApi,
+  rgb: Uint8Array,
+  width: number,
+  height: number,
+  points: { x: number; y: number }[],
+): Tensor3D | null {
+  const [le, re, mouth] = [centre(points, 36, 42), centre(points, 42, 48), centre(points, 48, 68)];
+  const c = { x: (le.x + re.x + mouth.x) / 3, y: (le.y + re.y + mouth.y) / 3 };
+  const dist = (a: { x: number; y: number }) => Math.hypot(mouth.x - a.x, mouth.y - a.y);
+  const side = Math.floor((dist(le) + dist(re)) / 2 / 0.45);
+  if (!(side > 0)) return null;
+  const theta = Math.atan2(re.y - le.y, re.x - le.x);
+  const [cos, sin] = [Math.cos(theta), Math.sin(theta)];
+  const out = new Int32Array(side * side * 3);
+  for (let v = 0; v < side; v++) {
+    for (let u = 0; u < side; u++) {
+      const [ox, oy] = [u - 0.5 * side, v - 0.43 * side];
+      const x = c.x + cos * ox - sin * oy;
+      const y = c.y + sin * ox + cos * oy;
+      const [x0, y0] = [Math.floor(x), Math.floor(y)];
+      const [fx, fy] = [x - x0, y - y0];
+      for (let k = 0; k < 3; k++) {
+        const at = (xi: number, yi: number) =>
+          xi < 0 || yi < 0 || xi >= width || yi >= height ? 0 : rgb[(yi * width + xi) * 3 + k]!;
+        const top = at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx;
+        const bottom = at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx;
+        out[(v * side + u) * 3 + k] = Math.round(top * (1 - fy) + bottom * fy);
+      }
+    }
+  }
+  return faceapi.tf.tensor3d(out, [side, side, 3], "int32");
+}
+
+async function describeFace(
+  faceapi: FaceApi,
+  rgb: Uint8Array,
+  width: number,
+  height: number,
+  detection: FaceDetection,
+  chip: "box" | "rotated" = "box",
+  alsoRotated = false,
+) {
   const crop = (box: InstanceType<FaceApi["Box"]>): Tensor3D | null => {
     const b = box.clipAtImageBorders(width, height);
     return b.width > 0 && b.height > 0 ? cropTensor(faceapi, rgb, width, b) : null;
@@ -104,13 +179,27 @@ async function describeFace(faceapi: FaceApi, rgb: Uint8Array, width: number, he
     face.dispose();
   }
   const withLandmarks = faceapi.extendWithFaceLandmarks({ detection }, landmarks);
-  const aligned = crop(withLandmarks.landmarks.align(null, { useDlibAlignment: true }));
+  const aligned =
+    chip === "rotated"
+      ? rotatedChip(faceapi, rgb, width, height, withLandmarks.landmarks.positions)
+      : crop(withLandmarks.landmarks.align(null, { useDlibAlignment: true }));
   if (!aligned) return null;
+  let descriptor: Float32Array;
   try {
-    const descriptor = (await faceapi.nets.faceRecognitionNet.computeFaceDescriptor(aligned)) as Float32Array;
-    return { landmarks: withLandmarks.landmarks, descriptor };
+    descriptor = (await faceapi.nets.faceRecognitionNet.computeFaceDescriptor(aligned)) as Float32Array;
   } finally {
     aligned.dispose();
+  }
+  if (!alsoRotated || chip === "rotated") {
+    return { landmarks: withLandmarks.landmarks, descriptor, ...(alsoRotated ? { rotatedDescriptor: descriptor } : {}) };
+  }
+  const rotated = rotatedChip(faceapi, rgb, width, height, withLandmarks.landmarks.positions);
+  if (!rotated) return null;
+  try {
+    const rotatedDescriptor = (await faceapi.nets.faceRecognitionNet.computeFaceDescriptor(rotated)) as Float32Array;
+    return { landmarks: withLandmarks.landmarks, descriptor, rotatedDescriptor };
+  } finally {
+    rotated.dispose();
   }
 }
 
@@ -156,13 +245,14 @@ async function analyzeChosen(
   );
   const faces: AnalyzedFace[] = [];
   for (const { detection, box } of chosen) {
-    const described = await describeFace(faceapi, rgb, image.width, image.height, detection);
+    const described = await describeFace(faceapi, rgb, image.width, image.height, detection, opts.chip, opts.rotatedDescriptor);
     if (!described) continue;
     faces.push({
       box,
       score: detection.score,
       landmarks: described.landmarks.positions.map((p) => [p.x, p.y] as [number, number]),
       descriptor: described.descriptor,
+      ...(described.rotatedDescriptor ? { rotatedDescriptor: described.rotatedDescriptor } : {}),
     });
   }
   return faces;

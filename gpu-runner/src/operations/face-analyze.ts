@@ -8,7 +8,7 @@ import type { OperationContext, OperationPipeline, OperationResult } from "./typ
 
 const round = (v: number, digits: number): number => Number(v.toFixed(digits));
 
-function describeFace(face: AnalyzedFace, includeDescriptor: boolean): Record<string, unknown> {
+function describeFace(face: AnalyzedFace, includeDescriptor: boolean, chip: "box" | "rotated"): Record<string, unknown> {
   const { x, y, width, height } = face.box;
   return {
     box: { x: round(x, 1), y: round(y, 1), width: round(width, 1), height: round(height, 1) },
@@ -16,7 +16,12 @@ function describeFace(face: AnalyzedFace, includeDescriptor: boolean): Record<st
     landmarks: face.landmarks.map(([lx, ly]) => [round(lx, 1), round(ly, 1)]),
     identity_code: identityCode(face.descriptor),
     // The raw descriptor is biometric data: only sent when a caller asks (calibration, debugging).
-    ...(includeDescriptor ? { descriptor: Array.from(face.descriptor, (v) => round(v, 6)) } : {}),
+    ...(includeDescriptor
+      ? {
+          descriptor: Array.from(chip === "rotated" ? face.rotatedDescriptor! : face.descriptor, (v) => round(v, 6)),
+          descriptor_chip: chip,
+        }
+      : {}),
   };
 }
 
@@ -35,16 +40,19 @@ export const faceAnalyzePipeline: OperationPipeline = {
       ? { x: r.x * image.width, y: r.y * image.height, width: r.width * image.width, height: r.height * image.height }
       : undefined;
     const faces = await ctx.timeModel(() =>
-      analyzeFaces(image, { maxFaces: params.max_faces, minScore: params.min_score, ...(region ? { region } : {}) }).catch(
-        (e: unknown) => {
-          // A model file that fails its sha256 check will fail again: not retryable.
-          throw e instanceof FaceModelError ? new RunnerError("model_unavailable", e.message) : e;
-        },
-      ),
+      analyzeFaces(image, {
+        maxFaces: params.max_faces,
+        minScore: params.min_score,
+        rotatedDescriptor: params.include_descriptor && params.descriptor_chip === "rotated",
+        ...(region ? { region } : {}),
+      }).catch((e: unknown) => {
+        // A model file that fails its sha256 check will fail again: not retryable.
+        throw e instanceof FaceModelError ? new RunnerError("model_unavailable", e.message) : e;
+      }),
     );
     return {
       result: {
-        faces: faces.map((f) => describeFace(f, params.include_descriptor)),
+        faces: faces.map((f) => describeFace(f, params.include_descriptor, params.descriptor_chip)),
         identity_code_bits: IDENTITY_CODE_BITS,
         // The worker stores and compares boxes as fractions of the image size, so resized copies line up.
         image: { width: image.width, height: image.height },

@@ -4,7 +4,7 @@
  * Every face is analysed by the runner's own analyzeFaces (real models), every edit is made with sharp
  * and every swap with models/identity/swap.py (OpenCV).
  *
- * Run: npx tsx models/identity/scripts/collect.ts [--sources N] [--seed S] [--random-pairs]
+ * Run: npx tsx models/identity/scripts/collect.ts [--sources N] [--seed S] [--random-pairs] [--chip box|rotated] [--out PATH]
  * (about 10 min on 2 idle cores). Writes models/identity/eval-raw-pose.json or eval-raw-random.json.
  */
 import { execFileSync } from "node:child_process";
@@ -81,8 +81,11 @@ async function analyzeAround(bytes: Buffer, box: FaceBox): Promise<AnalyzedFace 
   return matchFace(faces, { ...box, x: box.x - left, y: box.y - top });
 }
 
+/** --chip rotated: descriptors from eye-levelled face chips (an experiment; the shipped code uses "box"). */
+const CHIP = process.argv.includes("--chip") ? (process.argv[process.argv.indexOf("--chip") + 1] as "box" | "rotated") : "box";
+
 async function analyzeBytes(bytes: Buffer): Promise<AnalyzedFace[]> {
-  return analyzeFaces(await decodeRaster(bytes));
+  return analyzeFaces(await decodeRaster(bytes), { chip: CHIP });
 }
 
 interface Job {
@@ -125,7 +128,9 @@ async function main(): Promise<void> {
   const sourcesPerTarget = arg("sources", 5);
   const rng = mulberry32(arg("seed", 20261126));
   const pairing = process.argv.includes("--random-pairs") ? "random" : "pose";
-  const rawPath = `models/identity/eval-raw-${pairing}.json`;
+  const rawPath = process.argv.includes("--out")
+    ? process.argv[process.argv.indexOf("--out") + 1]!
+    : `models/identity/eval-raw-${pairing}.json`;
   const work = join(tmpdir(), `vigil-identity-eval-${pairing}`);
   mkdirSync(work, { recursive: true });
   const photos = [...FACE_API_SAMPLES, `${SKIMAGE_DATA}/astronaut.png`];
@@ -141,7 +146,7 @@ async function main(): Promise<void> {
     const img = await loadRaster(path);
     rasters.set(photo, img);
     const t0 = performance.now();
-    const faces = await analyzeFaces(img);
+    const faces = await analyzeFaces(img, { chip: CHIP });
     console.log(`${photo}: ${img.width}x${img.height}, ${faces.length} faces, ${Math.round(performance.now() - t0)} ms`);
     faces.forEach((f, i) =>
       people.push({ id: `${photo}#${i}`, photo, path, box: f.box, landmarks: f.landmarks, descriptor: f.descriptor }),

@@ -381,20 +381,31 @@ function main(): void {
 
   // The record comparison: euclidean distance between the descriptor sealed in the asset record at protect
   // and the descriptor of the face now (verify's primary path when the record is reachable).
-  const eG = gFound.map((x) => ({ person: x.person, edit: x.edit, d: x.euclidean }));
-  const eI = raw.impostor.map((x) => x.euclidean);
-  const eS = sFound.map((x) => ({ target: x.target, variant: x.variant, d: x.toTarget.euclidean }));
+  // Records store descriptors of the eye-levelled chip (collect.ts --chip rotated ->
+  // eval-raw-pose-rotated.json); the box-chip descriptors of eval-raw-pose.json were the first version and
+  // stay as a comparison row.
+  const euclideanOf = (r: Raw) => {
+    const g = r.genuine.flatMap((x) => (x.found ? [{ person: x.person, edit: x.edit, d: x.euclidean }] : []));
+    const s = r.swaps.flatMap((x) => (x.found ? [{ target: x.target, variant: x.variant, d: x.toTarget.euclidean }] : []));
+    return { g, i: r.impostor.map((x) => x.euclidean), s };
+  };
+  const recPath = "models/identity/eval-raw-pose-rotated.json";
+  const recRaw = existsSync(recPath) ? ({ pairing: "pose", ...JSON.parse(readFileSync(recPath, "utf8")) } as Raw) : raw;
+  const recChip = recRaw === raw ? "box" : "rotated";
+  const { g: eG, i: eI, s: eS } = euclideanOf(recRaw);
   const rec = summariseEuclidean(eG, eI, eS);
+  const boxE = euclideanOf(raw);
+  const recBox = summariseEuclidean(boxE.g, boxE.i, boxE.s);
   // Leave-one-photo-out: the threshold re-derived without each photo's benign probes, that photo scored with it
   // (distances stored relative to each fold's threshold). The descriptor needs no centring mean.
   const eFold = { g: [] as { person: string; d: number }[], i: [] as number[], s: [] as { target: string; d: number }[] };
   const foldThresholds: number[] = [];
-  for (const photo of new Set(raw.people.map((p) => photoOf(p.id)))) {
+  for (const photo of new Set(recRaw.people.map((p) => photoOf(p.id)))) {
     const t = pickEuclidean(eG.filter((x) => photoOf(x.person) !== photo).map((x) => x.d));
     foldThresholds.push(t);
     eFold.g.push(...eG.filter((x) => photoOf(x.person) === photo).map((x) => ({ ...x, d: x.d - t })));
     eFold.s.push(...eS.filter((x) => photoOf(x.target) === photo).map((x) => ({ ...x, d: x.d - t })));
-    eFold.i.push(...raw.impostor.filter((x) => photoOf(x.a) === photo || photoOf(x.b) === photo).map((x) => x.euclidean - t));
+    eFold.i.push(...recRaw.impostor.filter((x) => photoOf(x.a) === photo || photoOf(x.b) === photo).map((x) => x.euclidean - t));
   }
   const recLopo = summariseEuclidean(eFold.g, eFold.i, eFold.s, 0);
   const recRow = (label: string, x: EuclideanSummary, t: string) =>
@@ -404,12 +415,20 @@ function main(): void {
     "## Record comparison: euclidean distance between the sealed descriptor and the face now",
     "",
     'Verify\'s primary path when the asset record is reachable (worker/src/identity/verdict.ts, `identity_basis: "record"`). ' +
-      `Threshold rule: the smallest with benign false alarms <= ${MAX_FALSE_ALARM * 100} % (at most ${Math.floor(MAX_FALSE_ALARM * eG.length)} of ${eG.length} benign probes above it).`,
+      (recChip === "rotated"
+        ? "Descriptors of the eye-levelled (rotated) face chip, from `eval-raw-pose-rotated.json` " +
+          "(`collect.ts --sources 4 --chip rotated --out models/identity/eval-raw-pose-rotated.json`). "
+        : "Descriptors of face-api's box chip. ") +
+      `Threshold rule: the smallest with benign false alarms <= ${MAX_FALSE_ALARM * 100} % (at most ${Math.floor(MAX_FALSE_ALARM * eG.length)} of ${eG.length} benign probes above it). ` +
+      `${recRaw.genuine.length - eG.length} benign and ${recRaw.swaps.length - eS.length} swap probes lost the face (not scored).`,
     "",
     "| rule | threshold | benign false alarm | impostor false match | swap detection | AUC swap vs benign |",
     "|---|---|---|---|---|---|",
     recRow("in-sample (shipped)", rec, rec.threshold.toFixed(3)),
     recRow("leave-one-photo-out", recLopo, `${Math.min(...foldThresholds).toFixed(3)}-${Math.max(...foldThresholds).toFixed(3)}`),
+    ...(recChip === "rotated"
+      ? [recRow("box chip instead (first version, not kept), in-sample", recBox, recBox.threshold.toFixed(3))]
+      : []),
     "",
     "| threshold | benign false alarm | impostor false match | swap detection |",
     "|---|---|---|---|",
@@ -486,6 +505,14 @@ function main(): void {
     record_descriptor: {
       metric: "euclidean",
       what: "euclidean distance between the 128-d descriptor sealed in the asset record at protect and the face now at the protected place; verify's primary path when the record is reachable",
+      chip: recChip,
+      raw: recChip === "rotated" ? recPath : "models/identity/eval-raw-pose.json",
+      box_chip_alternative: {
+        threshold: recBox.threshold,
+        benign_false_alarm: recBox.benign_false_alarm,
+        swap_detection: recBox.swap_detection,
+        auc_swap_vs_benign: recBox.auc_swap_vs_benign,
+      },
       threshold: rec.threshold,
       threshold_rule: `smallest threshold with benign false alarms <= ${MAX_FALSE_ALARM * 100} % on the calibration faces`,
       decision: `same identity when euclidean <= ${rec.threshold}; face_swapped when > ${rec.threshold}`,

@@ -26,6 +26,8 @@ export const FaceInput = z.object({
   identity_code: z.string().regex(/^[0-9a-fA-F]+$/),
   /** face.analyze's descriptor (include_descriptor): sealed in the record for verify's record comparison. */
   descriptor: z.array(z.number().finite()).length(DESCRIPTOR_LENGTH).optional(),
+  /** Which face chip the descriptor was computed on (face.analyze descriptor_chip); only like is compared with like. */
+  descriptor_chip: z.enum(["box", "rotated"]).optional(),
 });
 export type FaceInput = z.infer<typeof FaceInput>;
 
@@ -49,6 +51,7 @@ interface StoredFace {
    * What verify compares against when the record is reachable: the whole descriptor, not 32 bits of it.
    */
   descriptor_enc?: string;
+  descriptor_chip?: "box" | "rotated";
 }
 
 /** What the record holds about one protected face, decrypted for verify (worker only, never sent anywhere). */
@@ -56,6 +59,7 @@ export interface RecordFace {
   box_norm: NormBox | null;
   code: string;
   descriptor: Float32Array | null;
+  descriptor_chip: "box" | "rotated" | null;
 }
 
 /** Pixel box → fractions of the image size, rounded to 1e-4 (well below a pixel at 50 MP). */
@@ -215,7 +219,9 @@ async function buildRow(
       ...(image ? { box_norm: normaliseBox(f.box, image) } : {}),
       score: f.score,
       code_enc: await sealCode(key, id, f.identity_code.toLowerCase()),
-      ...(f.descriptor ? { descriptor_enc: await sealCode(key, id, descriptorToText(f.descriptor)) } : {}),
+      ...(f.descriptor
+        ? { descriptor_enc: await sealCode(key, id, descriptorToText(f.descriptor)), descriptor_chip: f.descriptor_chip ?? "box" }
+        : {}),
     })),
   );
   return {
@@ -295,6 +301,7 @@ export async function assetFaceRecords(env: AssetEnv, row: AssetRow): Promise<Re
       box_norm: f.box_norm ?? null,
       code: await openCode(key, row.id, f.code_enc),
       descriptor: f.descriptor_enc ? descriptorFromText(await openCode(key, row.id, f.descriptor_enc)) : null,
+      descriptor_chip: f.descriptor_enc ? (f.descriptor_chip ?? "box") : null,
     })),
   );
 }

@@ -82,13 +82,20 @@ export interface ProtectParams {
  * re-share that makes another face the largest (a tight crop around a bystander) is compared with the wrong
  * face and reads as face_swapped.
  */
-export const VERIFY_ANALYZE_PARAMS = { max_faces: 1, include_descriptor: true } as const;
+export const VERIFY_ANALYZE_PARAMS = { max_faces: 1, include_descriptor: true, descriptor_chip: "rotated" } as const;
+
+/**
+ * The face chip whose descriptor asset records store and verify compares: the eye-levelled chip, which the
+ * calibration measured with a lower benign tail than face-api's axis-aligned box (models/identity/CARD.md
+ * section 3). The payload code stays on the box chip either way.
+ */
+export const RECORD_CHIP = "rotated" as const;
 
 /**
  * What protect asks face.analyze for: every face (the default max), with descriptors, which the worker seals
  * into the asset record (never into the payload) for verify's record comparison.
  */
-export const PROTECT_ANALYZE_PARAMS = { include_descriptor: true } as const;
+export const PROTECT_ANALYZE_PARAMS = { include_descriptor: true, descriptor_chip: RECORD_CHIP } as const;
 
 /**
  * The region look's detector cut. The inconclusive swaps of the end-to-end evaluation scored 0.07-0.54 at
@@ -304,7 +311,10 @@ function facesAt(analyzed: AnalyzedFaces, place: NormBox): number[][] {
   const image = analyzed.image;
   if (!image) return [];
   return analyzed.faces
-    .filter((f) => f.box && f.descriptor && boxIou(normaliseBox(f.box, image), place) >= PLACE_MIN_IOU)
+    .filter(
+      (f) =>
+        f.box && f.descriptor && f.descriptor_chip === RECORD_CHIP && boxIou(normaliseBox(f.box, image), place) >= PLACE_MIN_IOU,
+    )
     .map((f) => f.descriptor!);
 }
 
@@ -320,7 +330,8 @@ async function recordComparison(
 ): Promise<{ comparison: RecordComparison; place: NormBox } | "region" | null> {
   if (traced.opened.mode !== "face" || !calibration?.record) return null;
   const main = (await assetFaceRecords(env, traced.asset))[0];
-  if (!main?.descriptor || !main.box_norm) return null;
+  // Records sealed with another chip (or none) cannot be compared with what verify computes: the payload decides.
+  if (!main?.descriptor || !main.box_norm || main.descriptor_chip !== RECORD_CHIP) return null;
   const atPlace = facesAt(analyzed, main.box_norm);
   if (region) atPlace.push(...facesAt(region, main.box_norm));
   if (atPlace.length === 0 && !region) return "region";
@@ -345,7 +356,7 @@ async function startRegionLook(env: AppEnv, flow: FlowRow, place: NormBox): Prom
       inputs: [
         { key: flow.input_key, content_type: input.httpMetadata?.contentType ?? "application/octet-stream", bytes: input.size },
       ],
-      params: { max_faces: 1, include_descriptor: true, min_score: REGION_MIN_SCORE, region: clampBox(place) },
+      params: { ...VERIFY_ANALYZE_PARAMS, min_score: REGION_MIN_SCORE, region: clampBox(place) },
       origin: flow.origin,
       jobId: regionId,
     });

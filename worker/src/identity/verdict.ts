@@ -28,6 +28,7 @@ export const AnalyzedFaces = z.object({
         score: z.number().optional(),
         box: Box.optional(),
         descriptor: z.array(z.number().finite()).optional(),
+        descriptor_chip: z.enum(["box", "rotated"]).optional(),
       })
       .passthrough(),
   ),
