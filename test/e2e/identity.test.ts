@@ -26,8 +26,12 @@ const SAMPLE = join(root, "node_modules/@vladmandic/face-api/demo/sample3.jpg");
 const SAMPLE_CROP = { left: 406, top: 140, width: 558, height: 650 };
 const calibration = JSON.parse(readFileSync(join(root, "models/identity/calibration.json"), "utf8")) as {
   hamming_radius: number;
+  record_descriptor: { threshold: number };
 };
 const RADIUS = calibration.hamming_radius;
+// With the asset record reachable, verify decides on the euclidean distance to the sealed descriptor
+// (evidence.identity_basis "record"); the payload code's Hamming distance is still reported alongside.
+const RECORD_THRESHOLD = calibration.record_descriptor.threshold;
 const PYTHON = "/usr/bin/python3"; // Debian's interpreter, which has python3-opencv (see shared notes)
 // The swap simulator is OpenCV (models/identity/swap.py). CI installs python3-opencv (.ci/run) and always runs
 // the swap case; on a machine without it the case is skipped with a warning instead of failing `npm test`.
@@ -151,11 +155,15 @@ describe("identity end to end: protect, re-share, swap, verify (real stack, real
       payload_mode: "face",
       bits_recovered: 64,
       faces_found: 1,
-      threshold: RADIUS,
+      identity_basis: "record",
+      identity_metric: "euclidean",
+      threshold: RECORD_THRESHOLD,
+      region_search: false,
     });
     expect(evidence.p_value).toBeLessThan(1e-6);
     expect(evidence.identity_distance).toBeGreaterThanOrEqual(0);
-    expect(evidence.identity_distance).toBeLessThanOrEqual(RADIUS);
+    expect(evidence.identity_distance).toBeLessThanOrEqual(RECORD_THRESHOLD);
+    expect(evidence.payload_identity_distance).toBeLessThanOrEqual(RADIUS);
   });
 
   it.each([
@@ -166,7 +174,9 @@ describe("identity end to end: protect, re-share, swap, verify (real stack, real
     expect(flow.status, JSON.stringify(flow.error)).toBe("succeeded");
     expect(flow.output.verdict, `${flow.output.reason} ${JSON.stringify(flow.output.evidence)}`).toBe("authentic");
     expect(flow.output.source.asset_id).toBe(protectedFlow.output.asset_id);
-    expect(flow.output.evidence.identity_distance).toBeLessThanOrEqual(RADIUS);
+    expect(flow.output.evidence).toMatchObject({ identity_basis: "record", threshold: RECORD_THRESHOLD });
+    expect(flow.output.evidence.identity_distance).toBeLessThanOrEqual(RECORD_THRESHOLD);
+    expect(flow.output.evidence.payload_identity_distance).toBeLessThanOrEqual(RADIUS);
   });
 
   it("an unprotected photo is not_protected", async () => {
@@ -234,7 +244,9 @@ describe("identity end to end: protect, re-share, swap, verify (real stack, real
       expect(traced.asset_id).toBe(protectedFlow.output.asset_id);
       expect(traced.owner).toBe("e2e-owner");
       expect(evidence.payload_authenticated).toBe(true);
-      expect(evidence.identity_distance).toBeGreaterThan(RADIUS);
+      expect(evidence.identity_basis).toBe("record");
+      expect(evidence.identity_distance).toBeGreaterThan(RECORD_THRESHOLD);
+      expect(evidence.payload_identity_distance).toBeGreaterThan(RADIUS);
 
       const event = await receiver.waitFor((e) => e.type === "verification.face_swap_detected", 30_000);
       expect(receiver.rejected).toBe(0);
