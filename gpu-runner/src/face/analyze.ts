@@ -266,12 +266,12 @@ function iou(a: FaceBox, b: FaceBox): number {
 }
 
 /**
- * The face at `region` (pixels), looked for on a crop of 3x the region around it. Why a crop: the SSD sees
- * its input at 512x512, so in a crop the face is larger and the detector's score higher; a swapped face
- * pasted with seamless cloning often scores 0.07-0.5 on the whole image (models/identity/CARD.md section 4)
- * and is dropped by the usual 0.5 cut. The caller (verify) lowers `minScore` for this look, because it
- * already knows from the authenticated watermark and the asset record that a face was protected here; the
- * IoU requirement keeps a low-score detection elsewhere in the crop from standing in for it. Returns zero
+ * The face at `region` (pixels), looked for on a crop of 3x the region around it, so that faces and false
+ * detections elsewhere in the image play no part. A swapped face pasted with seamless cloning often scores
+ * 0.07-0.54 (models/identity/CARD.md section 4) and is dropped by the usual 0.5 cut. The caller (verify)
+ * lowers `minScore` for this look, because it already knows from the authenticated watermark and the asset
+ * record that a face was protected here; the IoU requirement keeps a low-score detection elsewhere in the
+ * crop from standing in for it. Returns zero
  * or one face; landmarks and descriptor come from the same nets and the same box arithmetic as a
  * whole-image analysis, on the same pixels (the crop contains every box the nets read, unless the face
  * reaches the crop's border, in which case the boxes are clipped there as they would be at an image border).
