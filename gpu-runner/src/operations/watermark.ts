@@ -96,23 +96,24 @@ export function applyResidual(image: RasterImage, residual: Float32Array, streng
     const b1 = g1 + size * width;
     let i = y * width * channels;
     let o = y * width * outChannels;
-    // One pass per pixel over its three channels (grey input is read once and replicated).
+    // One pass per pixel over its three channels (grey input is read once and replicated). `(v + 0.5) | 0`
+    // truncates toward zero, which differs from Math.round only below zero, where the clamp gives 0 either way.
     for (let x = 0; x < width; x++, i += channels, o += outChannels) {
       const sr = data[i]!;
       const sg = grey ? sr : data[i + 1]!;
       const sb = grey ? sr : data[i + 2]!;
       let a = wide[r0 + x]!;
-      let v = Math.round(sr + a + (wide[r1 + x]! - a) * wy);
+      let v = (sr + a + (wide[r1 + x]! - a) * wy + 0.5) | 0;
       v = v < 0 ? 0 : v > max ? max : v;
       out[o] = v;
       sq += (v - sr) * (v - sr);
       a = wide[g0 + x]!;
-      v = Math.round(sg + a + (wide[g1 + x]! - a) * wy);
+      v = (sg + a + (wide[g1 + x]! - a) * wy + 0.5) | 0;
       v = v < 0 ? 0 : v > max ? max : v;
       out[o + 1] = v;
       sq += (v - sg) * (v - sg);
       a = wide[b0 + x]!;
-      v = Math.round(sb + a + (wide[b1 + x]! - a) * wy);
+      v = (sb + a + (wide[b1 + x]! - a) * wy + 0.5) | 0;
       v = v < 0 ? 0 : v > max ? max : v;
       out[o + 2] = v;
       sq += (v - sb) * (v - sb);
