@@ -249,6 +249,10 @@ describe("job lifecycle through the API", () => {
     expect(res.status).toBe(202);
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
     expect(res.headers.get("location")).toMatch(/^\/v1\/jobs\/job_/);
+    // Enqueue and wait are one call to the queue; Server-Timing still reports them apart.
+    const wait = Number(/wait;dur=([\d.]+)/.exec(res.headers.get("server-timing") ?? "")?.[1]);
+    expect(wait).toBeGreaterThanOrEqual(900);
+    expect(res.headers.get("server-timing")).toMatch(/enqueue;dur=/);
   });
 
   it("a completed job exposes output with a signed artifact URL that serves the bytes", async () => {

@@ -55,6 +55,8 @@ export interface CreateJobArgs {
   inputs: JobInput[];
   origin: string;
   idempotency?: { key: string; hash: string };
+  /** `Prefer: wait`: hold the answer until the job ends or this many ms pass (a new job only, never a replay). */
+  waitMs?: number;
 }
 
 export type IdempotencyLookup = { kind: "none" } | { kind: "replay"; job: JobRecord } | { kind: "conflict" };
@@ -192,7 +194,7 @@ export class JobQueue extends DurableObject<AppEnv> {
   }
 
   /** Creates a queued job; re-checks the idempotency key atomically (two identical requests may race). */
-  async create(args: CreateJobArgs): Promise<{ job: JobRecord; replayed: boolean } | { conflict: true }> {
+  async create(args: CreateJobArgs): Promise<{ job: JobRecord; replayed: boolean; waitedMs?: number } | { conflict: true }> {
     if (args.idempotency) {
       const seen = this.lookupIdempotency(args.tenantId, args.idempotency.key, args.idempotency.hash);
       if (seen.kind === "conflict") return { conflict: true };
@@ -226,6 +228,12 @@ export class JobQueue extends DurableObject<AppEnv> {
     }
     this.wakeLeasers();
     await this.scheduleAlarm();
+    // Waiting here, not in a second waitFor() call, saves a round trip to this object on every waited create.
+    if (args.waitMs && args.waitMs > 0) {
+      const t0 = Date.now();
+      const job = (await this.waitFor(args.tenantId, args.id, args.waitMs)) ?? this.row(args.id)!;
+      return { job, replayed: false, waitedMs: Date.now() - t0 };
+    }
     return { job: this.row(args.id)!, replayed: false };
   }
 

@@ -27,9 +27,14 @@ export interface CreateJobRequest {
   origin: string;
   jobId?: string;
   idempotency?: { key: string; hash: string };
+  /** `Prefer: wait` in ms: the answer comes when the job ends or this time is up (`waitedMs` says how long). */
+  waitMs?: number;
 }
 
-export async function createJob(env: AppEnv, req: CreateJobRequest): Promise<{ job: JobRecord; replayed: boolean }> {
+export async function createJob(
+  env: AppEnv,
+  req: CreateJobRequest,
+): Promise<{ job: JobRecord; replayed: boolean; waitedMs?: number }> {
   const op = getOperation(req.operation);
   if (!op) throw new ApiError(404, "unknown_operation", `no operation named ${req.operation}`);
   if (req.inputs.length < op.inputs.min || req.inputs.length > op.inputs.max) {
@@ -53,6 +58,7 @@ export async function createJob(env: AppEnv, req: CreateJobRequest): Promise<{ j
     inputs: req.inputs,
     origin: req.origin,
     idempotency: req.idempotency,
+    waitMs: req.waitMs,
   });
   if ("conflict" in out) throw idempotencyConflict();
   return out;
