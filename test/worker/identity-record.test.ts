@@ -121,6 +121,13 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
       false_alarm_rate: { rate: calibrationFile.record_descriptor.false_alarm_rate.rate },
     });
     expect(out.output!.evidence.identity_distance).toBeCloseTo(d, 3);
+    // Decided: the flow row keeps the analysis without the descriptor.
+    const row = await env.DB.prepare(`SELECT analyze_result FROM identity_flows WHERE id = ?`)
+      .bind(out.id)
+      .first<{ analyze_result: string }>();
+    const kept = JSON.parse(row!.analyze_result) as { faces: Record<string, unknown>[] };
+    expect(kept.faces[0]).toMatchObject({ identity_code: "a1b2c3d7", descriptor_chip: "rotated" });
+    expect(kept.faces[0]).not.toHaveProperty("descriptor");
   });
 
   it("a face whose code is within the radius but whose descriptor is far from the record's → face_swapped", async () => {

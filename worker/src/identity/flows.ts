@@ -402,6 +402,7 @@ async function maybeDecide(env: AppEnv, flowId: string): Promise<void> {
     outcome.reason = "identity calibration (models/identity/calibration.json) is not installed";
   }
   const won = await finish(env, flow, outcome as unknown as Record<string, unknown>);
+  if (won) await forgetDescriptors(env, flow.id, analyzed, region);
   if (won && outcome.verdict === "face_swapped") {
     await emitEvent(env, flow.tenant_id, "verification.face_swap_detected", {
       verification_id: flow.id,
@@ -412,6 +413,18 @@ async function maybeDecide(env: AppEnv, flowId: string): Promise<void> {
 }
 
 const NO_RATE = { rate: 1, ci95: [0, 1] as [number, number] };
+
+/**
+ * Once decided, the flow row keeps the analysis without the descriptors: they were needed only for the
+ * comparison, and a 128-d face descriptor is more of a biometric than the 32-bit code that stays. (The
+ * face.analyze job record itself keeps its result until retention removes it.)
+ */
+async function forgetDescriptors(env: AppEnv, flowId: string, analyzed: AnalyzedFaces, region: AnalyzedFaces | null) {
+  const strip = (a: AnalyzedFaces) => JSON.stringify({ ...a, faces: a.faces.map(({ descriptor: _d, ...rest }) => rest) });
+  await env.DB.prepare(`UPDATE identity_flows SET analyze_result = ?, region_result = ? WHERE id = ?`)
+    .bind(strip(analyzed), region ? strip(region) : null, flowId)
+    .run();
+}
 
 /**
  * Child jobs have no failure hook, so a failed or canceled child is noticed when the flow is read.
