@@ -28,9 +28,10 @@ const { values } = parseArgs({
 
 /**
  * `wrangler dev` puts a proxy worker (in its own workerd) in front of the user worker, to hold requests while a
- * hot reload swaps the user worker. Every request through it pays one more HTTP hop: measured here 8-9 ms per
- * crossing, and a job crosses it three times on the runner's side of the spine (lease, input download,
- * completion report). Production has no such proxy, so the local runners skip it and call the user worker
+ * hot reload swaps the user worker. Every request through it pays one more HTTP hop through a second workerd:
+ * measured here 3-4 ms for a small GET against the direct port (the bench's client-time-minus-Server-Timing, which
+ * also counts workerd's own HTTP handling, says 8-9 ms), and the runner's side of a job crossed it three times
+ * (lease, input download, completion report). Production has no such proxy, so the local runners skip it and call the user worker
  * directly; clients (curl, the bench's client, the tests) keep using the public dev URL.
  *
  * The user worker listens on a port miniflare picks at random and picks again on every hot reload, and

@@ -11,7 +11,7 @@ import { generateTicketKeyPair } from "../contract/ticket.ts";
  * Used by `npm start`, the end-to-end tests and the benchmark, so all three run exactly the same thing.
  *
  * Clients use `url`, wrangler dev's public URL. The runners call the user worker directly, past the proxy that
- * wrangler dev keeps in front of it for hot reloads (8-9 ms per crossing measured here; there is no such proxy in
+ * wrangler dev keeps in front of it for hot reloads (3-4 ms per small request measured here; there is no such proxy in
  * production): scripts/dev-server.ts keeps the worker's current URL in `directUrlFile`, which the runners follow
  * (VIGIL_API_URL_FILE), and their tickets' signed object URLs are minted from the origin they lease through.
  */
