@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import os, { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalStack } from "../scripts/local-stack.ts";
 
@@ -94,6 +94,7 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
 }
 
 export async function runSpineBench() {
+  const loadAtStart = os.loadavg()[0];
   const dir = mkdtempSync(join(tmpdir(), "vigil-bench-"));
   const stack = new LocalStack({
     port: 28787,
@@ -227,7 +228,8 @@ export async function runSpineBench() {
     const twoRunners = await throughput(THROUGHPUT_JOBS);
 
     return {
-      machine: { cpus: (await import("node:os")).cpus().length, node: process.version },
+      // Load average: on a shared 2-core machine other work inflates every number here; say how busy it was.
+      machine: { cpus: os.cpus().length, node: process.version, loadavg_1m: { at_start: loadAtStart, at_end: os.loadavg()[0] } },
       clients: CLIENTS,
       create_latency: summary(createMs),
       get_latency: summary(getMs),
