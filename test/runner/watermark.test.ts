@@ -81,7 +81,7 @@ describe("watermark embed/decode through real codecs", () => {
       );
       const r = await decode(dec, copy);
       expect(r).toMatchObject({ bits: "0123456789abcdef", detected: true });
-      // Five geometries are searched: the p-value is five times the exact one of the reading that was kept.
+      // Every geometry of the search counts: the p-value is H times the exact one of the reading that was kept.
       expect(r.p_value).toBeCloseTo(DECODE_ROTATIONS.length * presencePValue(r.errors!), 12);
       const view = new ort.Tensor("float32", await workingView(copy), [1, 3, 128, 128]);
       const logits = (await dec.run({ image: view }))["logits"]!.data as Float32Array;

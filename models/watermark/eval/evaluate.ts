@@ -184,6 +184,7 @@ const ATTACKS: [string, Attack][] = [
   ["brightness -30 %", (i) => toRaster(sh(i).linear(0.7, 0))],
   ["rotate +2 deg", (i) => rotate(i, 2)],
   ["rotate -2 deg", (i) => rotate(i, -2)],
+  ["rotate +5 deg", (i) => rotate(i, 5)],
   ["screenshot rescale", screenshot],
   ["face-region replacement", faceSwap],
   ["resize 0.5 + jpeg q75", async (i) => jpeg(75)(await scale(0.5)(i))],
