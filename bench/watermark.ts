@@ -63,10 +63,14 @@ export async function runWatermarkBench(): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = { source: source.replace(root(""), ""), runs: RUNS, jpeg_quality: 90 };
   for (const [label, [w, h]] of Object.entries(SIZES)) {
     const jpeg = await sharp(source).resize(w, h, { fit: "cover" }).jpeg({ quality: 90 }).toBuffer();
-    const [plain, embedded, decoded, decodeOnly] = await costs([
+    const [plain, embedded, openLoop, decoded, decodeOnly] = await costs([
       async () => encodeImage(await decodeImage(jpeg, limits), "jpeg", 90),
       async () => {
         const { image } = await embed(enc, await decodeImage(jpeg, limits), "0123456789abcdef", 1, dec);
+        return encodeImage(image, "jpeg", 90);
+      },
+      async () => {
+        const { image } = await embed(enc, await decodeImage(jpeg, limits), "0123456789abcdef", 1);
         return encodeImage(image, "jpeg", 90);
       },
       async () => decode(dec, await decodeImage(jpeg, limits)),
@@ -80,6 +84,9 @@ export async function runWatermarkBench(): Promise<Record<string, unknown>> {
       embed_with_decode_encode: embedded,
       embed_ratio_cpu: ratio(embedded!.cpu_ms, plain!.cpu_ms),
       embed_ratio_wall: ratio(embedded!.wall_ms, plain!.wall_ms),
+      // The encoder alone, without the informed loop (the v1.0.0 embedding), for comparison.
+      open_loop_embed_with_decode_encode: openLoop,
+      open_loop_ratio_cpu: ratio(openLoop!.cpu_ms, plain!.cpu_ms),
       jpeg_decode_only: decodeOnly,
       // An unmarked photo: the worst case, every derotation is tried.
       watermark_decode_with_jpeg_decode: decoded,
