@@ -1,6 +1,7 @@
 import { env, exports } from "cloudflare:workers";
 import { signRunnerRequest } from "../../contract/runner-auth.ts";
 import type { LeasedJob } from "../../contract/protocol.ts";
+import { jobQueue } from "../../worker/src/durable/job-queue.ts";
 
 export const ORIGIN = "http://vigil.test";
 export const DEV_KEY = "vgl_dev_test_key_0123456789abcdef";
@@ -124,4 +125,35 @@ export async function createInspectJob(key: string = DEV_KEY, init: RequestInit 
   const res = await postImage("/v1/inspect", uniquePng(), { ...init, key });
   if (res.status !== 202 && res.status !== 200) throw new Error(`create: ${res.status} ${await res.text()}`);
   return (await res.json()) as JobJson;
+}
+
+/** An identity flow as GET /v1/identity/flows/:id returns it. */
+export interface FlowJson {
+  id: string;
+  status: string;
+  output: Record<string, any> | null;
+  error: unknown;
+  stages: Record<string, string | null>;
+}
+
+/**
+ * Plays the runner for one job: leases it and completes it with `result`, storing `image` (if any) as its output
+ * artifact the way the runner uploads it. Returns the job record.
+ */
+export async function completeJob(jobId: string, operation: string, result: Record<string, unknown>, image?: Uint8Array) {
+  const leased = await leaseJob(jobId, operation);
+  const queue = jobQueue(testEnv as unknown as Parameters<typeof jobQueue>[0]);
+  const job = (await queue.get((await queue.ownerOf(jobId))!, jobId))!;
+  const artifacts = [];
+  if (image) {
+    const key = `tenants/${job.tenant_id}/jobs/${jobId}/outputs/image`;
+    await testEnv.OBJECTS.put(key, image);
+    const sha = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", image)), (b) =>
+      b.toString(16).padStart(2, "0"),
+    ).join("");
+    artifacts.push({ name: "image", key, content_type: "image/png", bytes: image.byteLength, sha256: sha });
+  }
+  const res = await runnerCall(`/internal/runner/jobs/${jobId}/complete`, { lease_id: leased.lease_id, result, artifacts });
+  if (res.status !== 200) throw new Error(`completing ${jobId} answered ${res.status}: ${await res.text()}`);
+  return job;
 }

@@ -1,6 +1,15 @@
 import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
-import { call as workerCall, createTenantKey, leaseJob, PNG_1x1, postImage, postJson, runnerCall, testEnv } from "./helpers.ts";
+import {
+  call as workerCall,
+  createTenantKey,
+  completeJob,
+  type FlowJson,
+  PNG_1x1,
+  postImage,
+  postJson,
+  testEnv,
+} from "./helpers.ts";
 import { jobQueue } from "../../worker/src/durable/job-queue.ts";
 import type { HonoEnv } from "../../worker/src/env.ts";
 import { apiAuth } from "../../worker/src/middleware/auth.ts";
@@ -29,30 +38,9 @@ function call(path: string, key: string, init: RequestInit = {}) {
   return app.fetch(new Request(`http://vigil.test${path}`, { ...init, headers }), env);
 }
 
-interface Flow {
-  id: string;
-  status: string;
-  output: Record<string, any> | null;
-  error: unknown;
-  stages: Record<string, string | null>;
-}
+type Flow = FlowJson;
 
-async function complete(jobId: string, operation: string, result: Record<string, unknown>, image?: Uint8Array) {
-  const leased = await leaseJob(jobId, operation);
-  const job = (await jobQueue(env).get((await jobQueue(env).ownerOf(jobId))!, jobId))!;
-  const artifacts = [];
-  if (image) {
-    const key = `tenants/${job.tenant_id}/jobs/${jobId}/outputs/image`;
-    await env.OBJECTS.put(key, image);
-    const sha = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", image)), (b) =>
-      b.toString(16).padStart(2, "0"),
-    ).join("");
-    artifacts.push({ name: "image", key, content_type: "image/png", bytes: image.byteLength, sha256: sha });
-  }
-  const res = await runnerCall(`/internal/runner/jobs/${jobId}/complete`, { lease_id: leased.lease_id, result, artifacts });
-  expect(res.status).toBe(200);
-  return job;
-}
+const complete = completeJob;
 
 const face = (code: string) => ({
   box: { x: 10, y: 10, width: 100, height: 120 },

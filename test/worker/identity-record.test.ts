@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
-import { createTenantKey, leaseJob, PNG_1x1, runnerCall, testEnv } from "./helpers.ts";
+import { createTenantKey, completeJob, type FlowJson, PNG_1x1, testEnv } from "./helpers.ts";
 import { jobQueue } from "../../worker/src/durable/job-queue.ts";
 import type { HonoEnv } from "../../worker/src/env.ts";
 import { apiAuth } from "../../worker/src/middleware/auth.ts";
@@ -21,13 +21,7 @@ app.onError((err) => (err instanceof ApiError ? problemResponse(err) : new Respo
 const env = testEnv as unknown as HonoEnv["Bindings"];
 const recordThreshold = calibrationFile.record_descriptor.threshold;
 
-interface Flow {
-  id: string;
-  status: string;
-  output: Record<string, any> | null;
-  error: unknown;
-  stages: Record<string, string | null>;
-}
+type Flow = FlowJson;
 
 function call(path: string, key: string, init: RequestInit = {}) {
   const headers = new Headers(init.headers);
@@ -35,22 +29,7 @@ function call(path: string, key: string, init: RequestInit = {}) {
   return app.fetch(new Request(`http://vigil.test${path}`, { ...init, headers }), env);
 }
 
-async function complete(jobId: string, operation: string, result: Record<string, unknown>, image?: Uint8Array) {
-  const leased = await leaseJob(jobId, operation);
-  const job = (await jobQueue(env).get((await jobQueue(env).ownerOf(jobId))!, jobId))!;
-  const artifacts = [];
-  if (image) {
-    const key = `tenants/${job.tenant_id}/jobs/${jobId}/outputs/image`;
-    await env.OBJECTS.put(key, image);
-    const sha = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", image)), (b) =>
-      b.toString(16).padStart(2, "0"),
-    ).join("");
-    artifacts.push({ name: "image", key, content_type: "image/png", bytes: image.byteLength, sha256: sha });
-  }
-  const res = await runnerCall(`/internal/runner/jobs/${jobId}/complete`, { lease_id: leased.lease_id, result, artifacts });
-  expect(res.status).toBe(200);
-  return job;
-}
+const complete = completeJob;
 
 const flowOf = async (key: string, id: string) => (await (await call(`/v1/identity/flows/${id}`, key)).json()) as Flow;
 
