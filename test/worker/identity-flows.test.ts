@@ -4,6 +4,7 @@ import {
   call as workerCall,
   createTenantKey,
   completeJob,
+  detectedReading,
   type FlowJson,
   PNG_1x1,
   postImage,
@@ -211,14 +212,7 @@ describe("Prefer: wait on protect and verify", () => {
     const pending = call("/v1/verify", key, { method: "POST", body: PNG_1x1, headers: { prefer: "wait=20" } });
     const decodeJob = await queuedStage(key, "watermark.decode");
     const analyzeJob = await queuedStage(key, "face.analyze");
-    await complete(decodeJob, "watermark.decode", {
-      bits,
-      corrected: true,
-      confidence: [],
-      errors: 1,
-      p_value: 1e-15,
-      detected: true,
-    });
+    await complete(decodeJob, "watermark.decode", detectedReading(bits));
     await complete(analyzeJob, "face.analyze", { faces: [face("a1b2c3d4")], identity_code_bits: 32 });
     const res = await pending;
     expect(res.status).toBe(200);

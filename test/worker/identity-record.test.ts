@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
-import { createTenantKey, completeJob, type FlowJson, PNG_1x1, testEnv } from "./helpers.ts";
+import { createTenantKey, completeJob, detectedReading, type FlowJson, PNG_1x1, testEnv } from "./helpers.ts";
 import { jobQueue } from "../../worker/src/durable/job-queue.ts";
 import type { HonoEnv } from "../../worker/src/env.ts";
 import { apiAuth } from "../../worker/src/middleware/auth.ts";
@@ -64,14 +64,7 @@ async function protect(key: string) {
 
 async function startVerify(key: string, bits: string, analyzed: Record<string, unknown>) {
   const flow = (await (await call("/v1/verify", key, { method: "POST", body: PNG_1x1 })).json()) as Flow;
-  await complete(flow.stages["watermark.decode"]!, "watermark.decode", {
-    bits,
-    corrected: true,
-    confidence: [],
-    errors: 1,
-    p_value: 1e-15,
-    detected: true,
-  });
+  await complete(flow.stages["watermark.decode"]!, "watermark.decode", detectedReading(bits));
   await complete(flow.stages["face.analyze"]!, "face.analyze", { identity_code_bits: 32, ...analyzed });
   return flowOf(key, flow.id);
 }
