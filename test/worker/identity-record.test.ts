@@ -59,7 +59,11 @@ async function protect(key: string) {
   const embedJob = await complete((await flowOf(key, flow.id)).stages["watermark.embed"]!, "watermark.embed", {}, PNG_1x1);
   const done = await flowOf(key, flow.id);
   expect(done.status).toBe("succeeded");
-  return { assetId: done.output!.asset_id as string, bits: embedJob.params.bits as string };
+  return {
+    assetId: done.output!.asset_id as string,
+    bits: embedJob.params.bits as string,
+    analyzeJob: flow.stages["face.analyze"]!,
+  };
 }
 
 async function startVerify(key: string, bits: string, analyzed: Record<string, unknown>) {
@@ -71,8 +75,8 @@ async function startVerify(key: string, bits: string, analyzed: Record<string, u
 
 describe("verify against the asset record (sealed descriptor, region look)", () => {
   it("the same face in a 0.5x copy is compared with the record's descriptor: authentic, basis record", async () => {
-    const { key } = await createTenantKey(["protect", "verify"]);
-    const { assetId, bits } = await protect(key);
+    const { key, tenantId } = await createTenantKey(["protect", "verify"]);
+    const { assetId, bits, analyzeJob: protectAnalyzeJob } = await protect(key);
     const now = descriptor(0.5);
     // A resized copy: the same place in fractions of the image, half the pixels; the code drifted by 2 bits.
     const out = await startVerify(key, bits, {
@@ -100,6 +104,14 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
     const kept = JSON.parse(row!.analyze_result) as { faces: Record<string, unknown>[] };
     expect(kept.faces[0]).toMatchObject({ identity_code: "a1b2c3d7", descriptor_chip: "rotated" });
     expect(kept.faces[0]).not.toHaveProperty("descriptor");
+    // So do the face.analyze job records of both flows (GET /v1/jobs/:id), once their flows have used them.
+    for (const jobId of [out.stages["face.analyze"]!, protectAnalyzeJob]) {
+      const job = (await jobQueue(env).get(tenantId, jobId))!;
+      const faces = (job.result as { faces: Record<string, unknown>[]; image?: unknown }).faces;
+      expect(faces[0]).toHaveProperty("identity_code");
+      expect(faces[0]).not.toHaveProperty("descriptor");
+      expect(job.result).toHaveProperty("image");
+    }
   });
 
   it("a face whose code is within the radius but whose descriptor is far from the record's → face_swapped", async () => {

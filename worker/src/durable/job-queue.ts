@@ -252,6 +252,20 @@ export class JobQueue extends DurableObject<AppEnv> {
     return job && job.tenant_id === tenantId ? job : null;
   }
 
+  /**
+   * Replaces the stored result of a succeeded job, for results that hold more than should be kept once consumed
+   * (face descriptors of identity flows). Returns whether a job was changed.
+   */
+  redactResult(tenantId: string, id: string, result: Record<string, unknown>): boolean {
+    const cursor = this.sql.exec(
+      "UPDATE jobs SET result = ? WHERE id = ? AND tenant_id = ? AND status = 'succeeded'",
+      JSON.stringify(result),
+      id,
+      tenantId,
+    );
+    return cursor.rowsWritten > 0;
+  }
+
   list(tenantId: string, opts: ListOptions): { data: JobRecord[]; next_cursor: string | null } | { error: "bad_cursor" } {
     const where = ["tenant_id = ?"];
     const binds: SqlStorageValue[] = [tenantId];
@@ -577,6 +591,7 @@ type QueueMethods =
   | "ownerOf"
   | "byId"
   | "get"
+  | "redactResult"
   | "list"
   | "waitFor"
   | "cancel"

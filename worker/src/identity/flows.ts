@@ -221,6 +221,7 @@ async function onAnalyzed(env: AppEnv, job: JobRecord): Promise<void> {
     await env.DB.prepare(`UPDATE identity_flows SET analyze_result = ?, updated_at = ? WHERE id = ?`)
       .bind(JSON.stringify(parsed.data), Date.now(), flow.id)
       .run();
+    await redactChildDescriptors(env, job);
     await maybeDecide(env, flow.id);
     return;
   }
@@ -234,6 +235,7 @@ async function onAnalyzed(env: AppEnv, job: JobRecord): Promise<void> {
     externalRef: params.external_ref,
     jobId: flow.id,
   });
+  await redactChildDescriptors(env, job);
   // As in startFlow: the flow names the embed job before it exists, so its hook always finds the flow.
   const embedId = newId("job");
   await env.DB.prepare(`UPDATE identity_flows SET asset_id = ?, mark_job = ?, updated_at = ? WHERE id = ?`)
@@ -260,6 +262,7 @@ async function onRegionAnalyzed(env: AppEnv, job: JobRecord): Promise<void> {
   await env.DB.prepare(`UPDATE identity_flows SET region_result = ?, updated_at = ? WHERE id = ?`)
     .bind(JSON.stringify(parsed.data), Date.now(), flow.id)
     .run();
+  await redactChildDescriptors(env, job);
   await maybeDecide(env, flow.id);
 }
 
@@ -417,13 +420,33 @@ const NO_RATE = { rate: 1, ci95: [0, 1] as [number, number] };
 /**
  * Once decided, the flow row keeps the analysis without the descriptors: they were needed only for the
  * comparison, and a 128-d face descriptor is more of a biometric than the 32-bit code that stays. (The
- * face.analyze job record itself keeps its result until retention removes it.)
+ * face.analyze job records drop theirs as soon as the flow has copied them: redactChildDescriptors.)
  */
 async function forgetDescriptors(env: AppEnv, flowId: string, analyzed: AnalyzedFaces, region: AnalyzedFaces | null) {
-  const strip = (a: AnalyzedFaces) => JSON.stringify({ ...a, faces: a.faces.map(({ descriptor: _d, ...rest }) => rest) });
   await env.DB.prepare(`UPDATE identity_flows SET analyze_result = ?, region_result = ? WHERE id = ?`)
-    .bind(strip(analyzed), region ? strip(region) : null, flowId)
+    .bind(JSON.stringify(withoutDescriptors(analyzed)), region ? JSON.stringify(withoutDescriptors(region)) : null, flowId)
     .run();
+}
+
+function withoutDescriptors(a: AnalyzedFaces): AnalyzedFaces {
+  return { ...a, faces: a.faces.map(({ descriptor: _d, ...rest }) => rest) };
+}
+
+/**
+ * A face.analyze child job keeps its result (GET /v1/jobs/:id) until retention; once the flow has copied or
+ * sealed what it needs, the stored result drops the descriptors, as the flow row does after the verdict.
+ */
+async function redactChildDescriptors(env: AppEnv, job: JobRecord): Promise<void> {
+  const result = job.result as { faces?: unknown } | null;
+  if (!result || !Array.isArray(result.faces)) return;
+  const faces = result.faces as Record<string, unknown>[];
+  if (!faces.some((f) => f && typeof f === "object" && "descriptor" in f)) return;
+  const kept = faces.map((f) => {
+    if (!f || typeof f !== "object") return f;
+    const { descriptor: _d, ...rest } = f;
+    return rest;
+  });
+  await jobQueue(env).redactResult(job.tenant_id, job.id, { ...result, faces: kept });
 }
 
 /**
