@@ -11,6 +11,7 @@ import {
   DECODE_ROTATIONS,
   decode,
   embed,
+  enlargedCanvas,
   watermarkDecodePipeline,
   watermarkEmbedPipeline,
   workingView,
@@ -79,6 +80,8 @@ describe("watermark embed/decode through real codecs", () => {
         await sharp(rotated.data).extract({ left, top, width: 1024, height: 768 }).png().toBuffer(),
         LIMITS,
       );
+      // Cropped back to the frame: black corners, but not an enlarged canvas.
+      expect(enlargedCanvas(copy)).toBe(false);
       const r = await decode(dec, copy);
       expect(r).toMatchObject({ bits: "0123456789abcdef", detected: true });
       // Every geometry of the search counts: the p-value is H times the exact one of the reading that was kept.
@@ -92,6 +95,22 @@ describe("watermark embed/decode through real codecs", () => {
       }
     }
     expect(searched, "at least one copy needs the derotation search").toBeGreaterThan(0);
+  });
+
+  it("reads a copy rotated onto an enlarged canvas (sharp's default rotate) and re-encoded as JPEG", async () => {
+    const input = await image(1024, 768);
+    expect(enlargedCanvas(input)).toBe(false);
+    const { image: marked } = await embed(enc, input, "0123456789abcdef", 1, dec);
+    const png = await encodeImage(marked, "png");
+    for (const degrees of [4, -5]) {
+      const rotated = await sharp(png).rotate(degrees, { background: "#808080" }).jpeg({ quality: 85 }).toBuffer();
+      const copy = await decodeImage(rotated, LIMITS);
+      expect(copy.width).toBeGreaterThan(1024);
+      expect(enlargedCanvas(copy)).toBe(true);
+      const r = await decode(dec, copy);
+      expect(r, `${degrees} deg`).toMatchObject({ bits: "0123456789abcdef", detected: true });
+      expect(r.p_value).toBeCloseTo(DECODE_ROTATIONS.length * presencePValue(r.errors!), 12);
+    }
   });
 
   it("an unmarked photo is not detected", async () => {

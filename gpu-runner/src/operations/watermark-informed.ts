@@ -27,7 +27,10 @@ export interface InformedOptions {
 }
 
 /** A distortion of the marked working view, in working-view coordinates of an image of the given aspect. */
-export type Distortion = { kind: "gain"; factor: number } | { kind: "rotate"; degrees: number };
+export type Distortion =
+  | { kind: "gain"; factor: number }
+  /** `enlarged`: rotated onto a canvas grown to hold the whole photo (instead of cropped back to its frame). */
+  | { kind: "rotate"; degrees: number; enlarged?: boolean };
 
 /**
  * Brightness up and down are the distortions the margin must survive: clipping of highlights was the weakest
@@ -62,11 +65,21 @@ interface Warp {
  * becomes u' = c u - s (H / W) v, v' = s (W / H) u + c v. Pixels from outside the frame are black, as after a
  * rotate-and-crop-back. Computed once per embedding, applied every round.
  */
-function rotationWarp(size: number, degrees: number, aspect: number): Warp {
+function rotationWarp(size: number, degrees: number, aspect: number, enlarged = false): Warp {
   const rad = (degrees * Math.PI) / 180;
   const c = Math.cos(rad);
   const s = Math.sin(rad);
   const half = size / 2;
+  // On an enlarged canvas W' x H' (aspect = W'/H'), the photo W x H keeps W' = cW + sH, H' = sW + cH; kx and ky
+  // are the photo's share of the canvas, by which the view's coordinates shrink.
+  let kx = 1;
+  let ky = 1;
+  if (enlarged) {
+    const ac = Math.abs(c);
+    const as = Math.abs(s);
+    kx = (ac - as / aspect) / (ac * ac - as * as);
+    ky = (ac - as * aspect) / (ac * ac - as * as);
+  }
   const index = new Int32Array(size * size * 4);
   const weight = new Float32Array(size * size * 4);
   for (let y = 0; y < size; y++)
@@ -74,8 +87,8 @@ function rotationWarp(size: number, degrees: number, aspect: number): Warp {
       // Inverse map: where the output pixel (x, y) came from.
       const u = x + 0.5 - half;
       const v = y + 0.5 - half;
-      const su = c * u + (s / aspect) * v + half - 0.5;
-      const sv = -s * aspect * u + c * v + half - 0.5;
+      const su = c * kx * u + ((s * ky) / aspect) * v + half - 0.5;
+      const sv = -s * kx * aspect * u + c * ky * v + half - 0.5;
       const x0 = Math.floor(su);
       const y0 = Math.floor(sv);
       const fx = su - x0;
@@ -115,7 +128,7 @@ export function distortion(d: Distortion, size: number, aspect: number): (view: 
       for (let i = 0; i < view.length; i++) out[i] = Math.min(1, view[i]! * d.factor);
       return out;
     };
-  const warp = rotationWarp(size, d.degrees, aspect);
+  const warp = rotationWarp(size, d.degrees, aspect, d.enlarged);
   return (view, out) => applyWarp(view, size, warp, out);
 }
 

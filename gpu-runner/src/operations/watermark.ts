@@ -183,15 +183,48 @@ export type WatermarkReading = DecodedPayload & { rotation_deg: number };
  * one reading (union bound), so the reported p-value is H x the exact single-reading one, and `detected` is that
  * adjusted p-value <= 1e-6 (still d <= 8 for H = 11: 11 x 8.3e-8 = 9.1e-7).
  */
+/**
+ * Whether the image looks rotated onto an enlarged canvas (sharp's and many libraries' default rotate): the
+ * rotated photo touches each edge of the canvas at one vertex only, so every edge row and column is almost all
+ * fill colour. A rotation cropped back to the frame with a fill leaves flat corners too, but its edges are about
+ * half photo, and an ordinary photo's edges are not one flat colour. Decoding then tries its derotations as
+ * "enlarged" ones; either way an image gets the same readings count, so the p-value's union bound holds.
+ */
+export function enlargedCanvas(image: RasterImage): boolean {
+  const { width, height, channels } = image;
+  if (width < 32 || height < 32) return false;
+  const shift = image.bitDepth === 16 ? 8 : 0;
+  const bands = Math.min(3, channels);
+  const at = (x: number, y: number, c: number) => image.data[(y * width + x) * channels + c]! >> shift;
+  const fill = Array.from({ length: bands }, (_, c) => at(0, 0, c));
+  const isFill = (x: number, y: number) => {
+    for (let c = 0; c < bands; c++) if (Math.abs(at(x, y, c) - fill[c]!) > 10) return false;
+    return true;
+  };
+  const share = (n: number, pixel: (i: number) => [number, number]) => {
+    let k = 0;
+    for (let i = 0; i < n; i++) k += isFill(...pixel(i)) ? 1 : 0;
+    return k / n;
+  };
+  return (
+    share(width, (i) => [i, 0]) >= 0.8 &&
+    share(width, (i) => [i, height - 1]) >= 0.8 &&
+    share(height, (i) => [0, i]) >= 0.8 &&
+    share(height, (i) => [width - 1, i]) >= 0.8
+  );
+}
+
 export async function decode(session: InferenceSession, image: RasterImage): Promise<WatermarkReading> {
   checkSize(image);
   const view = await workingView(image);
   const aspect = image.width / image.height;
+  const enlarged = enlargedCanvas(image);
   const scratch = new Float32Array(view.length);
   const searched = DECODE_ROTATIONS.length;
   let best: WatermarkReading | null = null;
   for (const degrees of DECODE_ROTATIONS) {
-    const v = degrees === 0 ? view : distortion({ kind: "rotate", degrees: -degrees }, WORKING_SIZE, aspect)(view, scratch);
+    const v =
+      degrees === 0 ? view : distortion({ kind: "rotate", degrees: -degrees, enlarged }, WORKING_SIZE, aspect)(view, scratch);
     const logits = await decoderLogits(session, v);
     const r = decodeChannel(Array.from(logits, (z) => 1 / (1 + Math.exp(-z))));
     const p = Math.min(1, r.p_value * searched);

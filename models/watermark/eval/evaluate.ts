@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
 import sharp, { type Region, type Sharp } from "sharp";
 import type { RasterImage } from "../../../gpu-runner/src/operations/types.ts";
-import { WORKING_SIZE, decode, embed, workingView } from "../../../gpu-runner/src/operations/watermark.ts";
+import { WORKING_SIZE, decode, embed, enlargedCanvas, workingView } from "../../../gpu-runner/src/operations/watermark.ts";
 import { CODE_BITS, channelBits, hexToBits } from "../../../gpu-runner/src/operations/watermark-code.ts";
 import { distortion } from "../../../gpu-runner/src/operations/watermark-informed.ts";
 
@@ -185,6 +185,7 @@ const ATTACKS: [string, Attack][] = [
   ["rotate +2 deg", (i) => rotate(i, 2)],
   ["rotate -2 deg", (i) => rotate(i, -2)],
   ["rotate +5 deg", (i) => rotate(i, 5)],
+  ["rotate -3 deg, enlarged canvas", async (i) => toRaster(sh(i).rotate(-3, { background: "#808080" }))],
   ["screenshot rescale", screenshot],
   ["face-region replacement", faceSwap],
   ["resize 0.5 + jpeg q75", async (i) => jpeg(75)(await scale(0.5)(i))],
@@ -350,7 +351,7 @@ async function decodeBoth(dec: ort.InferenceSession, img: RasterImage) {
     r.rotation_deg === 0
       ? straight
       : distortion(
-          { kind: "rotate", degrees: -r.rotation_deg },
+          { kind: "rotate", degrees: -r.rotation_deg, enlarged: enlargedCanvas(img) },
           WORKING_SIZE,
           img.width / img.height,
         )(straight, new Float32Array(straight.length));
