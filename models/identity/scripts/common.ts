@@ -167,3 +167,16 @@ export async function readNpyFloat64(path: string): Promise<{ shape: number[]; d
 
 export const SKIMAGE_DATA = "/usr/lib/python3/dist-packages/skimage/data";
 export const FACE_API_SAMPLES = [1, 2, 3, 4, 5, 6].map((k) => `node_modules/@vladmandic/face-api/demo/sample${k}.jpg`);
+
+/** A rate with its 95 % interval and the counts behind it. */
+export type Rate = { rate: number; low: number; high: number; k: number; n: number };
+
+/** Wilson score interval (Wilson 1927) for k successes in n trials, 95 %. */
+export function wilson(k: number, n: number, z = 1.959964): Rate {
+  if (n === 0) return { rate: NaN, low: 0, high: 1, k, n };
+  const p = k / n;
+  const d = 1 + (z * z) / n;
+  const c = (p + (z * z) / (2 * n)) / d;
+  const h = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / d;
+  return { rate: p, low: Math.max(0, c - h), high: Math.min(1, c + h), k, n };
+}

@@ -27,7 +27,7 @@ import sharp from "sharp";
 import { analyzeFaces, type FaceBox } from "../../../gpu-runner/src/face/analyze.ts";
 import { mulberry32 } from "../../../gpu-runner/src/face/identity-code.ts";
 import { LocalStack } from "../../../scripts/local-stack.ts";
-import { BENIGN_EDITS, decodeRaster, FACE_API_SAMPLES, iou, loadRaster, SKIMAGE_DATA } from "./common.ts";
+import { BENIGN_EDITS, decodeRaster, FACE_API_SAMPLES, iou, loadRaster, type Rate, SKIMAGE_DATA, wilson } from "./common.ts";
 
 /**
  * --extra-edits adds the calibration's harsher edits (rotation +-5 deg, 0.5x + JPEG q75), which set the record
@@ -97,18 +97,6 @@ export interface Probe {
 }
 
 // ---------- statistics ----------
-
-type Rate = { rate: number; low: number; high: number; k: number; n: number };
-
-/** Wilson score interval, 95 % (the same formula as report.ts). */
-function wilson(k: number, n: number, z = 1.959964): Rate {
-  if (n === 0) return { rate: NaN, low: 0, high: 1, k, n };
-  const p = k / n;
-  const d = 1 + (z * z) / n;
-  const c = (p + (z * z) / (2 * n)) / d;
-  const h = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / d;
-  return { rate: p, low: Math.max(0, c - h), high: Math.min(1, c + h), k, n };
-}
 
 /** Mann-Whitney AUC: P(pos > neg) + P(pos = neg) / 2. */
 function auc(pos: number[], neg: number[]): number {

@@ -14,6 +14,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { IDENTITY_CODE_BITS, IDENTITY_CODE_SEED, identityBits, mulberry32 } from "../../../gpu-runner/src/face/identity-code.ts";
 import { REFERENCE_MEAN } from "../../../gpu-runner/src/face/reference-mean.ts";
+import { type Rate, wilson } from "./common.ts";
 
 interface Raw {
   photos: string[];
@@ -33,18 +34,6 @@ interface Raw {
 const MAX_FALSE_ALARM = 0.01;
 const BOOTSTRAP = 2000;
 const KS = [16, 24, 32, 48, 64];
-
-type Rate = { rate: number; low: number; high: number; k: number; n: number };
-
-/** Wilson score interval (Wilson 1927) for k successes in n trials, 95 %. */
-export function wilson(k: number, n: number, z = 1.959964): Rate {
-  if (n === 0) return { rate: NaN, low: 0, high: 1, k, n };
-  const p = k / n;
-  const d = 1 + (z * z) / n;
-  const c = (p + (z * z) / (2 * n)) / d;
-  const h = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / d;
-  return { rate: p, low: Math.max(0, c - h), high: Math.min(1, c + h), k, n };
-}
 
 /** Area under the ROC curve as the Mann-Whitney probability P(pos > neg) + P(pos = neg) / 2. */
 export function auc(pos: number[], neg: number[]): number {
