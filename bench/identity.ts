@@ -160,8 +160,7 @@ async function throughStack(photo: Buffer, concurrency: number) {
       stage_overlap: summary(overlap),
     };
   } catch (err) {
-    console.error("wrangler output (tail):\n" + stack.wranglerOutput.slice(-40).join(""));
-    for (const r of stack.runners) console.error("runner output (tail):\n" + r.output.slice(-40).join(""));
+    console.error(stack.outputTails());
     throw err;
   } finally {
     await stack.stop();

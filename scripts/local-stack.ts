@@ -198,6 +198,14 @@ export class LocalStack {
     killTree(runner.process, signal);
   }
 
+  /** The last `lines` lines of wrangler's and every runner's output, for a failure report. */
+  outputTails(lines = 40): string {
+    return [
+      "wrangler output (tail):\n" + this.wranglerOutput.slice(-lines).join(""),
+      ...this.runners.map((r) => "runner output (tail):\n" + r.output.slice(-lines).join("")),
+    ].join("\n");
+  }
+
   async stop(): Promise<void> {
     for (const r of this.runners) killTree(r.process, "SIGTERM");
     await Promise.all(this.runners.map((r) => exited(r.process, 15_000)));

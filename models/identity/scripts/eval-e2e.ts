@@ -356,8 +356,7 @@ async function collect(): Promise<void> {
       }
     }
   } catch (err) {
-    console.error("wrangler output (tail):\n" + stack.wranglerOutput.slice(-40).join(""));
-    for (const r of stack.runners) console.error("runner output (tail):\n" + r.output.slice(-40).join(""));
+    console.error(stack.outputTails());
     throw err;
   } finally {
     await stack.stop();
