@@ -215,13 +215,21 @@ export function enlargedCanvas(image: RasterImage): boolean {
 }
 
 export async function decode(session: InferenceSession, image: RasterImage): Promise<WatermarkReading> {
+  return (await readWatermark(session, image)).reading;
+}
+
+/** `decode`, plus the decoder's logits of the reading it kept (the evaluation scores raw channel bits on them). */
+export async function readWatermark(
+  session: InferenceSession,
+  image: RasterImage,
+): Promise<{ reading: WatermarkReading; logits: Float32Array }> {
   checkSize(image);
   const view = await workingView(image);
   const aspect = image.width / image.height;
   const enlarged = enlargedCanvas(image);
   const scratch = new Float32Array(view.length);
   const searched = DECODE_ROTATIONS.length;
-  let best: WatermarkReading | null = null;
+  let best: { reading: WatermarkReading; logits: Float32Array } | null = null;
   for (const degrees of DECODE_ROTATIONS) {
     const v =
       degrees === 0 ? view : distortion({ kind: "rotate", degrees: -degrees, enlarged }, WORKING_SIZE, aspect)(view, scratch);
@@ -229,7 +237,7 @@ export async function decode(session: InferenceSession, image: RasterImage): Pro
     const r = decodeChannel(Array.from(logits, (z) => 1 / (1 + Math.exp(-z))));
     const p = Math.min(1, r.p_value * searched);
     const reading = { ...r, p_value: p, detected: p <= FALSE_POSITIVE_RATE, rotation_deg: degrees };
-    if (!best || reading.p_value < best.p_value) best = reading;
+    if (!best || reading.p_value < best.reading.p_value) best = { reading, logits };
     if (reading.detected) break;
   }
   return best!;

@@ -16,9 +16,8 @@ import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
 import sharp, { type Region, type Sharp } from "sharp";
 import type { RasterImage } from "../../../gpu-runner/src/operations/types.ts";
-import { WORKING_SIZE, decode, embed, enlargedCanvas, workingView } from "../../../gpu-runner/src/operations/watermark.ts";
+import { decode, embed, readWatermark } from "../../../gpu-runner/src/operations/watermark.ts";
 import { CODE_BITS, channelBits, hexToBits } from "../../../gpu-runner/src/operations/watermark-code.ts";
-import { distortion } from "../../../gpu-runner/src/operations/watermark-informed.ts";
 
 const root = (p: string) => fileURLToPath(new URL(`../../../${p}`, import.meta.url));
 const { values: args } = parseArgs({
@@ -345,18 +344,7 @@ async function main(): Promise<void> {
  * channel bits (before error correction) of the reading it kept.
  */
 async function decodeBoth(dec: ort.InferenceSession, img: RasterImage) {
-  const r = await decode(dec, img);
-  const straight = await workingView(img);
-  const view =
-    r.rotation_deg === 0
-      ? straight
-      : distortion(
-          { kind: "rotate", degrees: -r.rotation_deg, enlarged: enlargedCanvas(img) },
-          WORKING_SIZE,
-          img.width / img.height,
-        )(straight, new Float32Array(straight.length));
-  const logits = (await dec.run({ image: new ort.Tensor("float32", view, [1, 3, WORKING_SIZE, WORKING_SIZE]) }))["logits"]!
-    .data as Float32Array;
+  const { reading: r, logits } = await readWatermark(dec, img);
   return { r, hard: Uint8Array.from(logits, (z) => (z > 0 ? 1 : 0)) };
 }
 
