@@ -437,16 +437,10 @@ function withoutDescriptors(a: AnalyzedFaces): AnalyzedFaces {
  * sealed what it needs, the stored result drops the descriptors, as the flow row does after the verdict.
  */
 async function redactChildDescriptors(env: AppEnv, job: JobRecord): Promise<void> {
-  const result = job.result as { faces?: unknown } | null;
-  if (!result || !Array.isArray(result.faces)) return;
-  const faces = result.faces as Record<string, unknown>[];
-  if (!faces.some((f) => f && typeof f === "object" && "descriptor" in f)) return;
-  const kept = faces.map((f) => {
-    if (!f || typeof f !== "object") return f;
-    const { descriptor: _d, ...rest } = f;
-    return rest;
-  });
-  await jobQueue(env).redactResult(job.tenant_id, job.id, { ...result, faces: kept });
+  // Callers have parsed job.result as AnalyzedFaces; the raw object keeps any fields the schema does not list.
+  const result = job.result as unknown as AnalyzedFaces;
+  if (!result.faces.some((f) => f.descriptor)) return;
+  await jobQueue(env).redactResult(job.tenant_id, job.id, withoutDescriptors(result) as unknown as Record<string, unknown>);
 }
 
 /**
