@@ -8,6 +8,7 @@ import { SessionCache } from "../gpu-runner/src/models/session-cache.ts";
 import { faceAnalyzePipeline } from "../gpu-runner/src/operations/face-analyze.ts";
 import { DECODER_ID, watermarkDecodePipeline } from "../gpu-runner/src/operations/watermark.ts";
 import { LocalStack } from "../scripts/local-stack.ts";
+import { percentile } from "./stats.ts";
 
 /**
  * Verify latency for a 2 MP photo with faces, written to bench/results/identity.json by
@@ -36,11 +37,6 @@ const WAIT = process.env.BENCH_IDENTITY_WAIT !== "0";
 const POLL_MS = Number(process.env.BENCH_IDENTITY_POLL_MS ?? 50);
 const CONCURRENCY = (process.env.BENCH_IDENTITY_CONCURRENCY ?? "1,2").split(",").map(Number);
 const PORT = 28747; // spine bench: 28787
-
-function percentile(sorted: number[], p: number): number {
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i]!;
-}
 
 function summary(samples: number[]) {
   const s = [...samples].sort((a, b) => a - b);

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os, { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalStack } from "../scripts/local-stack.ts";
+import { percentile } from "./stats.ts";
 
 /**
  * Spine benchmark on the real local stack (wrangler dev + CPU runners), written to bench/results/spine.json:
@@ -15,12 +16,6 @@ const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 8);
 const REQUESTS_PER_CLIENT = Number(process.env.BENCH_REQUESTS ?? 25);
 const OVERHEAD_JOBS = Number(process.env.BENCH_OVERHEAD_JOBS ?? 40);
 const THROUGHPUT_JOBS = Number(process.env.BENCH_THROUGHPUT_JOBS ?? 60);
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i]!;
-}
 
 function summary(samples: number[]) {
   const s = [...samples].sort((a, b) => a - b);

@@ -15,6 +15,7 @@ import sharp from "sharp";
 import { decodeImage } from "../gpu-runner/src/image/decode.ts";
 import { encodeImage } from "../gpu-runner/src/image/encode.ts";
 import { decode, embed } from "../gpu-runner/src/operations/watermark.ts";
+import { percentile } from "./stats.ts";
 
 const root = (p: string) => fileURLToPath(new URL(`../${p}`, import.meta.url));
 const PHOTO = root("models/data/photos/lomiri_Bridge_by_Sander_Klootwijk.jpg");
@@ -28,10 +29,13 @@ interface Cost {
   cpu_ms: number;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return Math.round(s[Math.floor(s.length / 2)]! * 10) / 10;
-};
+const median = (xs: number[]) =>
+  Math.round(
+    percentile(
+      [...xs].sort((a, b) => a - b),
+      50,
+    ) * 10,
+  ) / 10;
 
 /**
  * Medians of several functions, run interleaved (one of each per round, after one warm-up round), so that load
