@@ -6,6 +6,7 @@ import { RunnerError } from "../errors.ts";
 import type { OperationPipeline, RasterImage } from "./types.ts";
 import { CODE_BITS, FALSE_POSITIVE_RATE, channelBits, decodeChannel, type DecodedPayload } from "./watermark-code.ts";
 import { INFORMED_DEFAULT, distortion, informedResidual, type InformedOptions } from "./watermark-informed.ts";
+import { applyResidual } from "./watermark-residual.ts";
 
 /**
  * Invisible watermark at any resolution. The encoder computes a residual at a fixed working size from the whole
@@ -45,87 +46,6 @@ export async function workingView(image: RasterImage, size = WORKING_SIZE): Prom
   return out;
 }
 
-/** Source index pairs and weights of a bilinear (half-pixel centred) stretch from `src` to `dst` samples. */
-function stretchTaps(src: number, dst: number): { i0: Int32Array; i1: Int32Array; w: Float32Array } {
-  const i0 = new Int32Array(dst);
-  const i1 = new Int32Array(dst);
-  const w = new Float32Array(dst);
-  for (let o = 0; o < dst; o++) {
-    const s = Math.min(src - 1, Math.max(0, ((o + 0.5) * src) / dst - 0.5));
-    i0[o] = Math.floor(s);
-    i1[o] = Math.min(src - 1, i0[o]! + 1);
-    w[o] = s - i0[o]!;
-  }
-  return { i0, i1, w };
-}
-
-/**
- * Adds `strength` x the working-size residual (planar 3 x S x S, in [0, 1] units), stretched to full resolution,
- * to the image. Output is RGB (+ alpha) at the input bit depth. Also returns the PSNR of the change.
- */
-export function applyResidual(image: RasterImage, residual: Float32Array, strength: number, size = WORKING_SIZE) {
-  const { width, height, channels, hasAlpha } = image;
-  const max = image.bitDepth === 16 ? 65535 : 255;
-  const outChannels = hasAlpha ? 4 : 3;
-  const out =
-    image.bitDepth === 16 ? new Uint16Array(width * height * outChannels) : new Uint8Array(width * height * outChannels);
-  const grey = channels <= 2;
-  const cols = stretchTaps(size, width);
-  const rows = stretchTaps(size, height);
-  const k = strength * max;
-  // Separable stretch, horizontal pass first on the S residual rows (3 x S x width values, small), so each output
-  // pixel costs one vertical lerp instead of a full bilinear tap.
-  const wide = new Float32Array(3 * size * width);
-  for (let r = 0; r < 3 * size; r++) {
-    const src = r * size;
-    const dst = r * width;
-    for (let x = 0; x < width; x++) {
-      const a = residual[src + cols.i0[x]!]!;
-      wide[dst + x] = (a + (residual[src + cols.i1[x]!]! - a) * cols.w[x]!) * k;
-    }
-  }
-  const data = image.data;
-  let sq = 0;
-  for (let y = 0; y < height; y++) {
-    const wy = rows.w[y]!;
-    const r0 = rows.i0[y]! * width;
-    const r1 = rows.i1[y]! * width;
-    const g0 = r0 + size * width;
-    const g1 = r1 + size * width;
-    const b0 = g0 + size * width;
-    const b1 = g1 + size * width;
-    let i = y * width * channels;
-    let o = y * width * outChannels;
-    // One pass per pixel over its three channels (grey input is read once and replicated). `(v + 0.5) | 0`
-    // truncates toward zero, which differs from Math.round only below zero, where the clamp gives 0 either way.
-    for (let x = 0; x < width; x++, i += channels, o += outChannels) {
-      const sr = data[i]!;
-      const sg = grey ? sr : data[i + 1]!;
-      const sb = grey ? sr : data[i + 2]!;
-      let a = wide[r0 + x]!;
-      let v = (sr + a + (wide[r1 + x]! - a) * wy + 0.5) | 0;
-      v = v < 0 ? 0 : v > max ? max : v;
-      out[o] = v;
-      sq += (v - sr) * (v - sr);
-      a = wide[g0 + x]!;
-      v = (sg + a + (wide[g1 + x]! - a) * wy + 0.5) | 0;
-      v = v < 0 ? 0 : v > max ? max : v;
-      out[o + 1] = v;
-      sq += (v - sg) * (v - sg);
-      a = wide[b0 + x]!;
-      v = (sb + a + (wide[b1 + x]! - a) * wy + 0.5) | 0;
-      v = v < 0 ? 0 : v > max ? max : v;
-      out[o + 2] = v;
-      sq += (v - sb) * (v - sb);
-      if (hasAlpha) out[o + 3] = data[i + channels - 1]!;
-    }
-  }
-  const mse = sq / (width * height * 3);
-  const psnr = mse === 0 ? Infinity : 10 * Math.log10((max * max) / mse);
-  const marked: RasterImage = { ...image, channels: outChannels, data: out };
-  return { image: marked, psnr };
-}
-
 async function encoderResidual(encoder: InferenceSession, view: Tensor, amplitudes: Float32Array): Promise<Float32Array> {
   const out = await encoder.run({ image: view, bits: new Tensor("float32", amplitudes, [1, CODE_BITS]) });
   const residual = out["residual"];
@@ -163,7 +83,7 @@ export async function embed(
   const residual = decoder
     ? await informedResidual(models, view, WORKING_SIZE, sent, strength, image.width / image.height, informed)
     : await models.encode(Float32Array.from(sent));
-  return applyResidual(image, residual, strength);
+  return applyResidual(image, residual, strength, WORKING_SIZE);
 }
 
 /**
