@@ -70,11 +70,12 @@ export async function runWatermarkBench(): Promise<Record<string, unknown>> {
     const [plain, embedded, openLoop, decoded, decodeOnly] = await costs([
       async () => encodeImage(await decodeImage(jpeg, limits), "jpeg", 90),
       async () => {
-        const { image } = await embed(enc, await decodeImage(jpeg, limits), "0123456789abcdef", 1, dec);
+        // In place, as the runner's pipeline embeds into the input it decoded.
+        const { image } = await embed(enc, await decodeImage(jpeg, limits), "0123456789abcdef", 1, dec, { inPlace: true });
         return encodeImage(image, "jpeg", 90);
       },
       async () => {
-        const { image } = await embed(enc, await decodeImage(jpeg, limits), "0123456789abcdef", 1);
+        const { image } = await embed(enc, await decodeImage(jpeg, limits), "0123456789abcdef", 1, null, { inPlace: true });
         return encodeImage(image, "jpeg", 90);
       },
       async () => decode(dec, await decodeImage(jpeg, limits)),

@@ -72,6 +72,17 @@ describe("watermark residual kernel", () => {
     }
   });
 
+  // 4.8 MB of samples: more than one band of the kernel's memory.
+  it("in place gives the same samples and PSNR, in the input's own buffer", () => {
+    const r = residual(0.03);
+    const copy = applyResidual(raster(1600, 1000, 3), r, 1, SIZE);
+    const image = raster(1600, 1000, 3);
+    const own = applyResidual(image, r, 1, SIZE, true);
+    expect(own.image.data).toBe(image.data);
+    expect(Buffer.from(own.image.data).equals(Buffer.from(copy.image.data))).toBe(true);
+    expect(own.psnr).toBe(copy.psnr);
+  });
+
   it("a zero residual changes nothing", () => {
     const image = raster(777, 333, 3);
     const out = applyResidual(image, new Float32Array(3 * SIZE * SIZE), 1, SIZE);

@@ -32,11 +32,18 @@ const psnrOf = (sq: number, samples: number, max: number) => (sq === 0 ? Infinit
 
 /**
  * Adds `strength` x the working-size residual (planar 3 x S x S, in [0, 1] units), stretched to full resolution,
- * to the image. Output is RGB (+ alpha) at the input bit depth. Also returns the PSNR of the change.
+ * to the image. Output is RGB (+ alpha) at the input bit depth. Also returns the PSNR of the change. With
+ * `inPlace`, 8-bit RGB(A) input is overwritten and returned (grey and 16-bit input always get a new raster).
  */
-export function applyResidual(image: RasterImage, residual: Float32Array, strength: number, size: number): MarkedImage {
+export function applyResidual(
+  image: RasterImage,
+  residual: Float32Array,
+  strength: number,
+  size: number,
+  inPlace = false,
+): MarkedImage {
   return image.bitDepth === 8 && (image.channels === 3 || image.channels === 4)
-    ? applyResidualSimd(image, residual, strength, size)
+    ? applyResidualSimd(image, residual, strength, size, inPlace)
     : applyResidualScalar(image, residual, strength, size);
 }
 
@@ -126,7 +133,13 @@ const CALL_SAMPLES = 65536;
 /** Rows are copied through the kernel's memory in bands of about this many bytes. */
 const BAND_BYTES = 4 << 20;
 
-function applyResidualSimd(image: RasterImage, residual: Float32Array, strength: number, size: number): MarkedImage {
+function applyResidualSimd(
+  image: RasterImage,
+  residual: Float32Array,
+  strength: number,
+  size: number,
+  inPlace: boolean,
+): MarkedImage {
   const { width, height, channels } = image;
   const data = image.data as Uint8Array;
   const rowLen = width * channels;
@@ -157,7 +170,8 @@ function applyResidualSimd(image: RasterImage, residual: Float32Array, strength:
     }
     if (channels === 4) for (let o = dst + 3; o < dst + rowLen; o += 4) wide[o] = 0.5;
   }
-  const out = new Uint8Array(width * height * channels);
+  // In place is safe band by band: each band of input is copied into the kernel's memory before it is overwritten.
+  const out = inPlace ? data : new Uint8Array(width * height * channels);
   let sq = 0;
   for (let y0 = 0; y0 < height; y0 += band) {
     const y1 = Math.min(height, y0 + band);

@@ -60,6 +60,15 @@ async function decoderLogits(decoder: InferenceSession, view: Float32Array): Pro
   return logits.data as Float32Array;
 }
 
+export interface EmbedOptions {
+  informed?: InformedOptions;
+  /**
+   * Write the marked samples over the input's own (when the layout allows: 8-bit RGB or RGBA). For callers that
+   * own the decoded input and are done with it, as the runner's pipeline is: it spares a full-size allocation.
+   */
+  inPlace?: boolean;
+}
+
 /**
  * Embeds 64 payload bits. With the decoder, the residual is found in closed loop (watermark-informed.ts);
  * without it, it is the encoder's open-loop output.
@@ -70,7 +79,7 @@ export async function embed(
   hex: string,
   strength: number,
   decoder: InferenceSession | null = null,
-  informed: InformedOptions = INFORMED_DEFAULT,
+  options: EmbedOptions = {},
 ) {
   checkSize(image);
   const sent = channelBits(hex);
@@ -81,9 +90,9 @@ export async function embed(
     logits: (v: Float32Array) => decoderLogits(decoder!, v),
   };
   const residual = decoder
-    ? await informedResidual(models, view, WORKING_SIZE, sent, strength, image.width / image.height, informed)
+    ? await informedResidual(models, view, WORKING_SIZE, sent, strength, image.width / image.height, options.informed)
     : await models.encode(Float32Array.from(sent));
-  return applyResidual(image, residual, strength, WORKING_SIZE);
+  return applyResidual(image, residual, strength, WORKING_SIZE, options.inPlace);
 }
 
 /**
@@ -178,7 +187,8 @@ export const watermarkEmbedPipeline: OperationPipeline = {
     const input = ctx.inputs[0];
     if (!input) throw new RunnerError("invalid_input", "watermark.embed needs one input image");
     const [encoder, decoder] = await Promise.all([ctx.session(ENCODER_ID), ctx.session(DECODER_ID)]);
-    const { image, psnr } = await ctx.timeModel(() => embed(encoder, input, p.bits, p.strength, decoder));
+    // The decoded input belongs to this job and is not read again: mark it in place.
+    const { image, psnr } = await ctx.timeModel(() => embed(encoder, input, p.bits, p.strength, decoder, { inPlace: true }));
     return {
       result: {
         bits: p.bits.toLowerCase().padStart(16, "0"),
