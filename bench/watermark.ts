@@ -15,6 +15,7 @@ import sharp from "sharp";
 import { decodeImage } from "../gpu-runner/src/image/decode.ts";
 import { encodeImage } from "../gpu-runner/src/image/encode.ts";
 import { decode, embed } from "../gpu-runner/src/operations/watermark.ts";
+import { openEncoder } from "../gpu-runner/src/operations/watermark-encoder.ts";
 import { percentile } from "./stats.ts";
 
 const root = (p: string) => fileURLToPath(new URL(`../${p}`, import.meta.url));
@@ -61,7 +62,7 @@ async function costs(fns: (() => Promise<unknown>)[]): Promise<Cost[]> {
 export async function runWatermarkBench(): Promise<Record<string, unknown>> {
   const source = existsSync(PHOTO) ? PHOTO : root("test/fixtures/photo.jpg");
   const opts = { intraOpNumThreads: 1 };
-  const enc = await ort.InferenceSession.create(root("models/watermark/weights/encoder.onnx"), opts);
+  const enc = await openEncoder(root("models/watermark/weights"), opts);
   const dec = await ort.InferenceSession.create(root("models/watermark/weights/decoder.onnx"), opts);
   const limits = { maxPixels: 50_000_000 };
   const out: Record<string, unknown> = { source: source.replace(root(""), ""), runs: RUNS, jpeg_quality: 90 };

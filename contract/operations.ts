@@ -1,6 +1,14 @@
 import { z } from "zod";
 
 /**
+ * The face chips face.analyze can compute a descriptor on (gpu-runner/src/face/analyze.ts): "box" for the
+ * identity code, the others for the asset record's comparison (RECORD_CHIPS there; only the ones records
+ * use are offered here).
+ */
+export const DESCRIPTOR_CHIPS = ["box", "rotated", "rotated_jitter"] as const;
+export type DescriptorChip = (typeof DESCRIPTOR_CHIPS)[number];
+
+/**
  * The one table of operations. The worker validates requests and builds tickets from it; the runner
  * dispatches on `name` and checks params with the same schema. Adding an operation = one entry here,
  * one pipeline in gpu-runner/src/operations/, and (if public) it is routed at `POST /v1/<path>`.
@@ -55,8 +63,9 @@ export const OPERATIONS = {
       })
       .strict(),
     inputs: { min: 1, max: 1 },
-    // The decoder too: embedding reads its own mark back to re-weight weak bits (watermark-informed.ts).
-    models: ["watermark-encoder", "watermark-decoder"],
+    // The encoder as its two cuts (gain map once per image, message pattern once per round: watermark-encoder.ts),
+    // and the decoder: embedding reads its own mark back to re-weight weak bits (watermark-informed.ts).
+    models: ["watermark-encoder-gain", "watermark-encoder-message", "watermark-decoder"],
     limits: { max_input_bytes: 50 * MB, max_pixels: 50_000_000, lease_seconds: 60, max_attempts: 3 },
     artifacts: [{ name: "image", content_type: "image/png" }],
   },
@@ -80,9 +89,13 @@ export const OPERATIONS = {
       .object({
         include_descriptor: z.boolean().default(false),
         // Which chip the returned descriptor comes from: "box" = face-api's axis-aligned dlib box (the one the
-        // identity code always uses), "rotated" = the eye-levelled chip that asset records store (one more
-        // recognition pass per face; models/identity/CARD.md section 3).
-        descriptor_chip: z.enum(["box", "rotated"]).default("box"),
+        // identity code always uses), "rotated" = the eye-levelled chip that asset records sealed until the
+        // jittered variant, "rotated_jitter" = the mean over the eye-levelled chips of seven jittered detection
+        // boxes, what asset records seal now (models/identity/CARD.md section 3, "Record comparison").
+        descriptor_chip: z.enum(DESCRIPTOR_CHIPS).default("box"),
+        // More descriptors per face, in `extra_descriptors` keyed by chip: verify asks for the chips of older
+        // records too, since it analyses the image before it knows which record (and chip) the watermark names.
+        extra_descriptor_chips: z.array(z.enum(DESCRIPTOR_CHIPS)).max(2).default([]),
         max_faces: z.number().int().min(1).max(20).default(10),
         // Detector confidence cut. Below 0.5 only together with a region: a low cut over the whole image
         // would admit non-faces, while at a place where a face was protected it recovers swapped faces whose

@@ -8,16 +8,17 @@ import type { RasterImage } from "../../gpu-runner/src/operations/types.ts";
 import { WORKING_SIZE, embed, workingView } from "../../gpu-runner/src/operations/watermark.ts";
 import { CODE_BITS, channelBits } from "../../gpu-runner/src/operations/watermark-code.ts";
 import { INFORMED_DEFAULT, distortion, informedResidual } from "../../gpu-runner/src/operations/watermark-informed.ts";
+import { imageEncoder, openEncoder, type EncoderSessions } from "../../gpu-runner/src/operations/watermark-encoder.ts";
 
 const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
 const LIMITS = { maxPixels: 50_000_000 };
 const PAYLOADS = ["0123456789abcdef", "fedcba9876543210", "c0ffee0123456789", "a5a5a5a55a5a5a5a"];
-let enc: ort.InferenceSession;
+let enc: EncoderSessions;
 let dec: ort.InferenceSession;
 let input: RasterImage;
 
 beforeAll(async () => {
-  enc = await ort.InferenceSession.create(root("models/watermark/weights/encoder.onnx"), { intraOpNumThreads: 1 });
+  enc = await openEncoder(root("models/watermark/weights"), { intraOpNumThreads: 1 });
   dec = await ort.InferenceSession.create(root("models/watermark/weights/decoder.onnx"), { intraOpNumThreads: 1 });
   input = await decodeImage(await sharp(root("test/fixtures/photo.jpg")).resize(960, 640).png().toBuffer(), LIMITS);
 });
@@ -56,10 +57,8 @@ describe("informed (closed-loop) embedding", () => {
   it("is the open-loop residual when rounds = 0, and deterministic otherwise", async () => {
     const view = await workingView(input);
     const sent = channelBits(PAYLOADS[0]!);
-    const tensor = new ort.Tensor("float32", view, [1, 3, WORKING_SIZE, WORKING_SIZE]);
     const models = {
-      encode: async (a: Float32Array) =>
-        (await enc.run({ image: tensor, bits: new ort.Tensor("float32", a, [1, CODE_BITS]) }))["residual"]!.data as Float32Array,
+      encode: await imageEncoder(enc, view, WORKING_SIZE),
       logits: async (v: Float32Array) =>
         (await dec.run({ image: new ort.Tensor("float32", v, [1, 3, WORKING_SIZE, WORKING_SIZE]) }))["logits"]!
           .data as Float32Array,

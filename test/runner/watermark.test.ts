@@ -9,6 +9,7 @@ import { encodeImage } from "../../gpu-runner/src/image/encode.ts";
 import type { OperationContext, RasterImage } from "../../gpu-runner/src/operations/types.ts";
 import {
   DECODE_ROTATIONS,
+  WORKING_SIZE,
   decode,
   embed,
   enlargedCanvas,
@@ -16,16 +17,23 @@ import {
   watermarkEmbedPipeline,
   workingView,
 } from "../../gpu-runner/src/operations/watermark.ts";
-import { decodeChannel, presencePValue } from "../../gpu-runner/src/operations/watermark-code.ts";
+import { CODE_BITS, channelBits, decodeChannel, presencePValue } from "../../gpu-runner/src/operations/watermark-code.ts";
+import {
+  ENCODER_GAIN_ID,
+  ENCODER_MESSAGE_ID,
+  imageEncoder,
+  openEncoder,
+  type EncoderSessions,
+} from "../../gpu-runner/src/operations/watermark-encoder.ts";
 
 const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
 const LIMITS = { maxPixels: 50_000_000 };
-let enc: ort.InferenceSession;
+let enc: EncoderSessions;
 let dec: ort.InferenceSession;
 let photo: Buffer;
 
 beforeAll(async () => {
-  enc = await ort.InferenceSession.create(root("models/watermark/weights/encoder.onnx"), { intraOpNumThreads: 1 });
+  enc = await openEncoder(root("models/watermark/weights"), { intraOpNumThreads: 1 });
   dec = await ort.InferenceSession.create(root("models/watermark/weights/decoder.onnx"), { intraOpNumThreads: 1 });
   photo = await readFile(root("test/fixtures/photo.jpg"));
 });
@@ -46,11 +54,34 @@ function ctx(params: Record<string, unknown>, inputs: RasterImage[]): OperationC
   return {
     params,
     inputs,
-    session: async (id) => (id === "watermark-encoder" ? enc : dec),
+    session: async (id) => (id === ENCODER_GAIN_ID ? enc.gain : id === ENCODER_MESSAGE_ID ? enc.message : dec),
     timeModel: (fn) => fn(),
     signal: new AbortController().signal,
   };
 }
+
+describe("the encoder's two cuts", () => {
+  it("compute what the whole exported encoder.onnx computes, for any bit weights", async () => {
+    const whole = await ort.InferenceSession.create(root("models/watermark/weights/encoder.onnx"), { intraOpNumThreads: 1 });
+    const view = await workingView(await image(900, 600));
+    const encode = await imageEncoder(enc, view, WORKING_SIZE);
+    const tensor = new ort.Tensor("float32", view, [1, 3, WORKING_SIZE, WORKING_SIZE]);
+    // 0/1 bits as in the open loop, and re-weighted amplitudes as the informed loop sends them.
+    for (const amplitudes of [
+      Float32Array.from(channelBits("0123456789abcdef")),
+      Float32Array.from({ length: CODE_BITS }, (_, i) => 0.5 + 0.5 * Math.sin(i * 1.7) * (1 + (i % 5))),
+    ]) {
+      const expected = (await whole.run({ image: tensor, bits: new ort.Tensor("float32", amplitudes, [1, CODE_BITS]) }))[
+        "residual"
+      ]!.data as Float32Array;
+      const got = await encode(amplitudes);
+      let worst = 0;
+      for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(got[i]! - expected[i]!));
+      // float32 in onnxruntime vs float64 here, on values of about 1e-2.
+      expect(worst).toBeLessThan(1e-6);
+    }
+  });
+});
 
 describe("watermark embed/decode through real codecs", () => {
   it("round-trips a payload through PNG and through JPEG q75, with PSNR >= 40 dB", async () => {

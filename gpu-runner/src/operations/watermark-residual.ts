@@ -9,7 +9,7 @@ import type { RasterImage } from "./types.ts";
  */
 
 /** Source index pairs and weights of a bilinear (half-pixel centred) stretch from `src` to `dst` samples. */
-function stretchTaps(src: number, dst: number): { i0: Int32Array; i1: Int32Array; w: Float32Array } {
+export function stretchTaps(src: number, dst: number): { i0: Int32Array; i1: Int32Array; w: Float32Array } {
   const i0 = new Int32Array(dst);
   const i1 = new Int32Array(dst);
   const w = new Float32Array(dst);

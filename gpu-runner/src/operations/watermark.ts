@@ -6,6 +6,7 @@ import { RunnerError } from "../errors.ts";
 import type { OperationPipeline, RasterImage } from "./types.ts";
 import { CODE_BITS, FALSE_POSITIVE_RATE, channelBits, decodeChannel, type DecodedPayload } from "./watermark-code.ts";
 import { INFORMED_DEFAULT, distortion, informedResidual, type InformedOptions } from "./watermark-informed.ts";
+import { ENCODER_GAIN_ID, ENCODER_MESSAGE_ID, imageEncoder, type EncoderSessions } from "./watermark-encoder.ts";
 import { applyResidual } from "./watermark-residual.ts";
 
 /**
@@ -16,7 +17,6 @@ import { applyResidual } from "./watermark-residual.ts";
  * against crops that change the framing a lot) and that payload capacity does not grow with resolution.
  */
 export const WORKING_SIZE = 128;
-export const ENCODER_ID = "watermark-encoder";
 export const DECODER_ID = "watermark-decoder";
 const MIN_SIDE = 32;
 
@@ -46,13 +46,6 @@ export async function workingView(image: RasterImage, size = WORKING_SIZE): Prom
   return out;
 }
 
-async function encoderResidual(encoder: InferenceSession, view: Tensor, amplitudes: Float32Array): Promise<Float32Array> {
-  const out = await encoder.run({ image: view, bits: new Tensor("float32", amplitudes, [1, CODE_BITS]) });
-  const residual = out["residual"];
-  if (!residual) throw new RunnerError("model_output_missing", "watermark encoder returned no 'residual' output");
-  return residual.data as Float32Array;
-}
-
 async function decoderLogits(decoder: InferenceSession, view: Float32Array): Promise<Float32Array> {
   const out = await decoder.run({ image: new Tensor("float32", view, [1, 3, WORKING_SIZE, WORKING_SIZE]) });
   const logits = out["logits"];
@@ -74,7 +67,7 @@ export interface EmbedOptions {
  * without it, it is the encoder's open-loop output.
  */
 export async function embed(
-  encoder: InferenceSession,
+  encoder: EncoderSessions,
   image: RasterImage,
   hex: string,
   strength: number,
@@ -84,9 +77,8 @@ export async function embed(
   checkSize(image);
   const sent = channelBits(hex);
   const view = await workingView(image);
-  const input = new Tensor("float32", view, [1, 3, WORKING_SIZE, WORKING_SIZE]);
   const models = {
-    encode: (amplitudes: Float32Array) => encoderResidual(encoder, input, amplitudes),
+    encode: await imageEncoder(encoder, view, WORKING_SIZE),
     logits: (v: Float32Array) => decoderLogits(decoder!, v),
   };
   const residual = decoder
@@ -186,7 +178,12 @@ export const watermarkEmbedPipeline: OperationPipeline = {
       throw new RunnerError("invalid_params", `bits: at most 16 hex digits (64 bits), got ${p.bits.length}`);
     const input = ctx.inputs[0];
     if (!input) throw new RunnerError("invalid_input", "watermark.embed needs one input image");
-    const [encoder, decoder] = await Promise.all([ctx.session(ENCODER_ID), ctx.session(DECODER_ID)]);
+    const [gain, message, decoder] = await Promise.all([
+      ctx.session(ENCODER_GAIN_ID),
+      ctx.session(ENCODER_MESSAGE_ID),
+      ctx.session(DECODER_ID),
+    ]);
+    const encoder = { gain, message };
     // The decoded input belongs to this job and is not read again: mark it in place.
     const { image, psnr } = await ctx.timeModel(() => embed(encoder, input, p.bits, p.strength, decoder, { inPlace: true }));
     return {

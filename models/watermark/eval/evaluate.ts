@@ -17,6 +17,7 @@ import * as ort from "onnxruntime-node";
 import sharp, { type Region, type Sharp } from "sharp";
 import type { RasterImage } from "../../../gpu-runner/src/operations/types.ts";
 import { decode, embed, readWatermark } from "../../../gpu-runner/src/operations/watermark.ts";
+import { openEncoder } from "../../../gpu-runner/src/operations/watermark-encoder.ts";
 import { CODE_BITS, channelBits, hexToBits } from "../../../gpu-runner/src/operations/watermark-code.ts";
 
 const root = (p: string) => fileURLToPath(new URL(`../../../${p}`, import.meta.url));
@@ -270,7 +271,7 @@ function randomHex(): string {
 async function main(): Promise<void> {
   const photos = (JSON.parse(await readFile(root("models/data/splits.json"), "utf8")) as { photos: Photo[] }).photos;
   const opts = { intraOpNumThreads: 1 };
-  const enc = await ort.InferenceSession.create(root("models/watermark/weights/encoder.onnx"), opts);
+  const enc = await openEncoder(root("models/watermark/weights"), opts);
   const dec = await ort.InferenceSession.create(root("models/watermark/weights/decoder.onnx"), opts);
   const jobs = args.only === "fp" ? [] : (await testImages(photos)).filter((_, i) => i % SHARDS === SHARD);
   const rows = new Map(ATTACKS.map(([n]) => [n, { raw: 0, payload: 0, detected: 0, n: 0 }]));
