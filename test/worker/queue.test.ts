@@ -237,6 +237,37 @@ describe("runner authentication", () => {
     expect(swapped.status).toBe(401);
   });
 
+  it("the job routes burn the nonce in their own queue call: a replayed heartbeat or completion is refused", async () => {
+    const { signRunnerRequest } = await import("../../contract/runner-auth.ts");
+    const job = await createInspectJob();
+    const l = await leaseJob(job.id);
+    const signed = async (path: string, payload: unknown) => {
+      const text = JSON.stringify(payload);
+      const headers = await signRunnerRequest({
+        runnerId: RUNNER_A.id,
+        secret: RUNNER_A.secret,
+        method: "POST",
+        url: `http://vigil.test${path}`,
+        body: text,
+      });
+      return () =>
+        call(path, { key: null, method: "POST", headers: { ...headers, "content-type": "application/json" }, body: text });
+    };
+    const beat = await signed(`/internal/runner/jobs/${job.id}/heartbeat`, { lease_id: l.lease_id });
+    expect((await beat()).status).toBe(200);
+    const beatAgain = await beat();
+    expect(beatAgain.status).toBe(401);
+    expect(await typeOf(beatAgain)).toBe("https://vigil.dev/errors/runner_replayed_nonce");
+    const done = await signed(`/internal/runner/jobs/${job.id}/complete`, { lease_id: l.lease_id, result: { ok: true } });
+    expect((await done()).status).toBe(200);
+    const doneAgain = await done();
+    expect(doneAgain.status).toBe(401);
+    expect(await typeOf(doneAgain)).toBe("https://vigil.dev/errors/runner_replayed_nonce");
+    // A fresh signature for the same report is the runner's legitimate retry: answered again, not applied twice.
+    expect((await complete(job.id, l.lease_id)).status).toBe(200);
+    expect((await getJob(job.id)).status).toBe("succeeded");
+  });
+
   it("queue metrics: Prometheus by default, JSON on request; runner or admin only", async () => {
     await createInspectJob();
     const prom = await runnerCall("/internal/metrics/queue", undefined, { method: "GET" });

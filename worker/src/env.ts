@@ -1,4 +1,5 @@
 import type { TimingVariables } from "hono/timing";
+import type { NonceClaim } from "./durable/job-queue.ts";
 /**
  * The worker's environment: generated bindings (worker-configuration.d.ts) with vars widened to
  * string (the generated literal types would reject "local"), plus secrets, which `wrangler types`
@@ -53,6 +54,8 @@ export interface HonoEnv {
     principal?: Principal;
     runnerId?: string;
     rawBody?: string;
+    /** Set by runnerAuth; the route's JobQueue call burns it (middleware/runner-auth.ts). */
+    runnerNonce?: { claim: NonceClaim; taken: boolean };
   };
 }
 

@@ -1,6 +1,6 @@
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { REPLAY_WINDOW_SECONDS, RUNNER_HEADERS, verifyRunnerSignature } from "../../../contract/runner-auth.ts";
-import { jobQueue } from "../durable/job-queue.ts";
+import { jobQueue, type NonceClaim } from "../durable/job-queue.ts";
 import type { AppEnv, HonoEnv } from "../env.ts";
 import { ApiError } from "../problem.ts";
 
@@ -13,11 +13,15 @@ export function runnerSecrets(env: AppEnv): Map<string, string> {
   return out;
 }
 
+export function replayedNonce(): ApiError {
+  return new ApiError(401, "runner_replayed_nonce", "this nonce was already used");
+}
+
 /**
- * Verifies the runner HMAC headers (contract/runner-auth.ts), then burns the nonce in the JobQueue so a
- * captured request cannot be replayed within the timestamp window. Leaves the body text on the context.
+ * Verifies the runner HMAC headers (contract/runner-auth.ts) and leaves the body text and the request's nonce on the
+ * context. The nonce is not burned here: see runnerAuth and burnNonce.
  */
-export async function verifyRunnerRequest(c: Parameters<MiddlewareHandler<HonoEnv>>[0]): Promise<string> {
+async function verifySignature(c: Context<HonoEnv>): Promise<NonceClaim> {
   const runnerId = c.req.header(RUNNER_HEADERS.id) ?? "";
   const secret = runnerSecrets(c.env).get(runnerId);
   const body = await c.req.text();
@@ -31,14 +35,34 @@ export async function verifyRunnerRequest(c: Parameters<MiddlewareHandler<HonoEn
     }[v.reason];
     throw new ApiError(401, `runner_${v.reason}`, detail);
   }
-  const fresh = await jobQueue(c.env).useNonce(v.runnerId, v.nonce, (v.timestamp + REPLAY_WINDOW_SECONDS + 60) * 1000);
-  if (!fresh) throw new ApiError(401, "runner_replayed_nonce", "this nonce was already used");
   c.set("runnerId", v.runnerId);
   c.set("rawBody", body);
-  return v.runnerId;
+  return { runnerId: v.runnerId, nonce: v.nonce, expiresAt: (v.timestamp + REPLAY_WINDOW_SECONDS + 60) * 1000 };
 }
 
+/** For runner requests that change nothing in the JobQueue: verifies, then burns the nonce with a call of its own. */
+export async function verifyRunnerRequest(c: Context<HonoEnv>): Promise<string> {
+  const claim = await verifySignature(c);
+  if (!(await jobQueue(c.env).useNonce(claim.runnerId, claim.nonce, claim.expiresAt))) throw replayedNonce();
+  return claim.runnerId;
+}
+
+/**
+ * For the lease and job routes, each of which makes one JobQueue call: verifies, and leaves the nonce for that call
+ * (`runnerNonce(c)`), which burns it in the same SQL as the state change and refuses the request if it was used.
+ * A route that answered 2xx without taking the nonce would accept replays, so that is a server error.
+ */
 export const runnerAuth: MiddlewareHandler<HonoEnv> = async (c, next) => {
-  await verifyRunnerRequest(c);
+  c.set("runnerNonce", { claim: await verifySignature(c), taken: false });
   await next();
+  if (!c.get("runnerNonce")!.taken && !c.error && c.res.status < 300) {
+    throw new Error(`${c.req.method} ${c.req.path} answered without burning the runner's nonce`);
+  }
 };
+
+export function runnerNonce(c: Context<HonoEnv>): NonceClaim {
+  const n = c.get("runnerNonce");
+  if (!n) throw new Error("runnerNonce() outside runnerAuth");
+  n.taken = true;
+  return n.claim;
+}

@@ -12,7 +12,7 @@ import { objectKeys } from "../lib/object-urls.ts";
 import { leasedJob } from "../lib/tickets.ts";
 import { ApiError, json, zodFieldErrors } from "../problem.ts";
 import { newRouter } from "../router.ts";
-import { runnerAuth, verifyRunnerRequest } from "../middleware/runner-auth.ts";
+import { replayedNonce, runnerAuth, runnerNonce, verifyRunnerRequest } from "../middleware/runner-auth.ts";
 
 /** Runner protocol (docs/protocol.md). Not in the public OpenAPI document. */
 export const runner = newRouter();
@@ -48,6 +48,7 @@ function stable(v: unknown): string {
 
 function reportResponse(out: ReportOutcome): Response {
   if (!out.ok) {
+    if (out.code === "replayed_nonce") throw replayedNonce();
     const status = out.code === "not_found" ? 404 : 409;
     throw new ApiError(status, out.code === "not_found" ? "job_not_found" : out.code, out.detail);
   }
@@ -57,10 +58,11 @@ function reportResponse(out: ReportOutcome): Response {
 runner.post("/internal/runner/lease", async (c) => {
   const req = parseBody(c, LeaseRequest);
   const queue = jobQueue(c.env);
-  const leased = await queue.lease(c.get("runnerId")!, req.operations, req.max_jobs, req.wait_seconds * 1000);
+  const leased = await queue.lease(c.get("runnerId")!, req.operations, req.max_jobs, req.wait_seconds * 1000, runnerNonce(c));
+  if (!leased.ok) throw replayedNonce();
   const origin = new URL(c.req.url).origin;
   const jobs = [];
-  for (const job of leased) {
+  for (const job of leased.jobs) {
     try {
       jobs.push(await leasedJob(c.env, job, origin));
     } catch (e) {
@@ -74,7 +76,8 @@ runner.post("/internal/runner/lease", async (c) => {
 
 runner.post("/internal/runner/jobs/:id/heartbeat", async (c) => {
   const req = parseBody(c, HeartbeatRequest);
-  const out = await jobQueue(c.env).heartbeat(c.req.param("id"), req.lease_id, req.extend_seconds);
+  const out = await jobQueue(c.env).heartbeat(c.req.param("id"), req.lease_id, req.extend_seconds, runnerNonce(c));
+  if (!out.ok && out.code === "replayed_nonce") throw replayedNonce();
   if (!out.ok)
     throw new ApiError(out.code === "not_found" ? 404 : 409, out.code === "not_found" ? "job_not_found" : out.code, out.detail);
   return json({ lease_expires_at: Math.floor(out.lease_expires_at / 1000), cancel: out.cancel });
@@ -101,11 +104,13 @@ runner.post("/internal/runner/jobs/:id/complete", async (c) => {
         throw new ApiError(422, "artifact_missing", `artifact ${a.name} was not uploaded (or its size differs)`);
     }
   }
-  const out = await queue.complete(jobId, req.lease_id, await sha256Hex(stable(req)), {
-    result: req.result,
-    artifacts: req.artifacts,
-    metrics: req.metrics,
-  });
+  const out = await queue.complete(
+    jobId,
+    req.lease_id,
+    await sha256Hex(stable(req)),
+    { result: req.result, artifacts: req.artifacts, metrics: req.metrics },
+    runnerNonce(c),
+  );
   if (out.ok && out.first) await runCompletionHooks(c.env, out.job);
   return reportResponse(out);
 });
@@ -113,13 +118,22 @@ runner.post("/internal/runner/jobs/:id/complete", async (c) => {
 runner.post("/internal/runner/jobs/:id/fail", async (c) => {
   const req = parseBody(c, FailRequest);
   return reportResponse(
-    await jobQueue(c.env).fail(c.req.param("id"), req.lease_id, await sha256Hex(stable(req)), req.error, req.retryable),
+    await jobQueue(c.env).fail(
+      c.req.param("id"),
+      req.lease_id,
+      await sha256Hex(stable(req)),
+      req.error,
+      req.retryable,
+      runnerNonce(c),
+    ),
   );
 });
 
 runner.post("/internal/runner/jobs/:id/release", async (c) => {
   const req = parseBody(c, ReleaseRequest);
-  return reportResponse(await jobQueue(c.env).release(c.req.param("id"), req.lease_id, await sha256Hex(stable(req))));
+  return reportResponse(
+    await jobQueue(c.env).release(c.req.param("id"), req.lease_id, await sha256Hex(stable(req)), runnerNonce(c)),
+  );
 });
 
 // Public keys are not secret; runners fetch them at start-up to verify tickets.
