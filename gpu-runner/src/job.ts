@@ -1,3 +1,4 @@
+import type { IncomingMessage } from "node:http";
 import {
   type LeasedJob,
   RUNNER_ROUTES,
@@ -8,6 +9,7 @@ import {
 import { TicketError } from "../../contract/ticket.ts";
 import { errorMessage, LeaseLostError, RunnerError } from "./errors.ts";
 import { executeOperation } from "./execute.ts";
+import { discard, header, type HttpRequest, request } from "./http-client.ts";
 import type { Logger } from "./log.ts";
 import type { RunnerMetrics } from "./metrics.ts";
 import type { SessionCache } from "./models/session-cache.ts";
@@ -59,16 +61,16 @@ async function acceptTicket(job: LeasedJob, d: JobDeps): Promise<TicketPayload |
 
 const RETRYABLE_STATUS = (s: number) => s === 408 || s === 429 || s >= 500;
 
-/** fetch with a few retries on network errors and 5xx; the URLs are pre-signed, so retrying is safe. */
-async function fetchWithRetry(url: string, init: RequestInit, signal: AbortSignal, what: string): Promise<Response> {
+/** A request with a few retries on network errors and 5xx; the URLs are pre-signed, so retrying is safe. */
+async function fetchWithRetry(url: string, init: HttpRequest, signal: AbortSignal, what: string): Promise<IncomingMessage> {
   let last: unknown;
   for (let attempt = 0; attempt < 4; attempt++) {
     if (attempt > 0) await sleep(backoffMs(attempt, 200, 3000), signal);
     try {
-      const res = await fetch(url, { ...init, signal });
-      if (!RETRYABLE_STATUS(res.status)) return res;
-      last = new Error(`${what}: HTTP ${res.status}`);
-      await res.body?.cancel();
+      const res = await request(url, { ...init, signal });
+      if (!RETRYABLE_STATUS(res.statusCode ?? 0)) return res;
+      last = new Error(`${what}: HTTP ${res.statusCode}`);
+      discard(res);
     } catch (e) {
       if (signal.aborted) throw signal.reason;
       last = e;
@@ -84,13 +86,14 @@ async function fetchWithRetry(url: string, init: RequestInit, signal: AbortSigna
 /** Downloads one input, refusing to read more than the ticket says it has (the ticket is the size authority). */
 async function download(input: TicketPayload["inputs"][number], signal: AbortSignal): Promise<Uint8Array> {
   const res = await fetchWithRetry(input.url, {}, signal, `download of input ${input.name}`);
-  if (!res.ok) {
-    await res.body?.cancel();
-    throw new RunnerError("input_unavailable", `download of input ${input.name}: HTTP ${res.status}`, true);
+  const status = res.statusCode ?? 0;
+  if (status < 200 || status >= 300) {
+    discard(res);
+    throw new RunnerError("input_unavailable", `download of input ${input.name}: HTTP ${status}`, true);
   }
-  const declared = Number(res.headers.get("content-length") ?? NaN);
+  const declared = Number(header(res, "content-length") ?? NaN);
   if (Number.isFinite(declared) && declared !== input.bytes) {
-    await res.body?.cancel();
+    res.destroy();
     throw new RunnerError(
       "input_size_mismatch",
       `input ${input.name} is ${declared} bytes; the ticket says ${input.bytes}`,
@@ -99,8 +102,9 @@ async function download(input: TicketPayload["inputs"][number], signal: AbortSig
   }
   const out = new Uint8Array(input.bytes);
   let n = 0;
-  for await (const chunk of (res.body ?? []) as unknown as AsyncIterable<Uint8Array>) {
+  for await (const chunk of res as AsyncIterable<Buffer>) {
     if (n + chunk.length > input.bytes) {
+      res.destroy();
       throw new RunnerError(
         "input_size_mismatch",
         `input ${input.name} is larger than the ${input.bytes} bytes the ticket says`,
@@ -195,8 +199,9 @@ export async function runLeasedJob(job: LeasedJob, d: JobDeps, shutdown: AbortSi
         abort.signal,
         `upload of ${a.name}`,
       );
-      await res.body?.cancel();
-      if (!res.ok) throw new RunnerError("upload_failed", `upload of ${a.name}: HTTP ${res.status}`, true);
+      discard(res);
+      const status = res.statusCode ?? 0;
+      if (status < 200 || status >= 300) throw new RunnerError("upload_failed", `upload of ${a.name}: HTTP ${status}`, true);
       artifacts.push({ name: a.name, key: target.key, content_type: a.contentType, bytes: a.body.length, sha256: a.sha256 });
     }
     if (abort.signal.aborted) throw abort.signal.reason;

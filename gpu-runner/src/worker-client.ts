@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { signRunnerRequest } from "../../contract/runner-auth.ts";
 import { LeaseLostError } from "./errors.ts";
+import { discard, readText, request } from "./http-client.ts";
 
 export class WorkerHttpError extends Error {
   constructor(
@@ -101,32 +102,35 @@ export class WorkerClient {
     const url = this.baseUrl() + path;
     const text = body === undefined ? "" : JSON.stringify(body);
     const headers = await signRunnerRequest({ runnerId: this.o.runnerId, secret: this.o.secret, method, url, body: text });
-    let res: Response;
+    let status: number;
+    let responseText: string;
     try {
-      res = await fetch(url, {
+      const res = await request(url, {
         method,
         headers: { ...headers, ...(body === undefined ? {} : { "content-type": "application/json" }) },
         body: body === undefined ? undefined : text,
         signal,
       });
+      status = res.statusCode ?? 0;
+      responseText = await readText(res);
     } catch (e) {
       if (!signal?.aborted) this.o.onReachability?.(false);
       throw e;
     }
-    this.o.onReachability?.(res.status < 500);
-    const responseText = await res.text();
-    if (res.status === 409) throw new LeaseLostError(`worker answered 409 to ${path}: ${responseText.slice(0, 200)}`);
-    if (!res.ok) throw new WorkerHttpError(res.status, responseText, path);
+    this.o.onReachability?.(status < 500);
+    if (status === 409) throw new LeaseLostError(`worker answered 409 to ${path}: ${responseText.slice(0, 200)}`);
+    if (status < 200 || status >= 300) throw new WorkerHttpError(status, responseText, path);
     return (responseText ? JSON.parse(responseText) : {}) as T;
   }
 
   /** Unsigned reachability probe of the worker's public health route. */
   async ping(signal?: AbortSignal): Promise<boolean> {
     try {
-      const res = await fetch(this.baseUrl() + "/healthz", { signal });
-      await res.body?.cancel();
-      this.o.onReachability?.(res.ok);
-      return res.ok;
+      const res = await request(this.baseUrl() + "/healthz", { signal });
+      discard(res);
+      const ok = res.statusCode === 200;
+      this.o.onReachability?.(ok);
+      return ok;
     } catch {
       this.o.onReachability?.(false);
       return false;
