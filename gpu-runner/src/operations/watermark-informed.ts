@@ -65,7 +65,7 @@ interface Warp {
  * becomes u' = c u - s (H / W) v, v' = s (W / H) u + c v. Pixels from outside the frame are black, as after a
  * rotate-and-crop-back. Computed once per embedding, applied every round.
  */
-function rotationWarp(size: number, degrees: number, aspect: number, enlarged = false): Warp {
+function rotationWarp(size: number, degrees: number, aspect: number, enlarged = false, into?: Warp): Warp {
   const rad = (degrees * Math.PI) / 180;
   const c = Math.cos(rad);
   const s = Math.sin(rad);
@@ -80,8 +80,8 @@ function rotationWarp(size: number, degrees: number, aspect: number, enlarged = 
     kx = (ac - as / aspect) / (ac * ac - as * as);
     ky = (ac - as * aspect) / (ac * ac - as * as);
   }
-  const index = new Int32Array(size * size * 4);
-  const weight = new Float32Array(size * size * 4);
+  const index = into?.index ?? new Int32Array(size * size * 4);
+  const weight = into?.weight ?? new Float32Array(size * size * 4);
   for (let y = 0; y < size; y++)
     for (let x = 0; x < size; x++) {
       // Inverse map: where the output pixel (x, y) came from.
@@ -119,6 +119,16 @@ function applyWarp(view: Float32Array, size: number, warp: Warp, out: Float32Arr
     }
   }
   return out;
+}
+
+/**
+ * Rotations of one image's working view by any angle, with one warp's buffers reused from angle to angle: decoding
+ * tries up to ten angles per image, and fresh tables for each were half a megabyte of garbage apiece.
+ */
+export function rotator(size: number, aspect: number, enlarged = false) {
+  const warp: Warp = { index: new Int32Array(size * size * 4), weight: new Float32Array(size * size * 4) };
+  return (view: Float32Array, degrees: number, out: Float32Array) =>
+    applyWarp(view, size, rotationWarp(size, degrees, aspect, enlarged, warp), out);
 }
 
 /** The distortion as a function of the marked view, for an image of aspect width / height. */

@@ -5,7 +5,7 @@ import { OPERATIONS } from "../../../contract/operations.ts";
 import { RunnerError } from "../errors.ts";
 import type { OperationPipeline, RasterImage } from "./types.ts";
 import { CODE_BITS, FALSE_POSITIVE_RATE, channelBits, decodeChannel, type DecodedPayload } from "./watermark-code.ts";
-import { INFORMED_DEFAULT, distortion, informedResidual, type InformedOptions } from "./watermark-informed.ts";
+import { informedResidual, rotator, type InformedOptions } from "./watermark-informed.ts";
 import { ENCODER_GAIN_ID, ENCODER_MESSAGE_ID, imageEncoder, type EncoderSessions } from "./watermark-encoder.ts";
 import { applyResidual } from "./watermark-residual.ts";
 
@@ -149,11 +149,11 @@ export async function readWatermark(
   const aspect = image.width / image.height;
   const enlarged = enlargedCanvas(image);
   const scratch = new Float32Array(view.length);
+  const rotate = rotator(WORKING_SIZE, aspect, enlarged);
   const searched = DECODE_ROTATIONS.length;
   let best: { reading: WatermarkReading; logits: Float32Array } | null = null;
   for (const degrees of DECODE_ROTATIONS) {
-    const v =
-      degrees === 0 ? view : distortion({ kind: "rotate", degrees: -degrees, enlarged }, WORKING_SIZE, aspect)(view, scratch);
+    const v = degrees === 0 ? view : rotate(view, -degrees, scratch);
     const logits = await decoderLogits(session, v);
     const r = decodeChannel(Array.from(logits, (z) => 1 / (1 + Math.exp(-z))));
     const p = Math.min(1, r.p_value * searched);
