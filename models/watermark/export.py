@@ -3,7 +3,7 @@
     /usr/bin/python3 models/watermark/export.py --ckpt models/watermark/runs/final/last.pt
 
 Writes models/watermark/weights/{encoder,decoder}.onnx (fixed 1x3x128x128 input, opset from config) and the
-encoder's two cuts the runner runs (split_encoder.py), upserts their models/manifest.json entries, and writes
+graphs the runner runs (runtime_graphs.py: batched decoder, the encoder's two cuts), upserts their models/manifest.json entries, and writes
 test/fixtures/watermark-parity/ (a fixed input built from a real photo, fixed bits, and PyTorch's outputs
 as raw little-endian float32) so test/runner/watermark-parity.test.ts can compare onnxruntime-node to PyTorch.
 """
@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from models.common.onnx_export import upsert_manifest  # noqa: E402
 from models.common.registry import REPO  # noqa: E402
-from models.watermark import hooks, split_encoder  # noqa: E402
+from models.watermark import hooks, runtime_graphs  # noqa: E402
 
 WEIGHTS = os.path.join(REPO, "models", "watermark", "weights")
 FIXTURE = os.path.join(REPO, "test", "fixtures", "watermark-parity")
@@ -60,7 +60,7 @@ def main() -> None:
     upsert_manifest({"id": "watermark-encoder", "file": "watermark/weights/encoder.onnx", **common, **info["encoder"]})
     upsert_manifest({"id": "watermark-decoder", "file": "watermark/weights/decoder.onnx", **common, **info["decoder"]})
     parity_fixture(model, cfg)
-    split_encoder.main()  # the runner runs the encoder as these two cuts (split_encoder.py)
+    runtime_graphs.main()  # the graphs the runner runs (runtime_graphs.py)
     print(json.dumps({"step": ck["step"], "encoder": info["encoder"]["sha256"], "decoder": info["decoder"]["sha256"]}))
 
 

@@ -59,8 +59,8 @@ describe("informed (closed-loop) embedding", () => {
     const sent = channelBits(PAYLOADS[0]!);
     const models = {
       encode: await imageEncoder(enc, view, WORKING_SIZE),
-      logits: async (v: Float32Array) =>
-        (await dec.run({ image: new ort.Tensor("float32", v, [1, 3, WORKING_SIZE, WORKING_SIZE]) }))["logits"]!
+      logits: async (v: Float32Array, count: number) =>
+        (await dec.run({ image: new ort.Tensor("float32", v, [count, 3, WORKING_SIZE, WORKING_SIZE]) }))["logits"]!
           .data as Float32Array,
     };
     const plain = await models.encode(Float32Array.from(sent));

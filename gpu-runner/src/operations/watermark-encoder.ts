@@ -6,7 +6,7 @@ import { stretchTaps } from "./watermark-residual.ts";
 
 /**
  * The watermark encoder as the runner runs it: two cuts of the exported encoder.onnx (models/watermark/
- * split_encoder.py). The encoder is residual = t * v / sqrt(mean(v^2) + eps), v = up(pattern(bits)) * gain(image),
+ * runtime_graphs.py). The encoder is residual = t * v / sqrt(mean(v^2) + eps), v = up(pattern(bits)) * gain(image),
  * and informed embedding re-encodes one image with new bit weights up to seven times; so the image-only gain map
  * is computed once per image, the bits-only pattern once per round, and the combination (an upsampling, a
  * product and a normalisation, slow as ONNX Resize and cheap here) in JavaScript.

@@ -46,8 +46,9 @@ export async function workingView(image: RasterImage, size = WORKING_SIZE): Prom
   return out;
 }
 
-async function decoderLogits(decoder: InferenceSession, view: Float32Array): Promise<Float32Array> {
-  const out = await decoder.run({ image: new Tensor("float32", view, [1, 3, WORKING_SIZE, WORKING_SIZE]) });
+/** Logits (count x channel bits) of `count` planar working views laid end to end: one batched decoder run. */
+async function decoderLogits(decoder: InferenceSession, views: Float32Array, count = 1): Promise<Float32Array> {
+  const out = await decoder.run({ image: new Tensor("float32", views, [count, 3, WORKING_SIZE, WORKING_SIZE]) });
   const logits = out["logits"];
   if (!logits) throw new RunnerError("model_output_missing", "watermark decoder returned no 'logits' output");
   return logits.data as Float32Array;
@@ -79,7 +80,7 @@ export async function embed(
   const view = await workingView(image);
   const models = {
     encode: await imageEncoder(encoder, view, WORKING_SIZE),
-    logits: (v: Float32Array) => decoderLogits(decoder!, v),
+    logits: (views: Float32Array, count: number) => decoderLogits(decoder!, views, count),
   };
   const residual = decoder
     ? await informedResidual(models, view, WORKING_SIZE, sent, strength, image.width / image.height, options.informed)
