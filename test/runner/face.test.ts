@@ -228,6 +228,51 @@ describe("face.analyze pipeline", { timeout: 120_000 }, () => {
     expect(r!.descriptor).toEqual(Array.from(direct!.descriptor, (v) => Number(v.toFixed(6))));
   });
 
+  it("returns the jittered chip's descriptor, with the plain eye-levelled one as an extra, from one analysis", async () => {
+    const img = await raster(ASTRONAUT);
+    const out = await faceAnalyzePipeline.run(
+      context([img], { include_descriptor: true, descriptor_chip: "rotated_jitter", extra_descriptor_chips: ["rotated"] }),
+    );
+    type F = { descriptor: number[]; descriptor_chip: string; identity_code: string; extra_descriptors: { rotated: number[] } };
+    const [f] = (out.result as { faces: F[] }).faces;
+    expect(f!.descriptor_chip).toBe("rotated_jitter");
+    expect(f!.descriptor).toHaveLength(128);
+    // The extra is exactly what a request for the plain chip alone returns (older records compare with it).
+    const [direct] = await analyzeFaces(img, { chip: "rotated" });
+    expect(f!.extra_descriptors.rotated).toEqual(Array.from(direct!.descriptor, (v) => Number(v.toFixed(6))));
+    // The identity code stays on face-api's box chip, whatever chip the descriptor comes from.
+    const [boxFace] = await analyzeFaces(img);
+    expect(f!.identity_code).toBe(identityCode(boxFace!.descriptor));
+    // A mean over nearby chips of the same face: close to the plain chip's descriptor, not equal, same scale.
+    const d = Math.sqrt(f!.descriptor.reduce((s, v, i) => s + (v - f!.extra_descriptors.rotated[i]!) ** 2, 0));
+    expect(d).toBeGreaterThan(0.005);
+    expect(d).toBeLessThan(0.15);
+    const norm = (v: number[]) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+    expect(norm(f!.descriptor) / norm(f!.extra_descriptors.rotated)).toBeCloseTo(1, 1);
+  });
+
+  // The record comparison's worst benign probe in the calibration (models/identity/CARD.md section 3): the
+  // second face of face-api's sample2.jpg after a x0.7 brightness change, whose landmarks move with the
+  // detection box. The jittered chip's descriptor must move much less than the plain chip's.
+  it("moves the descriptor of a darkened copy much less with the jittered chip than with the plain one", async () => {
+    const path = new URL("../../node_modules/@vladmandic/face-api/demo/sample2.jpg", import.meta.url).pathname;
+    const chips = { recordChips: ["rotated", "rotated_jitter"] as const };
+    const original = await analyzeFaces(await raster(path), chips);
+    const darker = await analyzeFaces(await raster(await sharp(path).linear(0.7, 0).png().toBuffer()), chips);
+    const face = original[1]!;
+    const iou = (a: AnalyzedFace["box"], b: AnalyzedFace["box"]) => {
+      const w = Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x);
+      const h = Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y);
+      return w > 0 && h > 0 ? (w * h) / (a.width * a.height + b.width * b.height - w * h) : 0;
+    };
+    const same = darker.find((f) => iou(f.box, face.box) > 0.5)!;
+    expect(same).toBeDefined();
+    const dist = (c: "rotated" | "rotated_jitter") =>
+      Math.sqrt(face.chipDescriptors![c]!.reduce((s, v, i) => s + (v - same.chipDescriptors![c]![i]!) ** 2, 0));
+    const [plain, jittered] = [dist("rotated"), dist("rotated_jitter")];
+    expect(jittered).toBeLessThan(0.7 * plain);
+  });
+
   it("reports the analysed image's size, so the worker can store boxes as fractions of it", async () => {
     const out = await faceAnalyzePipeline.run(context([await raster(ASTRONAUT)]));
     expect((out.result as { image: unknown }).image).toEqual({ width: 512, height: 512 });

@@ -155,8 +155,18 @@ describe("protect → verify through the routes and the runner protocol", () => 
       return (await jobQueue(env).get((await jobQueue(env).ownerOf(id))!, id))!.params;
     };
     // Both ask for descriptors: protect seals them in the asset record, verify compares against them.
-    expect(await paramsOf("/v1/verify")).toMatchObject({ max_faces: 1, include_descriptor: true, descriptor_chip: "rotated" });
-    expect(await paramsOf("/v1/protect")).toMatchObject({ max_faces: 10, include_descriptor: true, descriptor_chip: "rotated" });
+    // Verify also asks for the plain eye-levelled chip, which records sealed before the jittered chip hold.
+    expect(await paramsOf("/v1/verify")).toMatchObject({
+      max_faces: 1,
+      include_descriptor: true,
+      descriptor_chip: "rotated_jitter",
+      extra_descriptor_chips: ["rotated"],
+    });
+    expect(await paramsOf("/v1/protect")).toMatchObject({
+      max_faces: 10,
+      include_descriptor: true,
+      descriptor_chip: "rotated_jitter",
+    });
   });
 
   it("rejects non-images, missing scopes and bad parameters with problem responses", async () => {

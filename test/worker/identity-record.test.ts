@@ -44,7 +44,7 @@ const face = (code: string, box: { x: number; y: number; width: number; height: 
   landmarks: [],
   identity_code: code,
   descriptor: d,
-  descriptor_chip: "rotated",
+  descriptor_chip: "rotated_jitter",
 });
 
 /** Protects a 1000x800 image whose largest face sits at (400, 200), 200x240 px. */
@@ -102,7 +102,7 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
       .bind(out.id)
       .first<{ analyze_result: string }>();
     const kept = JSON.parse(row!.analyze_result) as { faces: Record<string, unknown>[] };
-    expect(kept.faces[0]).toMatchObject({ identity_code: "a1b2c3d7", descriptor_chip: "rotated" });
+    expect(kept.faces[0]).toMatchObject({ identity_code: "a1b2c3d7", descriptor_chip: "rotated_jitter" });
     expect(kept.faces[0]).not.toHaveProperty("descriptor");
     // So do the face.analyze job records of both flows (GET /v1/jobs/:id), once their flows have used them.
     for (const jobId of [out.stages["face.analyze"]!, protectAnalyzeJob]) {
@@ -139,7 +139,8 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
     expect(regionJob.params).toEqual({
       max_faces: 1,
       include_descriptor: true,
-      descriptor_chip: "rotated",
+      descriptor_chip: "rotated_jitter",
+      extra_descriptor_chips: ["rotated"],
       min_score: 0.05,
       region: { x: 0.4, y: 0.25, width: 0.2, height: 0.3 },
     });
@@ -191,6 +192,44 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
     const none = await startVerify(key, bits, { faces: [], image: { width: 1000, height: 800 } });
     expect(none.stages["face.analyze.region"]).toBeUndefined();
     expect(none.output).toMatchObject({ verdict: "inconclusive" });
+  });
+
+  it("a record sealed with the older eye-levelled chip is compared with that chip's descriptor and threshold", async () => {
+    const { key, tenantId } = await createTenantKey(["protect", "verify"]);
+    const res = await call("/v1/protect", key, { method: "POST", body: PNG_1x1 });
+    const flow = (await res.json()) as Flow;
+    await complete(flow.stages["face.analyze"]!, "face.analyze", {
+      faces: [{ ...face("a1b2c3d4", { x: 400, y: 200, width: 200, height: 240 }, descriptor()), descriptor_chip: "rotated" }],
+      identity_code_bits: 32,
+      image: { width: 1000, height: 800 },
+    });
+    const embedJob = await complete((await flowOf(key, flow.id)).stages["watermark.embed"]!, "watermark.embed", {}, PNG_1x1);
+    const rotatedThreshold = calibrationFile.record_descriptor.by_chip.rotated.threshold;
+    // The jittered descriptor now is far from the sealed one, the plain one close: only like with like counts.
+    const near = descriptor(0.5);
+    expect(dist(descriptor(), near)).toBeLessThan(rotatedThreshold);
+    const out = await startVerify(key, embedJob.params.bits as string, {
+      faces: [
+        {
+          ...face("a1b2c3d4", { x: 400, y: 200, width: 200, height: 240 }, descriptor(8)),
+          extra_descriptors: { rotated: near },
+        },
+      ],
+      image: { width: 1000, height: 800 },
+    });
+    expect(out.output).toMatchObject({
+      verdict: "authentic",
+      evidence: { identity_basis: "record", identity_descriptor_chip: "rotated", threshold: rotatedThreshold },
+    });
+    expect(out.output!.evidence.identity_distance).toBeCloseTo(dist(descriptor(), near), 3);
+    // The extra descriptors are forgotten with the main one, in the flow row and the job record.
+    const row = await env.DB.prepare(`SELECT analyze_result FROM identity_flows WHERE id = ?`)
+      .bind(out.id)
+      .first<{ analyze_result: string }>();
+    const kept = JSON.parse(row!.analyze_result) as { faces: Record<string, unknown>[] };
+    expect(kept.faces[0]).not.toHaveProperty("extra_descriptors");
+    const job = (await jobQueue(env).get(tenantId, out.stages["face.analyze"]!))!;
+    expect((job.result as { faces: Record<string, unknown>[] }).faces[0]).not.toHaveProperty("extra_descriptors");
   });
 
   it("a record sealed with box-chip descriptors is not compared with rotated-chip ones: the payload decides", async () => {

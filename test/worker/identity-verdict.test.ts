@@ -106,8 +106,9 @@ describe("verify decision", () => {
 
   it("reads the record comparison's euclidean threshold and rates from the calibration file", () => {
     const c = calibrationFromFile(calibrationFile);
-    expect(c.record).toEqual({
+    expect(c.record).toMatchObject({
       metric: "euclidean",
+      chip: calibrationFile.record_descriptor.chip,
       threshold: calibrationFile.record_descriptor.threshold,
       false_alarm: {
         rate: calibrationFile.record_descriptor.false_alarm_rate.rate,
@@ -118,6 +119,17 @@ describe("verify decision", () => {
         ci95: [calibrationFile.record_descriptor.miss_rate.low, calibrationFile.record_descriptor.miss_rate.high],
       },
     });
+    // Older records' chip keeps its own threshold and rates; chips the worker cannot compute are left out.
+    const byChip = calibrationFile.record_descriptor.by_chip;
+    expect(c.record!.by_chip.rotated).toEqual({
+      threshold: byChip.rotated.threshold,
+      false_alarm: {
+        rate: byChip.rotated.false_alarm_rate.rate,
+        ci95: [byChip.rotated.false_alarm_rate.low, byChip.rotated.false_alarm_rate.high],
+      },
+      miss: { rate: byChip.rotated.miss_rate.rate, ci95: [byChip.rotated.miss_rate.low, byChip.rotated.miss_rate.high] },
+    });
+    expect(Object.keys(c.record!.by_chip).sort()).toEqual(["rotated", "rotated_jitter"]);
     // A file without the section still parses: verify then decides on the payload code alone.
     const { record_descriptor: _dropped, ...older } = calibrationFile;
     expect(calibrationFromFile(older).record).toBeUndefined();
@@ -142,6 +154,7 @@ describe("verify decision against the asset record", () => {
     const traced = await tracePayload(env, t, payloadHex);
     // The payload code alone would call this a swap (15 bits > radius 8): the record decides.
     const out = decideVerdict(decoded(payloadHex), [perturb("a1b2c3d4", 15)], traced, withRecord, {
+      chip: "rotated",
       descriptor: base,
       facesAtPlace: [moved(0.3)],
     });
@@ -161,6 +174,7 @@ describe("verify decision against the asset record", () => {
     const { t, payloadHex } = await protectedAsset("a1b2c3d4");
     const traced = await tracePayload(env, t, payloadHex);
     const out = decideVerdict(decoded(payloadHex), ["a1b2c3d4"], traced, withRecord, {
+      chip: "rotated",
       descriptor: base,
       facesAtPlace: [moved(0.5)],
     });
@@ -168,10 +182,52 @@ describe("verify decision against the asset record", () => {
     expect(out.evidence).toMatchObject({ identity_basis: "record", identity_distance: 0.5, payload_identity_distance: 0 });
   });
 
+  it("a record of an older chip is compared with that chip's own threshold and rates; an uncalibrated chip falls back", async () => {
+    const twoChips = Calibration.parse({
+      ...calibration,
+      record: {
+        metric: "euclidean",
+        chip: "rotated_jitter",
+        threshold: 0.3,
+        false_alarm: { rate: 0.009, ci95: [0.002, 0.03] },
+        miss: { rate: 0.01, ci95: [0.0, 0.02] },
+        by_chip: {
+          rotated: { threshold: 0.45, false_alarm: { rate: 0.02, ci95: [0.01, 0.05] }, miss: { rate: 0.03, ci95: [0.01, 0.06] } },
+        },
+      },
+    });
+    const { t, payloadHex } = await protectedAsset("a1b2c3d4");
+    const traced = await tracePayload(env, t, payloadHex);
+    const at = (chip: "rotated" | "rotated_jitter" | "box") =>
+      decideVerdict(decoded(payloadHex), ["a1b2c3d4"], traced, twoChips, { chip, descriptor: base, facesAtPlace: [moved(0.4)] });
+    // 0.4: within the older chip's 0.45, beyond the current chip's 0.3.
+    expect(at("rotated")).toMatchObject({
+      verdict: "authentic",
+      evidence: {
+        identity_basis: "record",
+        identity_descriptor_chip: "rotated",
+        threshold: 0.45,
+        false_alarm_rate: { rate: 0.02 },
+      },
+    });
+    expect(at("rotated_jitter")).toMatchObject({
+      verdict: "face_swapped",
+      evidence: {
+        identity_basis: "record",
+        identity_descriptor_chip: "rotated_jitter",
+        threshold: 0.3,
+        miss_rate: { rate: 0.01 },
+      },
+    });
+    // No threshold for box-chip descriptors: the payload code (0 bits off) decides.
+    expect(at("box")).toMatchObject({ verdict: "authentic", evidence: { identity_basis: "payload", threshold: 8 } });
+  });
+
   it("no face at the protected place, or no record threshold → the payload code decides", async () => {
     const { t, payloadHex } = await protectedAsset("a1b2c3d4");
     const traced = await tracePayload(env, t, payloadHex);
     const elsewhere = decideVerdict(decoded(payloadHex), [perturb("a1b2c3d4", 2)], traced, withRecord, {
+      chip: "rotated",
       descriptor: base,
       facesAtPlace: [],
     });
@@ -180,13 +236,14 @@ describe("verify decision against the asset record", () => {
       evidence: { identity_basis: "payload", identity_metric: "hamming", threshold: 8 },
     });
     const noThreshold = decideVerdict(decoded(payloadHex), [perturb("a1b2c3d4", 2)], traced, calibration, {
+      chip: "rotated",
       descriptor: base,
       facesAtPlace: [moved(0.9)],
     });
     expect(noThreshold.evidence).toMatchObject({ identity_basis: "payload", identity_distance: 2 });
     // And with no face at all it stays inconclusive, record or not.
-    expect(decideVerdict(decoded(payloadHex), [], traced, withRecord, { descriptor: base, facesAtPlace: [] }).verdict).toBe(
-      "inconclusive",
-    );
+    expect(
+      decideVerdict(decoded(payloadHex), [], traced, withRecord, { chip: "rotated", descriptor: base, facesAtPlace: [] }).verdict,
+    ).toBe("inconclusive");
   });
 });

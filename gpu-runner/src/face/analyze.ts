@@ -20,8 +20,8 @@ export interface AnalyzedFace {
   landmarks: [number, number][];
   /** The 128-d face-api (dlib-style ResNet) identity descriptor, unit-free; euclidean 0.6 is its usual same-person cut. */
   descriptor: Float32Array;
-  /** With `rotatedDescriptor`: the same net on the eye-levelled chip (what asset records store and compare). */
-  rotatedDescriptor?: Float32Array;
+  /** With `recordChips`: the same net on the eye-levelled chip, per requested variant (what asset records seal and compare). */
+  chipDescriptors?: Partial<Record<RecordChip, Float32Array>>;
 }
 
 export interface AnalyzeOptions {
@@ -44,12 +44,13 @@ export interface AnalyzeOptions {
    */
   chip?: "box" | "rotated";
   /**
-   * Also compute the descriptor of the rotated chip (one more recognition-net pass per face, ~25-50 ms on CPU).
-   * Rotated chips cut the benign tail that sets the record comparison's threshold (in-plane rotation moves the
-   * axis-aligned box's content; models/identity/CARD.md section 3), while `descriptor`, and so the payload
-   * code, stays on face-api's box so that codes sealed in existing watermarks keep their meaning.
+   * Also compute these record-comparison descriptors (RECORD_CHIPS; one more recognition-net pass per face
+   * per distinct chip, ~25-50 ms on CPU each). Rotated chips cut the benign tail that sets the record
+   * comparison's threshold (in-plane rotation moves the axis-aligned box's content; models/identity/CARD.md
+   * section 3), while `descriptor`, and so the payload code, stays on face-api's box so that codes sealed in
+   * existing watermarks keep their meaning.
    */
-  rotatedDescriptor?: boolean;
+  recordChips?: readonly RecordChip[];
 }
 
 /** A detection must overlap the searched region at least this much to count as the face that was there. */
@@ -63,7 +64,7 @@ const DEFAULTS: Required<Omit<AnalyzeOptions, "region">> = {
   minFaceSize: 32,
   maxFaces: 20,
   chip: "box",
-  rotatedDescriptor: false,
+  recordChips: [],
 };
 
 /** Interleaved RGB bytes, whatever the raster's channels and depth (alpha is dropped, grey is replicated). */
@@ -121,15 +122,15 @@ function centre(points: { x: number; y: number }[], from: number, to: number): {
 /**
  * dlib's face chip: face-api's dlib square (side = mean eye-to-mouth distance / 0.45, the eye-mouth centroid
  * at (0.5, 0.43) of the side) rotated by the eye line's angle, sampled bilinearly from the RGB bytes (outside
- * the image reads as black). Integer side, like face-api's floored box, so the net resizes the same way.
+ * the image reads as black), rounded to integers. Integer side, like face-api's floored box, so the net
+ * resizes the same way. Interleaved RGB, side x side.
  */
-function rotatedChip(
-  faceapi: FaceApi,
+export function rotatedChipPixels(
   rgb: Uint8Array,
   width: number,
   height: number,
   points: { x: number; y: number }[],
-): Tensor3D | null {
+): { side: number; data: Int32Array } | null {
   const [le, re, mouth] = [centre(points, 36, 42), centre(points, 42, 48), centre(points, 48, 68)];
   const c = { x: (le.x + re.x + mouth.x) / 3, y: (le.y + re.y + mouth.y) / 3 };
   const dist = (a: { x: number; y: number }) => Math.hypot(mouth.x - a.x, mouth.y - a.y);
@@ -154,7 +155,181 @@ function rotatedChip(
       }
     }
   }
-  return faceapi.tf.tensor3d(out, [side, side, 3], "int32");
+  return { side, data: out };
+}
+
+/**
+ * Descriptors for the record comparison (what asset records seal and verify compares), all from the same
+ * recognition net on the eye-levelled chip:
+ * - "rotated": the chip as is;
+ * - "rotated_gain": the chip times one gain that brings the luminance mean of its central half to the net's
+ *   training mean, so a global brightness change (a gain) cancels;
+ * - "rotated_std": the chip's luminance standardised (one offset and one gain for all three channels) to the
+ *   net's training mean and a fixed contrast, so a gain and an offset cancel;
+ * - "*_flip": the mean of the descriptors of the chip and of its mirror image (flip test-time augmentation),
+ *   which averages out part of what a small pose or crop change does to one side of the face;
+ * - "rotated_jitter": the mean of the descriptors of the chips cut from landmarks found on the detection box
+ *   and on six jittered copies of it (JITTER_BOXES). face-api's landmarks can move a lot with the detection
+ *   box (measured: a 1 px different box moved one face's descriptor by 0.09), and a benign edit moves the
+ *   box; averaging over nearby boxes makes the descriptor a smoother function of where the box lands.
+ * models/identity/CARD.md, "Record comparison", measures each one.
+ */
+export const RECORD_CHIPS = [
+  "rotated",
+  "rotated_gain",
+  "rotated_std",
+  "rotated_flip",
+  "rotated_gain_flip",
+  "rotated_std_flip",
+  "rotated_jitter",
+] as const;
+export type RecordChip = (typeof RECORD_CHIPS)[number];
+
+/**
+ * The "rotated_jitter" boxes as (dx, dy, scale) of the detection box: itself, shifted by 5 % of its size
+ * left, right, up and down, and 10 % larger and smaller about its centre. 5 % was the first and only amount
+ * tried (chosen before measuring: about the box movement seen under the benign edits).
+ */
+const JITTER_BOXES: readonly (readonly [number, number, number])[] = [
+  [0, 0, 1],
+  [0.05, 0, 1],
+  [-0.05, 0, 1],
+  [0, 0.05, 1],
+  [0, -0.05, 1],
+  [0, 0, 1.1],
+  [0, 0, 0.9],
+];
+
+/** face-api's recognition net subtracts this mean RGB (dlib's training set) before its first convolution. */
+const NET_MEAN_RGB = [122.782, 117.001, 104.298] as const;
+/** Rec. 601 luminance of NET_MEAN_RGB: the level a normalised chip's face centre is brought to. */
+export const NET_MEAN_LUMA = 0.299 * NET_MEAN_RGB[0] + 0.587 * NET_MEAN_RGB[1] + 0.114 * NET_MEAN_RGB[2];
+/**
+ * Luminance standard deviation a "rotated_std" chip's centre is brought to: a round value at the median of
+ * the 23 calibration faces' unedited chips (35.6, range 25.2-59.7; their centre means: median 135.9, range
+ * 67.2-174.7), so a typical face keeps about its contrast and only outliers are rescaled. A fixed input
+ * statistic, chosen once from the unedited faces, not from the distances it is evaluated on.
+ */
+export const CHIP_TARGET_STD = 36;
+
+/**
+ * Luminance mean and standard deviation over the chip's central half (u, v in [0.25, 0.75)): mostly skin,
+ * eyes and nose, so background, hair and the black fill outside the image barely move the normalisation.
+ */
+export function centreLuma(data: Int32Array, side: number): { mean: number; std: number } {
+  return rectLuma(data, side, side);
+}
+
+/** The chip photometrically normalised for `mode`, as float RGB (the net casts to float32 anyway; no clipping). */
+function normaliseChip(data: Int32Array, side: number, mode: "gain" | "std"): Float32Array {
+  const { mean, std } = centreLuma(data, side);
+  const out = new Float32Array(data.length);
+  if (mode === "gain") {
+    // A black or nearly black centre has no level to normalise: leave it as it is.
+    const g = mean >= 1 ? NET_MEAN_LUMA / mean : 1;
+    for (let i = 0; i < data.length; i++) out[i] = data[i]! * g;
+  } else {
+    const g = std >= 1 ? CHIP_TARGET_STD / std : 1;
+    for (let i = 0; i < data.length; i++) out[i] = (data[i]! - mean) * g + NET_MEAN_LUMA;
+  }
+  return out;
+}
+
+function mirrored(data: Int32Array | Float32Array, side: number): Int32Array | Float32Array {
+  const out = data instanceof Int32Array ? new Int32Array(data.length) : new Float32Array(data.length);
+  for (let v = 0; v < side; v++)
+    for (let u = 0; u < side; u++)
+      for (let k = 0; k < 3; k++) out[(v * side + u) * 3 + k] = data[(v * side + side - 1 - u) * 3 + k]!;
+  return out;
+}
+
+/**
+ * The mean of descriptors, rescaled to their mean norm so that distances stay on the scale of one
+ * descriptor's (the net's descriptors are not unit vectors; averaging alone would shrink them).
+ */
+function meanOf(ds: Float32Array[]): Float32Array {
+  const norm = (d: Float32Array) => Math.sqrt(d.reduce((s, x) => s + x * x, 0));
+  const m = new Float32Array(ds[0]!.length);
+  for (const d of ds) for (let i = 0; i < m.length; i++) m[i]! += d[i]! / ds.length;
+  const scale = ds.reduce((s, d) => s + norm(d), 0) / ds.length / (norm(m) || 1);
+  for (let i = 0; i < m.length; i++) m[i]! *= scale;
+  return m;
+}
+
+/** The recognition net's descriptor of one interleaved RGB chip. */
+async function netDescriptor(faceapi: FaceApi, data: Int32Array | Float32Array, side: number): Promise<Float32Array> {
+  const t =
+    data instanceof Int32Array
+      ? faceapi.tf.tensor3d(data, [side, side, 3], "int32")
+      : faceapi.tf.tensor3d(data, [side, side, 3], "float32");
+  try {
+    return (await faceapi.nets.faceRecognitionNet.computeFaceDescriptor(t)) as Float32Array;
+  } finally {
+    t.dispose();
+  }
+}
+
+/** Every requested record-chip descriptor of one face, each net pass run once and shared between variants. */
+async function recordDescriptors(
+  faceapi: FaceApi,
+  rgb: Uint8Array,
+  width: number,
+  height: number,
+  points: { x: number; y: number }[],
+  chips: readonly RecordChip[],
+  jitteredPoints: () => Promise<{ x: number; y: number }[][]>,
+): Promise<Partial<Record<RecordChip, Float32Array>> | null> {
+  const chip = rotatedChipPixels(rgb, width, height, points);
+  if (!chip) return null;
+  const { side, data } = chip;
+  const pixels: Record<"plain" | "gain" | "std", Int32Array | Float32Array | undefined> = {
+    plain: data,
+    gain: undefined,
+    std: undefined,
+  };
+  const cache = new Map<string, Float32Array>();
+  const pass = async (mode: "plain" | "gain" | "std", mirror: boolean): Promise<Float32Array> => {
+    const key = `${mode}${mirror ? "_m" : ""}`;
+    let d = cache.get(key);
+    if (!d) {
+      const px = (pixels[mode] ??= normaliseChip(data, side, mode as "gain" | "std"));
+      d = await netDescriptor(faceapi, mirror ? mirrored(px, side) : px, side);
+      cache.set(key, d);
+    }
+    return d;
+  };
+  const out: Partial<Record<RecordChip, Float32Array>> = {};
+  for (const c of chips) {
+    if (c === "rotated_jitter") {
+      // The detection box's own chip (shared with "rotated") and one chip per jittered box's landmarks.
+      const ds = [await pass("plain", false)];
+      for (const pts of await jitteredPoints()) {
+        const j = rotatedChipPixels(rgb, width, height, pts);
+        if (j) ds.push(await netDescriptor(faceapi, j.data, j.side));
+      }
+      out[c] = meanOf(ds);
+      continue;
+    }
+    const mode = c.includes("gain") ? "gain" : c.includes("std") ? "std" : "plain";
+    out[c] = c.endsWith("_flip") ? meanOf([await pass(mode, false), await pass(mode, true)]) : await pass(mode, false);
+  }
+  return out;
+}
+
+/** Luminance mean and standard deviation over the central half of a w x h interleaved RGB rectangle. */
+function rectLuma(data: Int32Array, w: number, h: number): { mean: number; std: number } {
+  const [u0, u1] = [Math.floor(w * 0.25), Math.max(Math.floor(w * 0.25) + 1, Math.floor(w * 0.75))];
+  const [v0, v1] = [Math.floor(h * 0.25), Math.max(Math.floor(h * 0.25) + 1, Math.floor(h * 0.75))];
+  let [sum, sq, n] = [0, 0, 0];
+  for (let v = v0; v < v1; v++) {
+    for (let u = u0; u < u1; u++) {
+      const i = (v * w + u) * 3;
+      const y = 0.299 * data[i]! + 0.587 * data[i + 1]! + 0.114 * data[i + 2]!;
+      [sum, sq, n] = [sum + y, sq + y * y, n + 1];
+    }
+  }
+  const mean = sum / n;
+  return { mean, std: Math.sqrt(Math.max(0, sq / n - mean * mean)) };
 }
 
 async function describeFace(
@@ -164,7 +339,7 @@ async function describeFace(
   height: number,
   detection: FaceDetection,
   chip: "box" | "rotated" = "box",
-  alsoRotated = false,
+  recordChips: readonly RecordChip[] = [],
 ) {
   const crop = (box: InstanceType<FaceApi["Box"]>): Tensor3D | null => {
     const b = box.clipAtImageBorders(width, height);
@@ -179,28 +354,50 @@ async function describeFace(
     face.dispose();
   }
   const withLandmarks = faceapi.extendWithFaceLandmarks({ detection }, landmarks);
-  const aligned =
-    chip === "rotated"
-      ? rotatedChip(faceapi, rgb, width, height, withLandmarks.landmarks.positions)
-      : crop(withLandmarks.landmarks.align(null, { useDlibAlignment: true }));
-  if (!aligned) return null;
+  const points = withLandmarks.landmarks.positions;
+  // The rotated chip's plain descriptor is shared when it is both the main descriptor and a record chip.
+  const wanted = chip === "rotated" && !recordChips.includes("rotated") ? [...recordChips, "rotated" as const] : recordChips;
+  // Landmarks on the jittered detection boxes, only computed for "rotated_jitter" (6 more landmark passes).
+  const jitteredPoints = async () => {
+    const d = detection.forSize(width, height).box;
+    const out: { x: number; y: number }[][] = [];
+    for (const [dx, dy, scale] of JITTER_BOXES.slice(1)) {
+      const [w, h] = [d.width * scale, d.height * scale];
+      const box = new faceapi.Box({
+        x: d.x + dx * d.width + (d.width - w) / 2,
+        y: d.y + dy * d.height + (d.height - h) / 2,
+        width: w,
+        height: h,
+      });
+      const b = box.clipAtImageBorders(width, height);
+      if (!(b.width > 0 && b.height > 0)) continue;
+      const t = cropTensor(faceapi, rgb, width, b);
+      try {
+        const lm = (await faceapi.nets.faceLandmark68Net.detectLandmarks(t)) as InstanceType<FaceApi["FaceLandmarks68"]>;
+        out.push(lm.positions.map((q) => ({ x: q.x + b.x, y: q.y + b.y })));
+      } finally {
+        t.dispose();
+      }
+    }
+    return out;
+  };
+  const records = wanted.length ? await recordDescriptors(faceapi, rgb, width, height, points, wanted, jitteredPoints) : {};
+  if (!records) return null;
   let descriptor: Float32Array;
-  try {
-    descriptor = (await faceapi.nets.faceRecognitionNet.computeFaceDescriptor(aligned)) as Float32Array;
-  } finally {
-    aligned.dispose();
+  if (chip === "rotated") {
+    descriptor = records.rotated!;
+  } else {
+    const aligned = crop(withLandmarks.landmarks.align(null, { useDlibAlignment: true }));
+    if (!aligned) return null;
+    try {
+      descriptor = (await faceapi.nets.faceRecognitionNet.computeFaceDescriptor(aligned)) as Float32Array;
+    } finally {
+      aligned.dispose();
+    }
   }
-  if (!alsoRotated || chip === "rotated") {
-    return { landmarks: withLandmarks.landmarks, descriptor, ...(alsoRotated ? { rotatedDescriptor: descriptor } : {}) };
-  }
-  const rotated = rotatedChip(faceapi, rgb, width, height, withLandmarks.landmarks.positions);
-  if (!rotated) return null;
-  try {
-    const rotatedDescriptor = (await faceapi.nets.faceRecognitionNet.computeFaceDescriptor(rotated)) as Float32Array;
-    return { landmarks: withLandmarks.landmarks, descriptor, rotatedDescriptor };
-  } finally {
-    rotated.dispose();
-  }
+  const chipDescriptors: Partial<Record<RecordChip, Float32Array>> = {};
+  for (const c of recordChips) chipDescriptors[c] = records[c]!;
+  return { landmarks: withLandmarks.landmarks, descriptor, chipDescriptors };
 }
 
 /**
@@ -245,14 +442,14 @@ async function analyzeChosen(
   );
   const faces: AnalyzedFace[] = [];
   for (const { detection, box } of chosen) {
-    const described = await describeFace(faceapi, rgb, image.width, image.height, detection, opts.chip, opts.rotatedDescriptor);
+    const described = await describeFace(faceapi, rgb, image.width, image.height, detection, opts.chip, opts.recordChips);
     if (!described) continue;
     faces.push({
       box,
       score: detection.score,
       landmarks: described.landmarks.positions.map((p) => [p.x, p.y] as [number, number]),
       descriptor: described.descriptor,
-      ...(described.rotatedDescriptor ? { rotatedDescriptor: described.rotatedDescriptor } : {}),
+      ...(opts.recordChips.length ? { chipDescriptors: described.chipDescriptors } : {}),
     });
   }
   return faces;

@@ -1,4 +1,4 @@
-import { OPERATIONS } from "../../../contract/operations.ts";
+import { OPERATIONS, type DescriptorChip } from "../../../contract/operations.ts";
 import { validateParams } from "../execute.ts";
 import { RunnerError } from "../errors.ts";
 import { analyzeFaces, type AnalyzedFace } from "../face/analyze.ts";
@@ -8,8 +8,15 @@ import type { OperationContext, OperationPipeline, OperationResult } from "./typ
 
 const round = (v: number, digits: number): number => Number(v.toFixed(digits));
 
-function describeFace(face: AnalyzedFace, includeDescriptor: boolean, chip: "box" | "rotated"): Record<string, unknown> {
+function describeFace(
+  face: AnalyzedFace,
+  includeDescriptor: boolean,
+  chip: DescriptorChip,
+  extraChips: readonly DescriptorChip[],
+): Record<string, unknown> {
   const { x, y, width, height } = face.box;
+  const values = (c: DescriptorChip) => Array.from(c === "box" ? face.descriptor : face.chipDescriptors![c]!, (v) => round(v, 6));
+  const extra = extraChips.filter((c) => c !== chip);
   return {
     box: { x: round(x, 1), y: round(y, 1), width: round(width, 1), height: round(height, 1) },
     score: round(face.score, 4),
@@ -18,8 +25,9 @@ function describeFace(face: AnalyzedFace, includeDescriptor: boolean, chip: "box
     // The raw descriptor is biometric data: only sent when a caller asks (calibration, debugging).
     ...(includeDescriptor
       ? {
-          descriptor: Array.from(chip === "rotated" ? face.rotatedDescriptor! : face.descriptor, (v) => round(v, 6)),
+          descriptor: values(chip),
           descriptor_chip: chip,
+          ...(extra.length ? { extra_descriptors: Object.fromEntries(extra.map((c) => [c, values(c)])) } : {}),
         }
       : {}),
   };
@@ -43,7 +51,10 @@ export const faceAnalyzePipeline: OperationPipeline = {
       analyzeFaces(image, {
         maxFaces: params.max_faces,
         minScore: params.min_score,
-        rotatedDescriptor: params.include_descriptor && params.descriptor_chip === "rotated",
+        // One analysis serves every requested chip: the record chips share the landmarks and the plain chip.
+        recordChips: params.include_descriptor
+          ? [...new Set([params.descriptor_chip, ...params.extra_descriptor_chips])].filter((c) => c !== "box")
+          : [],
         ...(region ? { region } : {}),
       }).catch((e: unknown) => {
         // A model file that fails its sha256 check will fail again: not retryable.
@@ -52,7 +63,9 @@ export const faceAnalyzePipeline: OperationPipeline = {
     );
     return {
       result: {
-        faces: faces.map((f) => describeFace(f, params.include_descriptor, params.descriptor_chip)),
+        faces: faces.map((f) =>
+          describeFace(f, params.include_descriptor, params.descriptor_chip, params.extra_descriptor_chips),
+        ),
         identity_code_bits: IDENTITY_CODE_BITS,
         // The worker stores and compares boxes as fractions of the image size, so resized copies line up.
         image: { width: image.width, height: image.height },

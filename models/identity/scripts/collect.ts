@@ -6,13 +6,23 @@
  *
  * Run: npx tsx models/identity/scripts/collect.ts [--sources N] [--seed S] [--random-pairs] [--chip box|rotated] [--out PATH]
  * (about 10 min on 2 idle cores). Writes models/identity/eval-raw-pose.json or eval-raw-random.json.
+ * With --chip rotated, every face also gets every record-comparison descriptor variant (RECORD_CHIPS in
+ * gpu-runner/src/face/analyze.ts: photometric normalisation and flip averaging of the eye-levelled chip) in
+ * the same pass (detection, landmarks and the chip shared), and each probe stores its euclidean distance per
+ * variant (`record`), so report.ts compares the variants on identical probes, pairs and swaps.
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
-import { analyzeFaces, type AnalyzedFace, type FaceBox } from "../../../gpu-runner/src/face/analyze.ts";
+import {
+  analyzeFaces,
+  RECORD_CHIPS,
+  type AnalyzedFace,
+  type FaceBox,
+  type RecordChip,
+} from "../../../gpu-runner/src/face/analyze.ts";
 import { identityBits, mulberry32 } from "../../../gpu-runner/src/face/identity-code.ts";
 import type { RasterImage } from "../../../gpu-runner/src/operations/types.ts";
 import { BENIGN_EDITS, decodeRaster, FACE_API_SAMPLES, loadRaster, matchFace, SKIMAGE_DATA } from "./common.ts";
@@ -26,6 +36,7 @@ interface Person {
   box: FaceBox;
   landmarks: [number, number][];
   descriptor: Float32Array;
+  chipDescriptors: Partial<Record<RecordChip, Float32Array>>;
 }
 
 /** Distances between a probe face and a reference person: Hamming per K, cosine and euclidean on descriptors. */
@@ -33,6 +44,8 @@ export interface Distances {
   hamming: Record<number, number>;
   cosine: number;
   euclidean: number;
+  /** With --chip rotated: euclidean distance per record-comparison variant (RECORD_CHIPS). */
+  record?: Partial<Record<RecordChip, number>>;
 }
 
 /** Descriptors travel as base64 of their float32 little-endian bytes: exact and a third the size of decimals. */
@@ -84,8 +97,24 @@ async function analyzeAround(bytes: Buffer, box: FaceBox): Promise<AnalyzedFace 
 /** --chip rotated: descriptors from eye-levelled face chips (an experiment; the shipped code uses "box"). */
 const CHIP = process.argv.includes("--chip") ? (process.argv[process.argv.indexOf("--chip") + 1] as "box" | "rotated") : "box";
 
+/** The record-comparison variants computed alongside (only for the rotated chip, whose variants they are). */
+const RECORD_VARIANTS: readonly RecordChip[] = CHIP === "rotated" ? RECORD_CHIPS : [];
+
 async function analyzeBytes(bytes: Buffer): Promise<AnalyzedFace[]> {
-  return analyzeFaces(await decodeRaster(bytes), { chip: CHIP });
+  return analyzeFaces(await decodeRaster(bytes), { chip: CHIP, recordChips: RECORD_VARIANTS });
+}
+
+/** Euclidean distance per record variant between two analysed faces (empty without --chip rotated). */
+function recordDistances(
+  a: Partial<Record<RecordChip, Float32Array>>,
+  b: Partial<Record<RecordChip, Float32Array>> | undefined,
+): Partial<Record<RecordChip, number>> {
+  const out: Partial<Record<RecordChip, number>> = {};
+  for (const c of RECORD_VARIANTS) {
+    const [x, y] = [a[c]!, b![c]!];
+    out[c] = Math.sqrt(x.reduce((s, v, i) => s + (v - y[i]!) ** 2, 0));
+  }
+  return out;
 }
 
 interface Job {
@@ -146,10 +175,18 @@ async function main(): Promise<void> {
     const img = await loadRaster(path);
     rasters.set(photo, img);
     const t0 = performance.now();
-    const faces = await analyzeFaces(img, { chip: CHIP });
+    const faces = await analyzeFaces(img, { chip: CHIP, recordChips: RECORD_VARIANTS });
     console.log(`${photo}: ${img.width}x${img.height}, ${faces.length} faces, ${Math.round(performance.now() - t0)} ms`);
     faces.forEach((f, i) =>
-      people.push({ id: `${photo}#${i}`, photo, path, box: f.box, landmarks: f.landmarks, descriptor: f.descriptor }),
+      people.push({
+        id: `${photo}#${i}`,
+        photo,
+        path,
+        box: f.box,
+        landmarks: f.landmarks,
+        descriptor: f.descriptor,
+        chipDescriptors: f.chipDescriptors ?? {},
+      }),
     );
   }
 
@@ -170,6 +207,7 @@ async function main(): Promise<void> {
                 edit: edit.name,
                 found: true,
                 ...distances(p.descriptor, f.descriptor),
+                record: recordDistances(p.chipDescriptors, f.chipDescriptors),
                 descriptor: b64(f.descriptor),
               }
             : { person: p.id, edit: edit.name, found: false },
@@ -183,7 +221,12 @@ async function main(): Promise<void> {
   const impostor: ({ a: string; b: string } & Distances)[] = [];
   for (let i = 0; i < people.length; i++) {
     for (let j = i + 1; j < people.length; j++)
-      impostor.push({ a: people[i]!.id, b: people[j]!.id, ...distances(people[i]!.descriptor, people[j]!.descriptor) });
+      impostor.push({
+        a: people[i]!.id,
+        b: people[j]!.id,
+        ...distances(people[i]!.descriptor, people[j]!.descriptor),
+        record: recordDistances(people[i]!.chipDescriptors, people[j]!.chipDescriptors),
+      });
   }
 
   // 4. Face swaps: each person's face replaced by `sourcesPerTarget` others, then re-shared as is, as
@@ -230,7 +273,7 @@ async function main(): Promise<void> {
     },
   ];
   const swaps: ({ target: string; source: string; variant: string } & (
-    { found: true; toTarget: Distances; toSource: Distances; descriptor: string } | { found: false }
+    { found: true; toTarget: Distances; toSource: Distances; record: Distances["record"]; descriptor: string } | { found: false }
   ))[] = [];
   for (const job of jobs) {
     let swapped: Buffer;
@@ -253,6 +296,7 @@ async function main(): Promise<void> {
               found: true,
               toTarget: distances(job.t.descriptor, f.descriptor),
               toSource: distances(job.s.descriptor, f.descriptor),
+              record: recordDistances(job.t.chipDescriptors, f.chipDescriptors),
               descriptor: b64(f.descriptor),
             }
           : { target: job.t.id, source: job.s.id, variant: v.name, found: false },
@@ -265,7 +309,16 @@ async function main(): Promise<void> {
     generated_by: "models/identity/scripts/collect.ts",
     photos,
     // Descriptors of the original faces, so the report can check bit balance and the code is re-derivable.
-    people: people.map((p) => ({ id: p.id, box: p.box, yaw: yaw(p.landmarks), descriptor: b64(p.descriptor) })),
+    people: people.map((p) => ({
+      id: p.id,
+      box: p.box,
+      yaw: yaw(p.landmarks),
+      descriptor: b64(p.descriptor),
+      ...(RECORD_VARIANTS.length
+        ? { chip_descriptors: Object.fromEntries(RECORD_VARIANTS.map((c) => [c, b64(p.chipDescriptors[c]!)])) }
+        : {}),
+    })),
+    record_variants: RECORD_VARIANTS,
     ks: KS,
     edits: BENIGN_EDITS.map((e) => e.name),
     sources_per_target: sourcesPerTarget,

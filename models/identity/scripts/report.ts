@@ -14,24 +14,35 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { IDENTITY_CODE_BITS, IDENTITY_CODE_SEED, identityBits, mulberry32 } from "../../../gpu-runner/src/face/identity-code.ts";
 import { REFERENCE_MEAN } from "../../../gpu-runner/src/face/reference-mean.ts";
+import type { RecordChip } from "../../../gpu-runner/src/face/analyze.ts";
 import { type Rate, wilson } from "./common.ts";
+
+/** Euclidean distance per record-comparison variant (collect.ts --chip rotated; RECORD_CHIPS). */
+type RecordDistances = Partial<Record<RecordChip, number>>;
 
 interface Raw {
   photos: string[];
   people: { id: string; descriptor: string; yaw: number }[];
+  record_variants?: RecordChip[];
   edits: string[];
   sources_per_target: number;
   pairing: string;
   genuine: ({ person: string; edit: string } & (
-    { found: true; descriptor: string; cosine: number; euclidean: number } | { found: false }
+    { found: true; descriptor: string; cosine: number; euclidean: number; record?: RecordDistances } | { found: false }
   ))[];
-  impostor: { a: string; b: string; cosine: number; euclidean: number }[];
+  impostor: { a: string; b: string; cosine: number; euclidean: number; record?: RecordDistances }[];
   swaps: ({ target: string; source: string; variant: string } & (
-    { found: true; descriptor: string; toTarget: { cosine: number; euclidean: number } } | { found: false }
+    | { found: true; descriptor: string; toTarget: { cosine: number; euclidean: number }; record?: RecordDistances }
+    | { found: false }
   ))[];
 }
 
 const MAX_FALSE_ALARM = 0.01;
+/**
+ * The record-comparison descriptor protect seals and verify compares (worker/src/identity/flows.ts RECORD_CHIP;
+ * keep the two equal): its numbers are calibration.json's record_descriptor; every variant's are in by_chip.
+ */
+const SHIPPED_RECORD_CHIP: RecordChip = "rotated_jitter";
 const BOOTSTRAP = 2000;
 const KS = [16, 24, 32, 48, 64];
 
@@ -209,6 +220,61 @@ function leaveOnePhotoOut(raw: Raw, k: number): Summary & { radii: number[] } {
   return { ...sum, impostor_mean_hamming: NaN, radii };
 }
 
+/** One record-comparison descriptor's probe distances: benign (per person), impostor pairs, swaps (per target). */
+interface RecordProbes {
+  g: { person: string; edit: string; d: number }[];
+  i: { a: string; b: string; d: number }[];
+  s: { target: string; variant: string; d: number }[];
+}
+
+function recordProbes(r: Raw, chip?: RecordChip): RecordProbes {
+  // Without a chip: the file's main euclidean distance (the descriptor of collect.ts --chip).
+  const pick = (x: { euclidean: number; record?: RecordDistances }) => (chip ? x.record![chip]! : x.euclidean);
+  return {
+    g: r.genuine.flatMap((x) => (x.found ? [{ person: x.person, edit: x.edit, d: chip ? x.record![chip]! : x.euclidean }] : [])),
+    i: r.impostor.map((x) => ({ a: x.a, b: x.b, d: pick(x) })),
+    s: r.swaps.flatMap((x) =>
+      x.found ? [{ target: x.target, variant: x.variant, d: chip ? x.record![chip]! : x.toTarget.euclidean }] : [],
+    ),
+  };
+}
+
+/** In-sample threshold and rates, and leave-one-photo-out ones, of one record-comparison descriptor. */
+interface RecordEval {
+  rec: EuclideanSummary;
+  lopo: EuclideanSummary;
+  foldThresholds: number[];
+  /** The largest benign distances (the tail that sets the threshold) and the smallest swap distance. */
+  benignTail: { person: string; edit: string; d: number }[];
+  closestSwap: { target: string; variant: string; d: number };
+}
+
+function evaluateRecord(p: RecordProbes, photos: string[]): RecordEval {
+  const rec = summariseEuclidean(
+    p.g,
+    p.i.map((x) => x.d),
+    p.s,
+  );
+  // Leave-one-photo-out: the threshold re-derived without each photo's benign probes, that photo scored with it
+  // (distances stored relative to each fold's threshold). The descriptor needs no centring mean.
+  const fold = { g: [] as { person: string; d: number }[], i: [] as number[], s: [] as { target: string; d: number }[] };
+  const foldThresholds: number[] = [];
+  for (const photo of photos) {
+    const t = pickEuclidean(p.g.filter((x) => photoOf(x.person) !== photo).map((x) => x.d));
+    foldThresholds.push(t);
+    fold.g.push(...p.g.filter((x) => photoOf(x.person) === photo).map((x) => ({ ...x, d: x.d - t })));
+    fold.s.push(...p.s.filter((x) => photoOf(x.target) === photo).map((x) => ({ ...x, d: x.d - t })));
+    fold.i.push(...p.i.filter((x) => photoOf(x.a) === photo || photoOf(x.b) === photo).map((x) => x.d - t));
+  }
+  return {
+    rec,
+    lopo: summariseEuclidean(fold.g, fold.i, fold.s, 0),
+    foldThresholds,
+    benignTail: [...p.g].sort((a, b) => b.d - a.d).slice(0, 3),
+    closestSwap: [...p.s].sort((a, b) => a.d - b.d)[0]!,
+  };
+}
+
 function row(label: string, s: Summary): string {
   const a = s.auc_swap_vs_benign;
   return `| ${label} | ${s.radius} | ${Number.isFinite(s.impostor_mean_hamming) ? s.impostor_mean_hamming.toFixed(1) : "-"} | ${ci(s.benign_false_alarm)} | ${ci(s.impostor_false_match)} | ${ci(s.swap_detection)} | ${a.value.toFixed(3)} (${a.low.toFixed(3)} - ${a.high.toFixed(3)}) |`;
@@ -373,30 +439,29 @@ function main(): void {
   // Records store descriptors of the eye-levelled chip (collect.ts --chip rotated ->
   // eval-raw-pose-rotated.json); the box-chip descriptors of eval-raw-pose.json were the first version and
   // stay as a comparison row.
-  const euclideanOf = (r: Raw) => {
-    const g = r.genuine.flatMap((x) => (x.found ? [{ person: x.person, edit: x.edit, d: x.euclidean }] : []));
-    const s = r.swaps.flatMap((x) => (x.found ? [{ target: x.target, variant: x.variant, d: x.toTarget.euclidean }] : []));
-    return { g, i: r.impostor.map((x) => x.euclidean), s };
-  };
   const recPath = "models/identity/eval-raw-pose-rotated.json";
   const recRaw = existsSync(recPath) ? ({ pairing: "pose", ...JSON.parse(readFileSync(recPath, "utf8")) } as Raw) : raw;
   const recChip = recRaw === raw ? "box" : "rotated";
-  const { g: eG, i: eI, s: eS } = euclideanOf(recRaw);
-  const rec = summariseEuclidean(eG, eI, eS);
-  const boxE = euclideanOf(raw);
-  const recBox = summariseEuclidean(boxE.g, boxE.i, boxE.s);
-  // Leave-one-photo-out: the threshold re-derived without each photo's benign probes, that photo scored with it
-  // (distances stored relative to each fold's threshold). The descriptor needs no centring mean.
-  const eFold = { g: [] as { person: string; d: number }[], i: [] as number[], s: [] as { target: string; d: number }[] };
-  const foldThresholds: number[] = [];
-  for (const photo of new Set(recRaw.people.map((p) => photoOf(p.id)))) {
-    const t = pickEuclidean(eG.filter((x) => photoOf(x.person) !== photo).map((x) => x.d));
-    foldThresholds.push(t);
-    eFold.g.push(...eG.filter((x) => photoOf(x.person) === photo).map((x) => ({ ...x, d: x.d - t })));
-    eFold.s.push(...eS.filter((x) => photoOf(x.target) === photo).map((x) => ({ ...x, d: x.d - t })));
-    eFold.i.push(...recRaw.impostor.filter((x) => photoOf(x.a) === photo || photoOf(x.b) === photo).map((x) => x.euclidean - t));
-  }
-  const recLopo = summariseEuclidean(eFold.g, eFold.i, eFold.s, 0);
+  const recPhotos = [...new Set(recRaw.people.map((p) => photoOf(p.id)))];
+  // The shipped record descriptor: SHIPPED_RECORD_CHIP's distances when the file has that variant.
+  const shippedChip =
+    recChip === "rotated" && recRaw.record_variants?.includes(SHIPPED_RECORD_CHIP) ? SHIPPED_RECORD_CHIP : undefined;
+  const mainProbes = recordProbes(recRaw, shippedChip);
+  const { g: eG, s: eS } = mainProbes;
+  const eI = mainProbes.i.map((x) => x.d);
+  const mainEval = evaluateRecord(mainProbes, recPhotos);
+  const { rec, lopo: recLopo, foldThresholds } = mainEval;
+  const boxE = recordProbes(raw);
+  const recBox = summariseEuclidean(
+    boxE.g,
+    boxE.i.map((x) => x.d),
+    boxE.s,
+  );
+  // The variants of the rotated chip (photometric normalisation, flip averaging), measured on the same probes.
+  const variants = (recRaw.record_variants ?? []).map((chip) => ({
+    chip,
+    ...evaluateRecord(recordProbes(recRaw, chip), recPhotos),
+  }));
   const recRow = (label: string, x: EuclideanSummary, t: string) =>
     `| ${label} | ${t} | ${ci(x.benign_false_alarm)} | ${ci(x.impostor_false_match)} | ${ci(x.swap_detection)} | ${x.auc_swap_vs_benign.value.toFixed(3)} (${x.auc_swap_vs_benign.low.toFixed(3)} - ${x.auc_swap_vs_benign.high.toFixed(3)}) |`;
   lines.push(
@@ -405,7 +470,7 @@ function main(): void {
     "",
     'Verify\'s primary path when the asset record is reachable (worker/src/identity/verdict.ts, `identity_basis: "record"`). ' +
       (recChip === "rotated"
-        ? "Descriptors of the eye-levelled (rotated) face chip, from `eval-raw-pose-rotated.json` " +
+        ? `Descriptors of the eye-levelled face chip, variant \`${shippedChip ?? "rotated"}\` (the variants are compared below), from \`eval-raw-pose-rotated.json\` ` +
           "(`collect.ts --sources 4 --chip rotated --out models/identity/eval-raw-pose-rotated.json`). "
         : "Descriptors of face-api's box chip. ") +
       `Threshold rule: the smallest with benign false alarms <= ${MAX_FALSE_ALARM * 100} % (at most ${Math.floor(MAX_FALSE_ALARM * eG.length)} of ${eG.length} benign probes above it). ` +
@@ -418,10 +483,31 @@ function main(): void {
     ...(recChip === "rotated"
       ? [recRow("box chip instead (first version, not kept), in-sample", recBox, recBox.threshold.toFixed(3))]
       : []),
-    "",
-    "| threshold | benign false alarm | impostor false match | swap detection |",
-    "|---|---|---|---|",
   );
+  if (variants.length) {
+    const auc = (x: EuclideanSummary) =>
+      `${x.auc_swap_vs_benign.value.toFixed(4)} (${x.auc_swap_vs_benign.low.toFixed(3)} - ${x.auc_swap_vs_benign.high.toFixed(3)})`;
+    lines.push(
+      "",
+      "### Descriptor variants of the eye-levelled chip (same net, same probes)",
+      "",
+      "Each computed by `analyzeFaces(..., { recordChips })` (gpu-runner/src/face/analyze.ts RECORD_CHIPS) in the same collect pass: " +
+        "`_gain` = one gain bringing the chip centre's luminance mean to the net's training mean; `_std` = luminance mean and standard deviation " +
+        "standardised (one offset and gain for all channels); `_flip` = mean of the chip's and its mirror's descriptors. " +
+        "Threshold rule as above, per variant; the gap is the closest swap over the threshold (scale-free, since normalisation changes the descriptors' scale a little).",
+      "",
+      "| descriptor | threshold | benign false alarm | swap detection | AUC swap vs benign | benign tail (3 largest) | closest swap | closest swap / threshold | LOO thresholds | LOO benign false alarm | LOO swap detection |",
+      "|---|---|---|---|---|---|---|---|---|---|---|",
+      ...variants.map(
+        (v) =>
+          `| ${v.chip}${v.chip === SHIPPED_RECORD_CHIP ? " (shipped)" : ""} | ${v.rec.threshold.toFixed(3)} | ${ci(v.rec.benign_false_alarm)} | ${ci(v.rec.swap_detection)} | ${auc(v.rec)} | ` +
+          v.benignTail.map((x) => `${x.d.toFixed(3)} (${x.person}, ${x.edit})`).join(", ") +
+          ` | ${v.closestSwap.d.toFixed(3)} (${v.closestSwap.target}, ${v.closestSwap.variant}) | ${(v.closestSwap.d / v.rec.threshold).toFixed(3)} | ` +
+          `${Math.min(...v.foldThresholds).toFixed(3)}-${Math.max(...v.foldThresholds).toFixed(3)} | ${ci(v.lopo.benign_false_alarm)} | ${ci(v.lopo.swap_detection)} |`,
+      ),
+    );
+  }
+  lines.push("", "| threshold | benign false alarm | impostor false match | swap detection |", "|---|---|---|---|");
   const recOperating: Record<string, unknown> = {};
   for (const t of [0.3, 0.35, 0.4, 0.45, rec.threshold, 0.5, 0.55, 0.6].sort((a, b) => a - b)) {
     const x = summariseEuclidean(eG, eI, eS, t);
@@ -494,7 +580,7 @@ function main(): void {
     record_descriptor: {
       metric: "euclidean",
       what: "euclidean distance between the 128-d descriptor sealed in the asset record at protect and the face now at the protected place; verify's primary path when the record is reachable",
-      chip: recChip,
+      chip: shippedChip ?? recChip,
       raw: recChip === "rotated" ? recPath : "models/identity/eval-raw-pose.json",
       box_chip_alternative: {
         threshold: recBox.threshold,
@@ -518,6 +604,29 @@ function main(): void {
         swap_detection: recLopo.swap_detection,
       },
       operating_points: recOperating,
+      // Every measured variant of the eye-levelled chip, so verify can compare a record sealed with an older
+      // variant against the same variant with that variant's own threshold (worker/src/identity/verdict.ts).
+      by_chip: Object.fromEntries(
+        variants.map((v) => [
+          v.chip,
+          {
+            threshold: v.rec.threshold,
+            false_alarm_rate: v.rec.benign_false_alarm,
+            miss_rate: wilson(v.rec.swap_detection.n - v.rec.swap_detection.k, v.rec.swap_detection.n),
+            swap_detection_rate: v.rec.swap_detection,
+            false_match_rate: v.rec.impostor_false_match,
+            auc_swap_vs_benign: v.rec.auc_swap_vs_benign,
+            benign_tail: v.benignTail,
+            closest_swap: v.closestSwap,
+            out_of_sample: {
+              thresholds: v.foldThresholds,
+              benign_false_alarm: v.lopo.benign_false_alarm,
+              impostor_false_match: v.lopo.impostor_false_match,
+              swap_detection: v.lopo.swap_detection,
+            },
+          },
+        ]),
+      ),
       histograms: {
         bin_width: BIN,
         lower_edges: bins.map((b) => Number(b.toFixed(2))),

@@ -7,6 +7,7 @@
 
 import { z } from "zod";
 import { base64urlDecode, base64urlEncode, utf8 } from "../../../contract/encoding.ts";
+import { DESCRIPTOR_CHIPS, type DescriptorChip } from "../../../contract/operations.ts";
 import type { AppEnv } from "../env.ts";
 import { newId } from "../lib/ids.ts";
 import { ApiError } from "../problem.ts";
@@ -27,7 +28,7 @@ export const FaceInput = z.object({
   /** face.analyze's descriptor (include_descriptor): sealed in the record for verify's record comparison. */
   descriptor: z.array(z.number().finite()).length(DESCRIPTOR_LENGTH).optional(),
   /** Which face chip the descriptor was computed on (face.analyze descriptor_chip); only like is compared with like. */
-  descriptor_chip: z.enum(["box", "rotated"]).optional(),
+  descriptor_chip: z.enum(DESCRIPTOR_CHIPS).optional(),
 });
 export type FaceInput = z.infer<typeof FaceInput>;
 
@@ -51,7 +52,7 @@ interface StoredFace {
    * What verify compares against when the record is reachable: the whole descriptor, not 32 bits of it.
    */
   descriptor_enc?: string;
-  descriptor_chip?: "box" | "rotated";
+  descriptor_chip?: DescriptorChip;
 }
 
 /** What the record holds about one protected face, decrypted for verify (worker only, never sent anywhere). */
@@ -59,7 +60,7 @@ export interface RecordFace {
   box_norm: NormBox | null;
   code: string;
   descriptor: Float32Array | null;
-  descriptor_chip: "box" | "rotated" | null;
+  descriptor_chip: DescriptorChip | null;
 }
 
 /** Pixel box → fractions of the image size, rounded to 1e-4 (well below a pixel at 50 MP). */

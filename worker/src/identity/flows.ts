@@ -39,8 +39,10 @@ import {
   calibrationFromFile,
   DecodeResult,
   decideVerdict,
+  recordCalibration,
   type RecordComparison,
 } from "./verdict.ts";
+import type { DescriptorChip } from "../../../contract/operations.ts";
 
 export type FlowKind = "protect" | "verify";
 
@@ -82,14 +84,22 @@ export interface ProtectParams {
  * re-share that makes another face the largest (a tight crop around a bystander) is compared with the wrong
  * face and reads as face_swapped.
  */
-export const VERIFY_ANALYZE_PARAMS = { max_faces: 1, include_descriptor: true, descriptor_chip: "rotated" } as const;
+export const VERIFY_ANALYZE_PARAMS = {
+  max_faces: 1,
+  include_descriptor: true,
+  descriptor_chip: "rotated_jitter",
+  // Records sealed before the jittered chip hold the plain eye-levelled chip's descriptor; the runner computes
+  // it anyway for the jittered mean (its centre box), so asking for it costs no extra net pass.
+  extra_descriptor_chips: ["rotated"],
+} as const;
 
 /**
- * The face chip whose descriptor asset records store and verify compares: the eye-levelled chip, which the
- * calibration measured with a lower benign tail than face-api's axis-aligned box (models/identity/CARD.md
- * section 3). The payload code stays on the box chip either way.
+ * The face chip whose descriptor asset records seal and verify compares: the mean of the eye-levelled chips
+ * of seven jittered detection boxes. Its calibration has a lower benign tail and a wider gap to the closest
+ * swap than the plain eye-levelled chip ("rotated", sealed before), which still verifies with its own
+ * threshold (models/identity/CARD.md section 3, "Record comparison"). The payload code stays on the box chip.
  */
-export const RECORD_CHIP = "rotated" as const;
+export const RECORD_CHIP = VERIFY_ANALYZE_PARAMS.descriptor_chip;
 
 /**
  * What protect asks face.analyze for: every face (the default max), with descriptors, which the worker seals
@@ -309,16 +319,17 @@ function boxIou(a: NormBox, b: NormBox): number {
   return (w * h) / (a.width * a.height + b.width * b.height - w * h);
 }
 
-/** The analysed faces with a descriptor whose box, in fractions of the analysed image, overlaps `place`. */
-function facesAt(analyzed: AnalyzedFaces, place: NormBox): number[][] {
+/**
+ * The analysed faces' descriptors of `chip` (the main descriptor or one of extra_descriptors) whose box, in
+ * fractions of the analysed image, overlaps `place`.
+ */
+function facesAt(analyzed: AnalyzedFaces, place: NormBox, chip: DescriptorChip): number[][] {
   const image = analyzed.image;
   if (!image) return [];
-  return analyzed.faces
-    .filter(
-      (f) =>
-        f.box && f.descriptor && f.descriptor_chip === RECORD_CHIP && boxIou(normaliseBox(f.box, image), place) >= PLACE_MIN_IOU,
-    )
-    .map((f) => f.descriptor!);
+  return analyzed.faces.flatMap((f) => {
+    const d = f.descriptor_chip === chip ? f.descriptor : f.extra_descriptors?.[chip];
+    return f.box && d && boxIou(normaliseBox(f.box, image), place) >= PLACE_MIN_IOU ? [d] : [];
+  });
 }
 
 /**
@@ -333,13 +344,22 @@ async function recordComparison(
 ): Promise<{ comparison: RecordComparison; place: NormBox } | "region" | null> {
   if (traced.opened.mode !== "face" || !calibration?.record) return null;
   const main = (await assetFaceRecords(env, traced.asset))[0];
-  // Records sealed with another chip (or none) cannot be compared with what verify computes: the payload decides.
-  if (!main?.descriptor || !main.box_norm || main.descriptor_chip !== RECORD_CHIP) return null;
-  const atPlace = facesAt(analyzed, main.box_norm);
-  if (region) atPlace.push(...facesAt(region, main.box_norm));
+  const chip = main?.descriptor_chip;
+  // Records sealed with a chip verify does not compute, or without a calibrated threshold for it (the box
+  // chip, or none): the payload decides.
+  if (!main?.descriptor || !main.box_norm || !chip || !COMPARED_CHIPS.has(chip) || !recordCalibration(calibration, chip))
+    return null;
+  const atPlace = facesAt(analyzed, main.box_norm, chip);
+  if (region) atPlace.push(...facesAt(region, main.box_norm, chip));
   if (atPlace.length === 0 && !region) return "region";
-  return { comparison: { descriptor: main.descriptor, facesAtPlace: atPlace }, place: main.box_norm };
+  return { comparison: { chip, descriptor: main.descriptor, facesAtPlace: atPlace }, place: main.box_norm };
 }
+
+/** The chips verify's face.analyze returns, so the only record chips it can compare like with like. */
+const COMPARED_CHIPS: ReadonlySet<DescriptorChip> = new Set([
+  VERIFY_ANALYZE_PARAMS.descriptor_chip,
+  ...VERIFY_ANALYZE_PARAMS.extra_descriptor_chips,
+]);
 
 /** Starts the region look once per flow (the two verify hooks can both get here). False when it already ran. */
 async function startRegionLook(env: AppEnv, flow: FlowRow, place: NormBox): Promise<boolean> {
@@ -429,7 +449,7 @@ async function forgetDescriptors(env: AppEnv, flowId: string, analyzed: Analyzed
 }
 
 function withoutDescriptors(a: AnalyzedFaces): AnalyzedFaces {
-  return { ...a, faces: a.faces.map(({ descriptor: _d, ...rest }) => rest) };
+  return { ...a, faces: a.faces.map(({ descriptor: _d, extra_descriptors: _e, ...rest }) => rest) };
 }
 
 /**
@@ -439,7 +459,7 @@ function withoutDescriptors(a: AnalyzedFaces): AnalyzedFaces {
 async function redactChildDescriptors(env: AppEnv, job: JobRecord): Promise<void> {
   // Callers have parsed job.result as AnalyzedFaces; the raw object keeps any fields the schema does not list.
   const result = job.result as unknown as AnalyzedFaces;
-  if (!result.faces.some((f) => f.descriptor)) return;
+  if (!result.faces.some((f) => f.descriptor || f.extra_descriptors)) return;
   await jobQueue(env).redactResult(job.tenant_id, job.id, withoutDescriptors(result) as unknown as Record<string, unknown>);
 }
 

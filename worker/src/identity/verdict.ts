@@ -5,6 +5,7 @@
  */
 
 import { z } from "zod";
+import { DESCRIPTOR_CHIPS, type DescriptorChip } from "../../../contract/operations.ts";
 import { hamming, hexToBits } from "./bits.ts";
 import type { TracedPayload } from "./assets.ts";
 
@@ -28,7 +29,9 @@ export const AnalyzedFaces = z.object({
         score: z.number().optional(),
         box: Box.optional(),
         descriptor: z.array(z.number().finite()).optional(),
-        descriptor_chip: z.enum(["box", "rotated"]).optional(),
+        descriptor_chip: z.enum(DESCRIPTOR_CHIPS).optional(),
+        /** Descriptors of further chips (face.analyze extra_descriptor_chips), for records sealed with them. */
+        extra_descriptors: z.partialRecord(z.enum(DESCRIPTOR_CHIPS), z.array(z.number().finite())).optional(),
       })
       .passthrough(),
   ),
@@ -46,9 +49,22 @@ export const Calibration = z
     threshold: z.number().int().nonnegative(),
     false_alarm: Rate,
     miss: Rate,
-    /** Euclidean threshold for the descriptor sealed in the asset record; absent: the payload code decides. */
+    /**
+     * Euclidean threshold for the descriptor sealed in the asset record, for records of `chip`; `by_chip` holds
+     * the thresholds of other chips (older records), each calibrated on its own descriptors. A record whose
+     * chip has no threshold here is not compared: the payload code decides. Absent: the payload code decides.
+     */
     record: z
-      .object({ metric: z.literal("euclidean"), threshold: z.number().positive(), false_alarm: Rate, miss: Rate })
+      .object({
+        metric: z.literal("euclidean"),
+        chip: z.enum(DESCRIPTOR_CHIPS).default("rotated"),
+        threshold: z.number().positive(),
+        false_alarm: Rate,
+        miss: Rate,
+        by_chip: z
+          .partialRecord(z.enum(DESCRIPTOR_CHIPS), z.object({ threshold: z.number().positive(), false_alarm: Rate, miss: Rate }))
+          .default({}),
+      })
       .optional(),
   })
   .passthrough();
@@ -66,14 +82,37 @@ export const CalibrationFile = z
     record_descriptor: z
       .object({
         metric: z.literal("euclidean"),
+        chip: z.string().optional(),
         threshold: z.number().positive(),
         false_alarm_rate: FileRate,
         miss_rate: FileRate,
+        by_chip: z
+          .record(
+            z.string(),
+            z.object({ threshold: z.number().positive(), false_alarm_rate: FileRate, miss_rate: FileRate }).passthrough(),
+          )
+          .optional(),
       })
       .passthrough()
       .optional(),
   })
   .passthrough();
+
+function knownChip(c: string): DescriptorChip {
+  if (!(DESCRIPTOR_CHIPS as readonly string[]).includes(c)) throw new RangeError(`calibration for unknown descriptor chip ${c}`);
+  return c as DescriptorChip;
+}
+
+/** The record threshold and rates for descriptors of `chip`, or null when the calibration has none. */
+export function recordCalibration(
+  calibration: Calibration,
+  chip: DescriptorChip,
+): { threshold: number; false_alarm: Calibration["false_alarm"]; miss: Calibration["miss"] } | null {
+  const rec = calibration.record;
+  if (!rec) return null;
+  if (rec.chip === chip) return rec;
+  return rec.by_chip[chip] ?? null;
+}
 
 export function calibrationFromFile(json: unknown): Calibration {
   const f = CalibrationFile.parse(json);
@@ -88,9 +127,17 @@ export function calibrationFromFile(json: unknown): Calibration {
       ? {
           record: {
             metric: rec.metric,
+            // Files before the chip was written calibrated the eye-levelled chip.
+            chip: knownChip(rec.chip ?? "rotated"),
             threshold: rec.threshold,
             false_alarm: rate(rec.false_alarm_rate),
             miss: rate(rec.miss_rate),
+            // Chips this worker cannot ask the runner for are left out (their records fall back to the payload).
+            by_chip: Object.fromEntries(
+              Object.entries(rec.by_chip ?? {})
+                .filter(([c]) => (DESCRIPTOR_CHIPS as readonly string[]).includes(c))
+                .map(([c, v]) => [c, { threshold: v.threshold, false_alarm: rate(v.false_alarm_rate), miss: rate(v.miss_rate) }]),
+            ),
           },
         }
       : {}),
@@ -99,6 +146,8 @@ export function calibrationFromFile(json: unknown): Calibration {
 
 /** What the asset record lets verify compare, assembled by the flow (assets.ts assetFaceRecords). */
 export interface RecordComparison {
+  /** The chip the record's descriptor was computed on; the faces now are described on the same chip. */
+  chip: DescriptorChip;
   /** The protected main face's descriptor, decrypted from the record. */
   descriptor: ArrayLike<number>;
   /** Descriptors of the faces now at the protected face's place (normalised box IoU >= PLACE_MIN_IOU). */
@@ -133,6 +182,8 @@ export interface VerifyOutcome {
      */
     identity_basis: "record" | "payload" | null;
     identity_metric: "euclidean" | "hamming" | null;
+    /** With basis "record": the face chip both descriptors were computed on (the record's). */
+    identity_descriptor_chip?: DescriptorChip;
     /** The deciding distance (see identity_basis) and its threshold. */
     identity_distance: number | null;
     /** Hamming distances of each face now to the payload's code (always, when there is a face and a code). */
@@ -216,13 +267,15 @@ export function decideVerdict(
   });
   evidence.identity_distances = distances;
   evidence.payload_identity_distance = Math.min(...distances);
-  const rec = calibration.record;
+  // Like with like: the threshold calibrated on the record's own chip (records of an older chip keep theirs).
+  const rec = record ? recordCalibration(calibration, record.chip) : null;
   if (record && rec && record.facesAtPlace.length > 0) {
     const d = Math.min(...record.facesAtPlace.map((f) => euclidean(record.descriptor, f)));
     Object.assign(evidence, {
       identity_basis: "record",
       identity_metric: "euclidean",
       identity_distance: Math.round(d * 1e4) / 1e4,
+      identity_descriptor_chip: record.chip,
       threshold: rec.threshold,
       false_alarm_rate: rec.false_alarm,
       miss_rate: rec.miss,
