@@ -28,9 +28,19 @@ export async function runnerStringToSign(p: {
   pathAndQuery: string;
   body: string | Uint8Array;
 }): Promise<string> {
-  return ["v1", p.runnerId, String(p.timestamp), p.nonce, p.method.toUpperCase(), p.pathAndQuery, await sha256Hex(p.body)].join(
-    "\n",
-  );
+  return runnerStringToSignFromHash({ ...p, bodySha256Hex: await sha256Hex(p.body) });
+}
+
+/** The string to sign when the caller hashes the body itself (the Node runner, synchronously with node:crypto). */
+export function runnerStringToSignFromHash(p: {
+  runnerId: string;
+  timestamp: number;
+  nonce: string;
+  method: string;
+  pathAndQuery: string;
+  bodySha256Hex: string;
+}): string {
+  return ["v1", p.runnerId, String(p.timestamp), p.nonce, p.method.toUpperCase(), p.pathAndQuery, p.bodySha256Hex].join("\n");
 }
 
 /** Headers a runner adds to a request. */
