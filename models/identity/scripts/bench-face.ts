@@ -42,6 +42,18 @@ async function main(): Promise<void> {
     one.push(performance.now() - w);
     oneCpu.push((used.user + used.system) / 1000);
   }
+  // Verify's analysis before and after the jittered record chip (largest face, the record descriptors it asks
+  // for), interleaved run by run so that both see the same machine load.
+  const verifyPlain: number[] = [];
+  const verifyJitter: number[] = [];
+  for (let i = 0; i < n; i++) {
+    let w = performance.now();
+    await analyzeFaces(img, { maxFaces: 1, recordChips: ["rotated"] });
+    verifyPlain.push(performance.now() - w);
+    w = performance.now();
+    await analyzeFaces(img, { maxFaces: 1, recordChips: ["rotated_jitter", "rotated"] });
+    verifyJitter.push(performance.now() - w);
+  }
   // Detection alone, to split the time between the detector and the per-face nets.
   const det: number[] = [];
   const input = faceapi.tf.tensor3d(img.data as Uint8Array, [img.height, img.width, 3], "int32");
@@ -62,6 +74,8 @@ async function main(): Promise<void> {
       analyze_cpu_ms_median: r(median(cpu)),
       largest_face_only_wall_ms_median: r(median(one)),
       largest_face_only_cpu_ms_median: r(median(oneCpu)),
+      verify_rotated_chip_wall_ms_median: r(median(verifyPlain)),
+      verify_jitter_and_rotated_chips_wall_ms_median: r(median(verifyJitter)),
       detection_only_ms_median: r(median(det)),
       per_face_landmarks_descriptor_ms: r((median(full) - median(det)) / Math.max(1, faces)),
     }),
