@@ -273,6 +273,28 @@ describe("face.analyze pipeline", { timeout: 120_000 }, () => {
     expect(jittered).toBeLessThan(0.7 * plain);
   });
 
+  // The jittered chip's 6 extra landmark crops and its chips run as batched net calls; the calibration
+  // threshold (models/identity/calibration.json) was fitted on descriptors from one call per crop and chip.
+  // Batching must not move them: measured bit-identical on face-api's sample1-6 (22 faces); 1e-4 is the
+  // euclidean margin allowed before the calibration would have to be redone.
+  it("gives the same jittered and plain chip descriptors with batched net calls as with one call per chip", async () => {
+    const img = await raster(new URL("../../node_modules/@vladmandic/face-api/demo/sample2.jpg", import.meta.url).pathname);
+    const dist = (a: Float32Array, b: Float32Array) => Math.sqrt(a.reduce((s, v, i) => s + (v - b[i]!) ** 2, 0));
+    // Both orders: with "rotated_jitter" first the plain chip rides in the batch, otherwise it is computed alone.
+    for (const recordChips of [
+      ["rotated_jitter", "rotated"],
+      ["rotated", "rotated_jitter"],
+    ] as const) {
+      const batched = await analyzeFaces(img, { recordChips });
+      const perChip = await analyzeFaces(img, { recordChips, batchJitter: false });
+      expect(batched.length).toBeGreaterThan(1);
+      expect(batched.map((f) => f.box)).toEqual(perChip.map((f) => f.box));
+      batched.forEach((f, i) => {
+        for (const c of recordChips) expect(dist(f.chipDescriptors![c]!, perChip[i]!.chipDescriptors![c]!)).toBeLessThan(1e-4);
+      });
+    }
+  });
+
   it("reports the analysed image's size, so the worker can store boxes as fractions of it", async () => {
     const out = await faceAnalyzePipeline.run(context([await raster(ASTRONAUT)]));
     expect((out.result as { image: unknown }).image).toEqual({ width: 512, height: 512 });

@@ -51,6 +51,13 @@ export interface AnalyzeOptions {
    * existing watermarks keep their meaning.
    */
   recordChips?: readonly RecordChip[];
+  /**
+   * "rotated_jitter" only: run its 6 extra landmark crops as one batched landmark-net call and its chips as
+   * one batched recognition-net call (default), or each crop and chip as its own call (false: how the
+   * calibration's descriptors were computed; kept so the runner test can check that batching gives the
+   * same descriptors).
+   */
+  batchJitter?: boolean;
 }
 
 /** A detection must overlap the searched region at least this much to count as the face that was there. */
@@ -65,6 +72,7 @@ const DEFAULTS: Required<Omit<AnalyzeOptions, "region">> = {
   maxFaces: 20,
   chip: "box",
   recordChips: [],
+  batchJitter: true,
 };
 
 /** Interleaved RGB bytes, whatever the raster's channels and depth (alpha is dropped, grey is replicated). */
@@ -256,16 +264,44 @@ function meanOf(ds: Float32Array[]): Float32Array {
   return m;
 }
 
+function chipTensor(faceapi: FaceApi, data: Int32Array | Float32Array, side: number): Tensor3D {
+  return data instanceof Int32Array
+    ? faceapi.tf.tensor3d(data, [side, side, 3], "int32")
+    : faceapi.tf.tensor3d(data, [side, side, 3], "float32");
+}
+
 /** The recognition net's descriptor of one interleaved RGB chip. */
 async function netDescriptor(faceapi: FaceApi, data: Int32Array | Float32Array, side: number): Promise<Float32Array> {
-  const t =
-    data instanceof Int32Array
-      ? faceapi.tf.tensor3d(data, [side, side, 3], "int32")
-      : faceapi.tf.tensor3d(data, [side, side, 3], "float32");
+  const t = chipTensor(faceapi, data, side);
   try {
     return (await faceapi.nets.faceRecognitionNet.computeFaceDescriptor(t)) as Float32Array;
   } finally {
     t.dispose();
+  }
+}
+
+/**
+ * The recognition net's descriptors of several chips in one call (`batch`) or one call each. face-api's
+ * NetInput pads and resizes each tensor of an array input to 150x150 on its own, exactly as for a single
+ * input, then stacks them, so the sizes may differ; one batched call saves the per-call overhead of the
+ * net's ~30 kernels per chip.
+ */
+async function netDescriptors(
+  faceapi: FaceApi,
+  chips: { data: Int32Array | Float32Array; side: number }[],
+  batch: boolean,
+): Promise<Float32Array[]> {
+  if (!batch || chips.length < 2) {
+    const out: Float32Array[] = [];
+    for (const c of chips) out.push(await netDescriptor(faceapi, c.data, c.side));
+    return out;
+  }
+  const ts: Tensor3D[] = [];
+  try {
+    for (const c of chips) ts.push(chipTensor(faceapi, c.data, c.side));
+    return (await faceapi.nets.faceRecognitionNet.computeFaceDescriptor(ts)) as Float32Array[];
+  } finally {
+    for (const t of ts) t.dispose();
   }
 }
 
@@ -278,6 +314,7 @@ async function recordDescriptors(
   points: { x: number; y: number }[],
   chips: readonly RecordChip[],
   jitteredPoints: () => Promise<{ x: number; y: number }[][]>,
+  batchJitter: boolean,
 ): Promise<Partial<Record<RecordChip, Float32Array>> | null> {
   const chip = rotatedChipPixels(rgb, width, height, points);
   if (!chip) return null;
@@ -301,13 +338,19 @@ async function recordDescriptors(
   const out: Partial<Record<RecordChip, Float32Array>> = {};
   for (const c of chips) {
     if (c === "rotated_jitter") {
-      // The detection box's own chip (shared with "rotated") and one chip per jittered box's landmarks.
-      const ds = [await pass("plain", false)];
+      // The detection box's own chip (shared with "rotated") and one chip per jittered box's landmarks. The
+      // plain chip rides in the same batch unless another variant already computed it; its descriptor from
+      // the batch is bit-identical to a single pass's (measured on face-api's sample1-6, 22 faces, and
+      // checked in test/runner/face.test.ts), so "rotated" keeps its value either way.
+      const plain = cache.get("plain");
+      const jittered: { data: Int32Array; side: number }[] = plain ? [] : [{ data, side }];
       for (const pts of await jitteredPoints()) {
         const j = rotatedChipPixels(rgb, width, height, pts);
-        if (j) ds.push(await netDescriptor(faceapi, j.data, j.side));
+        if (j) jittered.push(j);
       }
-      out[c] = meanOf(ds);
+      const ds = await netDescriptors(faceapi, jittered, batchJitter);
+      if (!plain) cache.set("plain", ds[0]!);
+      out[c] = meanOf(plain ? [plain, ...ds] : ds);
       continue;
     }
     const mode = c.includes("gain") ? "gain" : c.includes("std") ? "std" : "plain";
@@ -340,6 +383,7 @@ async function describeFace(
   detection: FaceDetection,
   chip: "box" | "rotated" = "box",
   recordChips: readonly RecordChip[] = [],
+  batchJitter = true,
 ) {
   const crop = (box: InstanceType<FaceApi["Box"]>): Tensor3D | null => {
     const b = box.clipAtImageBorders(width, height);
@@ -357,31 +401,41 @@ async function describeFace(
   const points = withLandmarks.landmarks.positions;
   // The rotated chip's plain descriptor is shared when it is both the main descriptor and a record chip.
   const wanted = chip === "rotated" && !recordChips.includes("rotated") ? [...recordChips, "rotated" as const] : recordChips;
-  // Landmarks on the jittered detection boxes, only computed for "rotated_jitter" (6 more landmark passes).
+  // Landmarks on the jittered detection boxes, only computed for "rotated_jitter" (6 more landmark passes,
+  // one batched call unless batchJitter is off: NetInput pads and resizes each crop to the net's input on
+  // its own, as for a single crop, and the landmarks come back per crop in its own pixels).
   const jitteredPoints = async () => {
     const d = detection.forSize(width, height).box;
+    const crops: { t: Tensor3D; x: number; y: number }[] = [];
     const out: { x: number; y: number }[][] = [];
-    for (const [dx, dy, scale] of JITTER_BOXES.slice(1)) {
-      const [w, h] = [d.width * scale, d.height * scale];
-      const box = new faceapi.Box({
-        x: d.x + dx * d.width + (d.width - w) / 2,
-        y: d.y + dy * d.height + (d.height - h) / 2,
-        width: w,
-        height: h,
-      });
-      const b = box.clipAtImageBorders(width, height);
-      if (!(b.width > 0 && b.height > 0)) continue;
-      const t = cropTensor(faceapi, rgb, width, b);
-      try {
-        const lm = (await faceapi.nets.faceLandmark68Net.detectLandmarks(t)) as InstanceType<FaceApi["FaceLandmarks68"]>;
-        out.push(lm.positions.map((q) => ({ x: q.x + b.x, y: q.y + b.y })));
-      } finally {
-        t.dispose();
+    try {
+      for (const [dx, dy, scale] of JITTER_BOXES.slice(1)) {
+        const [w, h] = [d.width * scale, d.height * scale];
+        const box = new faceapi.Box({
+          x: d.x + dx * d.width + (d.width - w) / 2,
+          y: d.y + dy * d.height + (d.height - h) / 2,
+          width: w,
+          height: h,
+        });
+        const b = box.clipAtImageBorders(width, height);
+        if (b.width > 0 && b.height > 0) crops.push({ t: cropTensor(faceapi, rgb, width, b), x: b.x, y: b.y });
       }
+      type Landmarks = InstanceType<FaceApi["FaceLandmarks68"]>;
+      const lms: Landmarks[] = [];
+      if (batchJitter && crops.length > 1) {
+        lms.push(...((await faceapi.nets.faceLandmark68Net.detectLandmarks(crops.map((c) => c.t))) as Landmarks[]));
+      } else {
+        for (const c of crops) lms.push((await faceapi.nets.faceLandmark68Net.detectLandmarks(c.t)) as Landmarks);
+      }
+      lms.forEach((lm, i) => out.push(lm.positions.map((q) => ({ x: q.x + crops[i]!.x, y: q.y + crops[i]!.y }))));
+    } finally {
+      for (const c of crops) c.t.dispose();
     }
     return out;
   };
-  const records = wanted.length ? await recordDescriptors(faceapi, rgb, width, height, points, wanted, jitteredPoints) : {};
+  const records = wanted.length
+    ? await recordDescriptors(faceapi, rgb, width, height, points, wanted, jitteredPoints, batchJitter)
+    : {};
   if (!records) return null;
   let descriptor: Float32Array;
   if (chip === "rotated") {
@@ -442,7 +496,16 @@ async function analyzeChosen(
   );
   const faces: AnalyzedFace[] = [];
   for (const { detection, box } of chosen) {
-    const described = await describeFace(faceapi, rgb, image.width, image.height, detection, opts.chip, opts.recordChips);
+    const described = await describeFace(
+      faceapi,
+      rgb,
+      image.width,
+      image.height,
+      detection,
+      opts.chip,
+      opts.recordChips,
+      opts.batchJitter,
+    );
     if (!described) continue;
     faces.push({
       box,

@@ -43,9 +43,11 @@ async function main(): Promise<void> {
     oneCpu.push((used.user + used.system) / 1000);
   }
   // Verify's analysis before and after the jittered record chip (largest face, the record descriptors it asks
-  // for), interleaved run by run so that both see the same machine load.
+  // for), and the jittered chip with one net call per crop and chip instead of the batched calls, interleaved
+  // run by run so that all three see the same machine load.
   const verifyPlain: number[] = [];
   const verifyJitter: number[] = [];
+  const verifyJitterUnbatched: number[] = [];
   for (let i = 0; i < n; i++) {
     let w = performance.now();
     await analyzeFaces(img, { maxFaces: 1, recordChips: ["rotated"] });
@@ -53,6 +55,9 @@ async function main(): Promise<void> {
     w = performance.now();
     await analyzeFaces(img, { maxFaces: 1, recordChips: ["rotated_jitter", "rotated"] });
     verifyJitter.push(performance.now() - w);
+    w = performance.now();
+    await analyzeFaces(img, { maxFaces: 1, recordChips: ["rotated_jitter", "rotated"], batchJitter: false });
+    verifyJitterUnbatched.push(performance.now() - w);
   }
   // Detection alone, to split the time between the detector and the per-face nets.
   const det: number[] = [];
@@ -76,6 +81,7 @@ async function main(): Promise<void> {
       largest_face_only_cpu_ms_median: r(median(oneCpu)),
       verify_rotated_chip_wall_ms_median: r(median(verifyPlain)),
       verify_jitter_and_rotated_chips_wall_ms_median: r(median(verifyJitter)),
+      verify_jitter_unbatched_wall_ms_median: r(median(verifyJitterUnbatched)),
       detection_only_ms_median: r(median(det)),
       per_face_landmarks_descriptor_ms: r((median(full) - median(det)) / Math.max(1, faces)),
     }),
