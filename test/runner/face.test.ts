@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
-import { analyzeFaces, REGION_MIN_IOU, toRgb8, type AnalyzedFace } from "../../gpu-runner/src/face/analyze.ts";
+import { analyzeFaces, REGION_MIN_IOU, rotatedChipPixels, toRgb8, type AnalyzedFace } from "../../gpu-runner/src/face/analyze.ts";
 import { loadFaceModels } from "../../gpu-runner/src/face/models.ts";
 import {
   bitsToHex,
@@ -292,6 +292,60 @@ describe("face.analyze pipeline", { timeout: 120_000 }, () => {
       batched.forEach((f, i) => {
         for (const c of recordChips) expect(dist(f.chipDescriptors![c]!, perChip[i]!.chipDescriptors![c]!)).toBeLessThan(1e-4);
       });
+    }
+  });
+
+  // rotatedChipPixels is written for speed (it cuts 7 chips per face for the jittered descriptor); this is
+  // the straightforward version it replaced, which the calibration's chips came from. Same float
+  // expressions, so the chips must be identical, also where the chip reaches outside the image (black).
+  it("cuts the eye-levelled chip exactly as the straightforward bilinear reference does", async () => {
+    const reference = (rgb: Uint8Array, width: number, height: number, pts: { x: number; y: number }[]) => {
+      const centre = (from: number, to: number) => {
+        let [x, y] = [0, 0];
+        for (let i = from; i < to; i++) [x, y] = [x + pts[i]!.x, y + pts[i]!.y];
+        return { x: x / (to - from), y: y / (to - from) };
+      };
+      const [le, re, mouth] = [centre(36, 42), centre(42, 48), centre(48, 68)];
+      const c = { x: (le.x + re.x + mouth.x) / 3, y: (le.y + re.y + mouth.y) / 3 };
+      const dist = (a: { x: number; y: number }) => Math.hypot(mouth.x - a.x, mouth.y - a.y);
+      const side = Math.floor((dist(le) + dist(re)) / 2 / 0.45);
+      const theta = Math.atan2(re.y - le.y, re.x - le.x);
+      const [cos, sin] = [Math.cos(theta), Math.sin(theta)];
+      const out = new Int32Array(side * side * 3);
+      for (let v = 0; v < side; v++) {
+        for (let u = 0; u < side; u++) {
+          const [ox, oy] = [u - 0.5 * side, v - 0.43 * side];
+          const x = c.x + cos * ox - sin * oy;
+          const y = c.y + sin * ox + cos * oy;
+          const [x0, y0] = [Math.floor(x), Math.floor(y)];
+          const [fx, fy] = [x - x0, y - y0];
+          for (let k = 0; k < 3; k++) {
+            const at = (xi: number, yi: number) =>
+              xi < 0 || yi < 0 || xi >= width || yi >= height ? 0 : rgb[(yi * width + xi) * 3 + k]!;
+            const top = at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx;
+            const bottom = at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx;
+            out[(v * side + u) * 3 + k] = Math.round(top * (1 - fy) + bottom * fy);
+          }
+        }
+      }
+      return { side, data: out };
+    };
+    const img = await raster(ASTRONAUT);
+    const rgb = toRgb8(img);
+    const [face] = await analyzeFaces(img);
+    const pts = face!.landmarks.map(([x, y]) => ({ x, y }));
+    // As found, and moved so that the chip hangs over the top-left and the bottom-right corners.
+    const [dx, dy] = [face!.box.x + 20, face!.box.y + 20];
+    for (const shift of [
+      { x: 0, y: 0 },
+      { x: -dx, y: -dy },
+      { x: img.width - dx - 60, y: img.height - dy - 60 },
+    ]) {
+      const moved = pts.map((p) => ({ x: p.x + shift.x, y: p.y + shift.y }));
+      const fast = rotatedChipPixels(rgb, img.width, img.height, moved)!;
+      const ref = reference(rgb, img.width, img.height, moved);
+      expect(fast.side).toBe(ref.side);
+      expect(fast.data).toEqual(ref.data);
     }
   });
 
