@@ -6,7 +6,7 @@
  * Per size (1 MP and 12 MP, from a real photo of the corpus, or the astronaut fixture when the corpus is not
  * built): plain = decode JPEG + encode JPEG q90; embed = decode + watermark.embed + encode JPEG q90;
  * decode = decode JPEG + watermark.decode (of the unmarked photo: all 11 derotations). Median wall-clock and CPU
- * time of 11 interleaved rounds after 40 warm-up embeddings and decodings and three warm-up rounds; onnxruntime on 1 thread. Then plain vs embed at 1 MP on 15
+ * time of 11 interleaved rounds after 40 warm-up embeddings and three warm-up rounds; onnxruntime on 1 thread. Then plain vs embed at 1 MP on 15
  * held-out photos (the informed loop's rounds, a fixed cost, vary by photo): the distribution of the ratio.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -73,10 +73,8 @@ export async function runWatermarkBench(): Promise<Record<string, unknown>> {
   // the steady-state time here (V8 optimising the loops, the WebAssembly kernel tiering up, onnxruntime's arenas).
   // Measure the steady state.
   const warm = await sharp(source).resize(1155, 866, { fit: "cover" }).jpeg({ quality: 90 }).toBuffer();
-  for (let i = 0; i < WARMUP_EMBEDDINGS; i++) {
+  for (let i = 0; i < WARMUP_EMBEDDINGS; i++)
     await embed(enc, await decodeImage(warm, limits), "0123456789abcdef", 1, dec, { inPlace: true });
-    await decode(dec, await decodeImage(warm, limits));
-  }
   for (const [label, [w, h]] of Object.entries(SIZES)) {
     const jpeg = await sharp(source).resize(w, h, { fit: "cover" }).jpeg({ quality: 90 }).toBuffer();
     const [plain, embedded, openLoop] = await costs([

@@ -36,13 +36,14 @@ function output(out: InferenceSession.OnnxValueMapType, name: string, model: str
 
 /**
  * The encoder for one image (planar 3 x size x size view in [0, 1]): a function from per-bit amplitudes in [0, 1]
- * (the encoder's bit inputs; 2b - 1 is each bit's signed weight) to the unit-strength residual, planar 3 x size x size.
+ * (the encoder's bit inputs; 2b - 1 is each bit's signed weight) to the unit-strength residual, planar 3 x size x size,
+ * written into `out` when given (the informed loop reuses two buffers across its rounds).
  */
 export async function imageEncoder(
   sessions: EncoderSessions,
   view: Float32Array,
   size: number,
-): Promise<(amplitudes: Float32Array) => Promise<Float32Array>> {
+): Promise<(amplitudes: Float32Array, out?: Float32Array) => Promise<Float32Array>> {
   const gain = output(
     await sessions.gain.run({ image: new Tensor("float32", view, [1, 3, size, size]) }),
     "gain",
@@ -51,13 +52,12 @@ export async function imageEncoder(
   const q = size / 4;
   const taps = stretchTaps(q, size);
   const wide = new Float32Array(q * size);
-  return async (amplitudes) => {
+  return async (amplitudes, residual = new Float32Array(3 * size * size)) => {
     const pattern = output(
       await sessions.message.run({ bits: new Tensor("float32", amplitudes, [1, CODE_BITS]) }),
       "pattern",
       ENCODER_MESSAGE_ID,
     );
-    const residual = new Float32Array(3 * size * size);
     let sq = 0;
     for (let c = 0; c < 3; c++) {
       // Bilinear, half-pixel centres, edges clamped: ONNX Resize "linear" / "half_pixel", as in the graph.

@@ -58,8 +58,11 @@ export const INFORMED_DEFAULT: InformedOptions = {
 };
 
 export interface InformedModels {
-  /** Unit-strength residual (planar 3 x S x S) for per-bit amplitudes in [0, 1] units (2b - 1 = signed weight). */
-  encode(amplitudes: Float32Array): Promise<Float32Array>;
+  /**
+   * Unit-strength residual (planar 3 x S x S) for per-bit amplitudes in [0, 1] units (2b - 1 = signed weight),
+   * written into `out` and returned.
+   */
+  encode(amplitudes: Float32Array, out: Float32Array): Promise<Float32Array>;
   /** Decoder logits (count x channel bits) of `count` planar 3 x S x S views in [0, 1], laid end to end. */
   logits(views: Float32Array, count: number): Promise<Float32Array>;
 }
@@ -175,12 +178,15 @@ export async function informedResidual(
   const batch = new Float32Array(views * view.length);
   const marked = batch.subarray(0, view.length);
   const shortfall = new Float32Array(n);
+  // Two residual buffers: the best round's, and the one the next round is written into.
+  const buffers = [new Float32Array(view.length), new Float32Array(view.length)];
+  let slot = 0;
   let best: Float32Array | null = null;
   let bestScore = -Infinity;
   let bestRound = 0;
   for (let round = 0; ; round++) {
     for (let i = 0; i < n; i++) amplitudes[i] = 0.5 + 0.5 * sign[i]! * weight[i]!;
-    const residual = await models.encode(amplitudes);
+    const residual = await models.encode(amplitudes, buffers[slot]!);
     if (options.rounds === 0) return residual;
     for (let i = 0; i < view.length; i++) marked[i] = Math.min(1, Math.max(0, view[i]! + strength * residual[i]!));
     // Per view: bits read wrong (margin < 0) and weak (below that view's target); per bit: its largest shortfall.
@@ -214,6 +220,7 @@ export async function informedResidual(
       bestScore = score;
       best = residual;
       bestRound = round;
+      slot ^= 1;
     }
     const weak = counts.cleanWeak + counts.weak;
     if (weak === 0 || round >= options.rounds || round - bestRound >= options.patience) return best!;
