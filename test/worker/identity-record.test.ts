@@ -47,12 +47,15 @@ const face = (code: string, box: { x: number; y: number; width: number; height: 
   descriptor_chip: "rotated_jitter",
 });
 
-/** Protects a 1000x800 image whose largest face sits at (400, 200), 200x240 px. */
-async function protect(key: string) {
+/**
+ * Protects a 1000x800 image whose largest face sits at (400, 200), 200x240 px, its descriptor sealed from `chip`
+ * (what face.analyze reported it was computed on).
+ */
+async function protect(key: string, chip = "rotated_jitter") {
   const res = await call("/v1/protect", key, { method: "POST", body: PNG_1x1 });
   const flow = (await res.json()) as Flow;
   await complete(flow.stages["face.analyze"]!, "face.analyze", {
-    faces: [face("a1b2c3d4", { x: 400, y: 200, width: 200, height: 240 }, descriptor())],
+    faces: [{ ...face("a1b2c3d4", { x: 400, y: 200, width: 200, height: 240 }, descriptor()), descriptor_chip: chip }],
     identity_code_bits: 32,
     image: { width: 1000, height: 800 },
   });
@@ -196,19 +199,12 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
 
   it("a record sealed with the older eye-levelled chip is compared with that chip's descriptor and threshold", async () => {
     const { key, tenantId } = await createTenantKey(["protect", "verify"]);
-    const res = await call("/v1/protect", key, { method: "POST", body: PNG_1x1 });
-    const flow = (await res.json()) as Flow;
-    await complete(flow.stages["face.analyze"]!, "face.analyze", {
-      faces: [{ ...face("a1b2c3d4", { x: 400, y: 200, width: 200, height: 240 }, descriptor()), descriptor_chip: "rotated" }],
-      identity_code_bits: 32,
-      image: { width: 1000, height: 800 },
-    });
-    const embedJob = await complete((await flowOf(key, flow.id)).stages["watermark.embed"]!, "watermark.embed", {}, PNG_1x1);
+    const { bits } = await protect(key, "rotated");
     const rotatedThreshold = calibrationFile.record_descriptor.by_chip.rotated.threshold;
     // The jittered descriptor now is far from the sealed one, the plain one close: only like with like counts.
     const near = descriptor(0.5);
     expect(dist(descriptor(), near)).toBeLessThan(rotatedThreshold);
-    const out = await startVerify(key, embedJob.params.bits as string, {
+    const out = await startVerify(key, bits, {
       faces: [
         {
           ...face("a1b2c3d4", { x: 400, y: 200, width: 200, height: 240 }, descriptor(8)),
@@ -234,15 +230,8 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
 
   it("a record sealed with box-chip descriptors is not compared with rotated-chip ones: the payload decides", async () => {
     const { key } = await createTenantKey(["protect", "verify"]);
-    const res = await call("/v1/protect", key, { method: "POST", body: PNG_1x1 });
-    const flow = (await res.json()) as Flow;
-    await complete(flow.stages["face.analyze"]!, "face.analyze", {
-      faces: [{ ...face("a1b2c3d4", { x: 400, y: 200, width: 200, height: 240 }, descriptor()), descriptor_chip: "box" }],
-      identity_code_bits: 32,
-      image: { width: 1000, height: 800 },
-    });
-    const embedJob = await complete((await flowOf(key, flow.id)).stages["watermark.embed"]!, "watermark.embed", {}, PNG_1x1);
-    const out = await startVerify(key, embedJob.params.bits as string, {
+    const { bits } = await protect(key, "box");
+    const out = await startVerify(key, bits, {
       faces: [face("a1b2c3d4", { x: 400, y: 200, width: 200, height: 240 }, descriptor(8))],
       image: { width: 1000, height: 800 },
     });
