@@ -31,8 +31,7 @@ export async function runnerStringToSign(p: {
   return runnerStringToSignFromHash({ ...p, bodySha256Hex: await sha256Hex(p.body) });
 }
 
-/** The string to sign when the caller hashes the body itself (the Node runner, synchronously with node:crypto). */
-export function runnerStringToSignFromHash(p: {
+function runnerStringToSignFromHash(p: {
   runnerId: string;
   timestamp: number;
   nonce: string;
@@ -41,6 +40,32 @@ export function runnerStringToSignFromHash(p: {
   bodySha256Hex: string;
 }): string {
   return ["v1", p.runnerId, String(p.timestamp), p.nonce, p.method.toUpperCase(), p.pathAndQuery, p.bodySha256Hex].join("\n");
+}
+
+/**
+ * A runner request's timestamp, fresh nonce and string to sign, for a body whose SHA-256 the caller computed: with
+ * WebCrypto (signRunnerRequest), or synchronously with node:crypto in the Node runner (gpu-runner/src/worker-client.ts).
+ */
+export function runnerRequestToSign(p: { runnerId: string; method: string; url: string; bodySha256Hex: string; now?: number }) {
+  const timestamp = p.now ?? Math.floor(Date.now() / 1000);
+  const nonce = hex(crypto.getRandomValues(new Uint8Array(16)));
+  const u = new URL(p.url);
+  const toSign = runnerStringToSignFromHash({ ...p, timestamp, nonce, pathAndQuery: u.pathname + u.search });
+  return { timestamp, nonce, toSign };
+}
+
+/** The headers of a runner request signed with `macHex`, the hex HMAC-SHA256 of its string to sign. */
+export function runnerRequestHeaders(
+  runnerId: string,
+  r: { timestamp: number; nonce: string },
+  macHex: string,
+): Record<string, string> {
+  return {
+    [RUNNER_HEADERS.id]: runnerId,
+    [RUNNER_HEADERS.timestamp]: String(r.timestamp),
+    [RUNNER_HEADERS.nonce]: r.nonce,
+    [RUNNER_HEADERS.signature]: `v1=${macHex}`,
+  };
 }
 
 /** Headers a runner adds to a request. */
@@ -52,24 +77,9 @@ export async function signRunnerRequest(p: {
   body?: string;
   now?: number;
 }): Promise<Record<string, string>> {
-  const timestamp = p.now ?? Math.floor(Date.now() / 1000);
-  const nonce = hex(crypto.getRandomValues(new Uint8Array(16)));
-  const u = new URL(p.url);
-  const toSign = await runnerStringToSign({
-    runnerId: p.runnerId,
-    timestamp,
-    nonce,
-    method: p.method,
-    pathAndQuery: u.pathname + u.search,
-    body: p.body ?? "",
-  });
-  const mac = await crypto.subtle.sign("HMAC", await hmacKey(p.secret), utf8(toSign) as BufferSource);
-  return {
-    [RUNNER_HEADERS.id]: p.runnerId,
-    [RUNNER_HEADERS.timestamp]: String(timestamp),
-    [RUNNER_HEADERS.nonce]: nonce,
-    [RUNNER_HEADERS.signature]: `v1=${hex(mac)}`,
-  };
+  const r = runnerRequestToSign({ ...p, bodySha256Hex: await sha256Hex(p.body ?? "") });
+  const mac = await crypto.subtle.sign("HMAC", await hmacKey(p.secret), utf8(r.toSign) as BufferSource);
+  return runnerRequestHeaders(p.runnerId, r, hex(mac));
 }
 
 export type RunnerAuthFailure = "missing_headers" | "stale_timestamp" | "bad_signature";

@@ -40,6 +40,9 @@ export function request(url: string, init: HttpRequest = {}): Promise<IncomingMe
   });
 }
 
+/** fetch's `Response.ok`: a 2xx status. */
+export const isOk = (status: number): boolean => status >= 200 && status < 300;
+
 export async function readText(res: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of res) chunks.push(chunk as Buffer);

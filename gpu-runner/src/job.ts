@@ -9,7 +9,7 @@ import {
 import { TicketError } from "../../contract/ticket.ts";
 import { errorMessage, LeaseLostError, RunnerError } from "./errors.ts";
 import { executeOperation } from "./execute.ts";
-import { discard, header, type HttpRequest, request } from "./http-client.ts";
+import { discard, header, type HttpRequest, isOk, request } from "./http-client.ts";
 import type { Logger } from "./log.ts";
 import type { RunnerMetrics } from "./metrics.ts";
 import type { SessionCache } from "./models/session-cache.ts";
@@ -87,7 +87,7 @@ async function fetchWithRetry(url: string, init: HttpRequest, signal: AbortSigna
 async function download(input: TicketPayload["inputs"][number], signal: AbortSignal): Promise<Uint8Array> {
   const res = await fetchWithRetry(input.url, {}, signal, `download of input ${input.name}`);
   const status = res.statusCode ?? 0;
-  if (status < 200 || status >= 300) {
+  if (!isOk(status)) {
     discard(res);
     throw new RunnerError("input_unavailable", `download of input ${input.name}: HTTP ${status}`, true);
   }
@@ -201,7 +201,7 @@ export async function runLeasedJob(job: LeasedJob, d: JobDeps, shutdown: AbortSi
       );
       discard(res);
       const status = res.statusCode ?? 0;
-      if (status < 200 || status >= 300) throw new RunnerError("upload_failed", `upload of ${a.name}: HTTP ${status}`, true);
+      if (!isOk(status)) throw new RunnerError("upload_failed", `upload of ${a.name}: HTTP ${status}`, true);
       artifacts.push({ name: a.name, key: target.key, content_type: a.contentType, bytes: a.body.length, sha256: a.sha256 });
     }
     if (abort.signal.aborted) throw abort.signal.reason;

@@ -1,8 +1,8 @@
-import { createHash, createHmac, randomBytes } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
-import { RUNNER_HEADERS, runnerStringToSignFromHash } from "../../contract/runner-auth.ts";
+import { runnerRequestHeaders, runnerRequestToSign } from "../../contract/runner-auth.ts";
 import { LeaseLostError } from "./errors.ts";
-import { discard, readText, request } from "./http-client.ts";
+import { discard, isOk, readText, request } from "./http-client.ts";
 
 export class WorkerHttpError extends Error {
   constructor(
@@ -81,23 +81,8 @@ export function followUrlFile(path: string, fallback: string): () => string {
  * signature, with multi-ms tails). Every completion report is signed on the job's critical path.
  */
 export function signRunnerRequestSync(p: { runnerId: string; secret: string; method: string; url: string; body: string }) {
-  const timestamp = Math.floor(Date.now() / 1000);
-  const nonce = randomBytes(16).toString("hex");
-  const u = new URL(p.url);
-  const toSign = runnerStringToSignFromHash({
-    runnerId: p.runnerId,
-    timestamp,
-    nonce,
-    method: p.method,
-    pathAndQuery: u.pathname + u.search,
-    bodySha256Hex: createHash("sha256").update(p.body).digest("hex"),
-  });
-  return {
-    [RUNNER_HEADERS.id]: p.runnerId,
-    [RUNNER_HEADERS.timestamp]: String(timestamp),
-    [RUNNER_HEADERS.nonce]: nonce,
-    [RUNNER_HEADERS.signature]: `v1=${createHmac("sha256", p.secret).update(toSign).digest("hex")}`,
-  };
+  const r = runnerRequestToSign({ ...p, bodySha256Hex: createHash("sha256").update(p.body).digest("hex") });
+  return runnerRequestHeaders(p.runnerId, r, createHmac("sha256", p.secret).update(r.toSign).digest("hex"));
 }
 
 /** Signed JSON calls to the worker's runner routes, retried on transient failures. */
@@ -145,7 +130,7 @@ export class WorkerClient {
     }
     this.o.onReachability?.(status < 500);
     if (status === 409) throw new LeaseLostError(`worker answered 409 to ${path}: ${responseText.slice(0, 200)}`);
-    if (status < 200 || status >= 300) throw new WorkerHttpError(status, responseText, path);
+    if (!isOk(status)) throw new WorkerHttpError(status, responseText, path);
     return (responseText ? JSON.parse(responseText) : {}) as T;
   }
 
