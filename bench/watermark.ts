@@ -62,40 +62,46 @@ async function costs(fns: (() => Promise<unknown>)[], runs = RUNS): Promise<Cost
   return fns.map((_, k) => ({ wall_ms: median(wall[k]!), cpu_ms: median(cpu[k]!) }));
 }
 
+const LIMITS = { maxPixels: 50_000_000 };
+const PAYLOAD = "0123456789abcdef";
+const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+
+/** A photo resized (cover) to w x h and encoded as JPEG q90: the bench's input. */
+const jpegOf = (path: string, w: number, h: number) =>
+  sharp(path).resize(w, h, { fit: "cover" }).jpeg({ quality: 90 }).toBuffer();
+
+/** Plain JPEG decode + encode, the baseline. */
+const plainOf = (jpeg: Buffer) => async () => encodeImage(await decodeImage(jpeg, LIMITS), "jpeg", 90);
+
+/**
+ * Decode + embed + encode, in place as the runner's pipeline embeds into the input it decoded; without a decoder,
+ * the open-loop (v1.0.0) embedding.
+ */
+const embedOf = (jpeg: Buffer, enc: EncoderSessions, dec: ort.InferenceSession | null) => async () => {
+  const { image } = await embed(enc, await decodeImage(jpeg, LIMITS), PAYLOAD, 1, dec, { inPlace: true });
+  return encodeImage(image, "jpeg", 90);
+};
+
 export async function runWatermarkBench(): Promise<Record<string, unknown>> {
   const source = existsSync(PHOTO) ? PHOTO : root("test/fixtures/photo.jpg");
   const opts = { intraOpNumThreads: 1 };
   const enc = await openEncoder(root("models/watermark/weights"), opts);
   const dec = await ort.InferenceSession.create(root("models/watermark/weights/decoder.onnx"), opts);
-  const limits = { maxPixels: 50_000_000 };
   const out: Record<string, unknown> = { source: source.replace(root(""), ""), runs: RUNS, jpeg_quality: 90 };
   // A runner process is warm after its first jobs; a fresh one is not: the first ~20 embeddings at 1 MP took 2-3x
   // the steady-state time here (V8 optimising the loops, the WebAssembly kernel tiering up, onnxruntime's arenas).
   // Measure the steady state.
-  const warm = await sharp(source).resize(1155, 866, { fit: "cover" }).jpeg({ quality: 90 }).toBuffer();
-  for (let i = 0; i < WARMUP_EMBEDDINGS; i++)
-    await embed(enc, await decodeImage(warm, limits), "0123456789abcdef", 1, dec, { inPlace: true });
+  const warm = embedOf(await jpegOf(source, ...SIZES["1MP"]), enc, dec);
+  for (let i = 0; i < WARMUP_EMBEDDINGS; i++) await warm();
   for (const [label, [w, h]] of Object.entries(SIZES)) {
-    const jpeg = await sharp(source).resize(w, h, { fit: "cover" }).jpeg({ quality: 90 }).toBuffer();
-    const [plain, embedded, openLoop] = await costs([
-      async () => encodeImage(await decodeImage(jpeg, limits), "jpeg", 90),
-      async () => {
-        // In place, as the runner's pipeline embeds into the input it decoded.
-        const { image } = await embed(enc, await decodeImage(jpeg, limits), "0123456789abcdef", 1, dec, { inPlace: true });
-        return encodeImage(image, "jpeg", 90);
-      },
-      async () => {
-        const { image } = await embed(enc, await decodeImage(jpeg, limits), "0123456789abcdef", 1, null, { inPlace: true });
-        return encodeImage(image, "jpeg", 90);
-      },
-    ]);
+    const jpeg = await jpegOf(source, w, h);
+    const [plain, embedded, openLoop] = await costs([plainOf(jpeg), embedOf(jpeg, enc, dec), embedOf(jpeg, enc, null)]);
     // Decoding is measured in its own interleaved rounds: with decodes between the embeddings, the embeddings' CPU
     // time was bimodal here (the informed loop 8 or 20-27 ms from one process to the next) on a loaded machine.
     const [decoded, decodeOnly] = await costs([
-      async () => decode(dec, await decodeImage(jpeg, limits)),
-      async () => decodeImage(jpeg, limits),
+      async () => decode(dec, await decodeImage(jpeg, LIMITS)),
+      async () => decodeImage(jpeg, LIMITS),
     ]);
-    const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
     out[label] = {
       width: w,
       height: h,
@@ -112,7 +118,7 @@ export async function runWatermarkBench(): Promise<Record<string, unknown>> {
     };
     console.error(label, JSON.stringify(out[label]));
   }
-  out["1MP_across_photos"] = await acrossPhotos(enc, dec, limits);
+  out["1MP_across_photos"] = await acrossPhotos(enc, dec);
   return out;
 }
 
@@ -125,7 +131,7 @@ const RUNS_PER_PHOTO = 5;
  * photo does not tell the 1 MP ratio: this measures plain vs embed (CPU time, medians of interleaved runs) on a
  * spread of held-out photos, each resized to 1155 x 866, and reports the distribution with the rounds each took.
  */
-async function acrossPhotos(enc: EncoderSessions, dec: ort.InferenceSession, limits: { maxPixels: number }) {
+async function acrossPhotos(enc: EncoderSessions, dec: ort.InferenceSession) {
   const splits = JSON.parse(readFileSync(root("models/data/splits.json"), "utf8")) as {
     photos: { file: string; split: string }[];
   };
@@ -146,36 +152,25 @@ async function acrossPhotos(enc: EncoderSessions, dec: ort.InferenceSession, lim
   };
   const perPhoto = [];
   for (const file of files) {
-    const jpeg = await sharp(root(`models/data/photos/${file}`))
-      .resize(1155, 866, { fit: "cover" })
-      .jpeg({ quality: 90 })
-      .toBuffer();
+    const [w, h] = SIZES["1MP"];
+    const jpeg = await jpegOf(root(`models/data/photos/${file}`), w, h);
     rounds = 0;
-    await embed(counted, await decodeImage(jpeg, limits), "0123456789abcdef", 1, dec);
+    await embedOf(jpeg, counted, dec)();
     const encoderRounds = rounds;
-    const [plain, embedded] = await costs(
-      [
-        async () => encodeImage(await decodeImage(jpeg, limits), "jpeg", 90),
-        async () => {
-          const { image } = await embed(enc, await decodeImage(jpeg, limits), "0123456789abcdef", 1, dec, { inPlace: true });
-          return encodeImage(image, "jpeg", 90);
-        },
-      ],
-      RUNS_PER_PHOTO,
-    );
+    const [plain, embedded] = await costs([plainOf(jpeg), embedOf(jpeg, enc, dec)], RUNS_PER_PHOTO);
     perPhoto.push({
       file,
       encoder_rounds: encoderRounds,
       plain_cpu_ms: plain!.cpu_ms,
       embed_cpu_ms: embedded!.cpu_ms,
-      ratio_cpu: Math.round((embedded!.cpu_ms / plain!.cpu_ms) * 100) / 100,
+      ratio_cpu: ratio(embedded!.cpu_ms, plain!.cpu_ms),
     });
     console.error("1MP", JSON.stringify(perPhoto.at(-1)));
   }
   const ratios = perPhoto.map((p) => p.ratio_cpu).sort((a, b) => a - b);
   return {
-    width: 1155,
-    height: 866,
+    width: SIZES["1MP"][0],
+    height: SIZES["1MP"][1],
     photos: perPhoto.length,
     runs_each: RUNS_PER_PHOTO,
     ratio_cpu: { median: percentile(ratios, 50), p90: percentile(ratios, 90), max: ratios.at(-1) },

@@ -76,7 +76,8 @@ interface Warp {
 /**
  * A rotation of the full image is not a rotation of the squeezed view: with u = x * S / W and v = y * S / H it
  * becomes u' = c u - s (H / W) v, v' = s (W / H) u + c v. Pixels from outside the frame are black, as after a
- * rotate-and-crop-back. Computed once per embedding, applied every round.
+ * rotate-and-crop-back (or, `enlarged`, the canvas around the rotated photo). Computed once per rotation distortion
+ * of an embedding and applied every round; decoding refills one table per angle tried (`rotator`).
  */
 function rotationWarp(size: number, degrees: number, aspect: number, enlarged = false, into?: Warp): Warp {
   const rad = (degrees * Math.PI) / 180;
