@@ -246,7 +246,17 @@ export const CHIP_TARGET_STD = 36;
  * eyes and nose, so background, hair and the black fill outside the image barely move the normalisation.
  */
 export function centreLuma(data: Int32Array, side: number): { mean: number; std: number } {
-  return rectLuma(data, side, side);
+  const [u0, u1] = [Math.floor(side * 0.25), Math.max(Math.floor(side * 0.25) + 1, Math.floor(side * 0.75))];
+  let [sum, sq, n] = [0, 0, 0];
+  for (let v = u0; v < u1; v++) {
+    for (let u = u0; u < u1; u++) {
+      const i = (v * side + u) * 3;
+      const y = 0.299 * data[i]! + 0.587 * data[i + 1]! + 0.114 * data[i + 2]!;
+      [sum, sq, n] = [sum + y, sq + y * y, n + 1];
+    }
+  }
+  const mean = sum / n;
+  return { mean, std: Math.sqrt(Math.max(0, sq / n - mean * mean)) };
 }
 
 /** The chip photometrically normalised for `mode`, as float RGB (the net casts to float32 anyway; no clipping). */
@@ -378,22 +388,6 @@ async function recordDescriptors(
     out[c] = c.endsWith("_flip") ? meanOf([await pass(mode, false), await pass(mode, true)]) : await pass(mode, false);
   }
   return out;
-}
-
-/** Luminance mean and standard deviation over the central half of a w x h interleaved RGB rectangle. */
-function rectLuma(data: Int32Array, w: number, h: number): { mean: number; std: number } {
-  const [u0, u1] = [Math.floor(w * 0.25), Math.max(Math.floor(w * 0.25) + 1, Math.floor(w * 0.75))];
-  const [v0, v1] = [Math.floor(h * 0.25), Math.max(Math.floor(h * 0.25) + 1, Math.floor(h * 0.75))];
-  let [sum, sq, n] = [0, 0, 0];
-  for (let v = v0; v < v1; v++) {
-    for (let u = u0; u < u1; u++) {
-      const i = (v * w + u) * 3;
-      const y = 0.299 * data[i]! + 0.587 * data[i + 1]! + 0.114 * data[i + 2]!;
-      [sum, sq, n] = [sum + y, sq + y * y, n + 1];
-    }
-  }
-  const mean = sum / n;
-  return { mean, std: Math.sqrt(Math.max(0, sq / n - mean * mean)) };
 }
 
 async function describeFace(
