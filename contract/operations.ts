@@ -7,6 +7,7 @@ import { z } from "zod";
  */
 export const DESCRIPTOR_CHIPS = ["box", "rotated", "rotated_jitter"] as const;
 export type DescriptorChip = (typeof DESCRIPTOR_CHIPS)[number];
+export const isDescriptorChip = (c: string): c is DescriptorChip => (DESCRIPTOR_CHIPS as readonly string[]).includes(c);
 
 /**
  * The one table of operations. The worker validates requests and builds tickets from it; the runner

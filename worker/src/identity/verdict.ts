@@ -5,7 +5,7 @@
  */
 
 import { z } from "zod";
-import { DESCRIPTOR_CHIPS, type DescriptorChip } from "../../../contract/operations.ts";
+import { DESCRIPTOR_CHIPS, isDescriptorChip, type DescriptorChip } from "../../../contract/operations.ts";
 import { hamming, hexToBits } from "./bits.ts";
 import type { TracedPayload } from "./assets.ts";
 
@@ -99,8 +99,8 @@ export const CalibrationFile = z
   .passthrough();
 
 function knownChip(c: string): DescriptorChip {
-  if (!(DESCRIPTOR_CHIPS as readonly string[]).includes(c)) throw new RangeError(`calibration for unknown descriptor chip ${c}`);
-  return c as DescriptorChip;
+  if (!isDescriptorChip(c)) throw new RangeError(`calibration for unknown descriptor chip ${c}`);
+  return c;
 }
 
 /** The record threshold and rates for descriptors of `chip`, or null when the calibration has none. */
@@ -135,7 +135,7 @@ export function calibrationFromFile(json: unknown): Calibration {
             // Chips this worker cannot ask the runner for are left out (their records fall back to the payload).
             by_chip: Object.fromEntries(
               Object.entries(rec.by_chip ?? {})
-                .filter(([c]) => (DESCRIPTOR_CHIPS as readonly string[]).includes(c))
+                .filter(([c]) => isDescriptorChip(c))
                 .map(([c, v]) => [c, { threshold: v.threshold, false_alarm: rate(v.false_alarm_rate), miss: rate(v.miss_rate) }]),
             ),
           },

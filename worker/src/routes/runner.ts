@@ -4,7 +4,7 @@ import { sha256Hex } from "../../../contract/encoding.ts";
 import { getOperation } from "../../../contract/operations.ts";
 import { CompleteRequest, FailRequest, HeartbeatRequest, LeaseRequest, ReleaseRequest } from "../../../contract/protocol.ts";
 import { RUNNER_HEADERS } from "../../../contract/runner-auth.ts";
-import { jobQueue, type ReportOutcome } from "../durable/job-queue.ts";
+import { jobQueue, type HeartbeatOutcome, type ReportOutcome } from "../durable/job-queue.ts";
 import type { HonoEnv } from "../env.ts";
 import { runCompletionHooks } from "../lib/jobs-api.ts";
 import { authenticate, requireScope } from "../lib/keys.ts";
@@ -46,12 +46,15 @@ function stable(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** The error for a JobQueue call that refused a job report or heartbeat. */
+function refused(out: Exclude<ReportOutcome | HeartbeatOutcome, { ok: true }>): ApiError {
+  if (out.code === "replayed_nonce") return replayedNonce();
+  if (out.code === "not_found") return new ApiError(404, "job_not_found", out.detail);
+  return new ApiError(409, out.code, out.detail);
+}
+
 function reportResponse(out: ReportOutcome): Response {
-  if (!out.ok) {
-    if (out.code === "replayed_nonce") throw replayedNonce();
-    const status = out.code === "not_found" ? 404 : 409;
-    throw new ApiError(status, out.code === "not_found" ? "job_not_found" : out.code, out.detail);
-  }
+  if (!out.ok) throw refused(out);
   return json({ job_id: out.job.id, status: out.job.status, attempts: out.job.attempts });
 }
 
@@ -77,9 +80,7 @@ runner.post("/internal/runner/lease", async (c) => {
 runner.post("/internal/runner/jobs/:id/heartbeat", async (c) => {
   const req = parseBody(c, HeartbeatRequest);
   const out = await jobQueue(c.env).heartbeat(c.req.param("id"), req.lease_id, req.extend_seconds, runnerNonce(c));
-  if (!out.ok && out.code === "replayed_nonce") throw replayedNonce();
-  if (!out.ok)
-    throw new ApiError(out.code === "not_found" ? 404 : 409, out.code === "not_found" ? "job_not_found" : out.code, out.detail);
+  if (!out.ok) throw refused(out);
   return json({ lease_expires_at: Math.floor(out.lease_expires_at / 1000), cancel: out.cancel });
 });
 
