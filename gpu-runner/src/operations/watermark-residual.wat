@@ -21,7 +21,7 @@
     (local $i i32) (local $n16 i32) (local $wyv v128) (local $acc v128)
     (local $s8 v128) (local $slo v128) (local $shi v128) (local $o8 v128)
     (local $q0 v128) (local $q1 v128) (local $q2 v128) (local $q3 v128)
-    (local $a v128) (local $d v128) (local $sq f64) (local $t f32) (local $v i32)
+    (local $d v128) (local $sq f64) (local $t f32) (local $v i32)
     (local.set $wyv (f32x4.splat (local.get $wy)))
     (local.set $n16 (i32.and (local.get $n) (i32.const -16)))
     (block $done
