@@ -134,6 +134,32 @@ describe("verify decision", () => {
     const { record_descriptor: _dropped, ...older } = calibrationFile;
     expect(calibrationFromFile(older).record).toBeUndefined();
   });
+
+  // models/identity/scripts/report.ts marginRule (CARD.md section 3): the record threshold sits midway between
+  // the benign side (<= 1 % benign above) and the swap side (<= 1 % of swaps at or below), not at the benign
+  // tail; every leave-one-photo-out fold re-derives both sides.
+  it("the record thresholds it reads sit midway between the benign and the swap side, for the shipped and the older chip", () => {
+    const rec = calibrationFile.record_descriptor;
+    const midway = (t: { threshold: number; threshold_benign_side: number; threshold_swap_side: number }) => {
+      expect(t.threshold_swap_side).toBeGreaterThan(t.threshold_benign_side);
+      expect(t.threshold).toBe(
+        Math.ceil((Math.round(t.threshold_benign_side * 1000) + Math.round(t.threshold_swap_side * 1000)) / 2) / 1000,
+      );
+      expect(t.threshold).toBeGreaterThan(t.threshold_benign_side);
+      expect(t.threshold).toBeLessThan(t.threshold_swap_side);
+    };
+    midway(rec);
+    expect(rec.by_chip[rec.chip as "rotated_jitter"].threshold).toBe(rec.threshold);
+    midway(rec.by_chip.rotated);
+    for (const f of rec.out_of_sample.folds)
+      midway({ threshold: f.threshold, threshold_benign_side: f.t_benign, threshold_swap_side: f.t_swap });
+    // What verify compares with is that threshold, not the previous rule's benign-tail one.
+    const c = calibrationFromFile(calibrationFile);
+    expect(c.record!.threshold).toBe(rec.threshold);
+    expect(c.record!.threshold).toBeGreaterThan(rec.previous_rule.threshold);
+    expect(c.record!.by_chip.rotated!.threshold).toBe(rec.by_chip.rotated.threshold);
+    expect(c.record!.by_chip.rotated!.threshold).toBeGreaterThan(rec.by_chip.rotated.previous_rule.threshold);
+  });
 });
 
 describe("verify decision against the asset record", () => {

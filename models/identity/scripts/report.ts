@@ -9,6 +9,10 @@
  * mean and radius come from the same 23 faces, a leave-one-photo-out run re-derives both without each
  * photo and scores that photo: those are the out-of-sample figures.
  *
+ * The record comparison (euclidean distance to the descriptor sealed in the asset record) has its own
+ * threshold per descriptor chip: the midpoint between the benign side (<= 1 % benign above) and the swap side
+ * (<= 1 % of swaps at or below), see marginRule; its leave-one-photo-out folds re-derive both sides.
+ *
  * Run: npx tsx models/identity/scripts/report.ts
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -79,15 +83,58 @@ function meanOf(ds: Float32Array[]): number[] {
 }
 
 /**
- * The record comparison's euclidean threshold: the smallest t with at most MAX_FALSE_ALARM of the benign
- * distances above it, i.e. the (floor(1 % n) + 1)-th largest benign distance, rounded up to 1e-3 so the
- * published number keeps the same count above it.
+ * The benign side (the record threshold rule until 2026-11-28, kept as a comparison row): the smallest t with
+ * at most MAX_FALSE_ALARM of the benign distances above it, i.e. the (floor(1 % n) + 1)-th largest benign
+ * distance, rounded up to 1e-3 so the published number keeps the same count above it.
  */
 function pickEuclidean(genuine: number[]): number {
   const desc = [...genuine].sort((a, b) => b - a);
   const allowed = Math.floor(MAX_FALSE_ALARM * desc.length);
   return Math.ceil(desc[Math.min(allowed, desc.length - 1)]! * 1000) / 1000;
 }
+
+/**
+ * The swap side, mirror of pickEuclidean: the largest t with at most MAX_FALSE_ALARM of the swap distances at
+ * or below it, i.e. just below the (floor(1 % n) + 1)-th smallest swap distance, rounded down to 1e-3 (strictly
+ * below it, so the published number keeps the same count at or below it).
+ */
+function pickSwapSide(swaps: number[]): number {
+  const asc = [...swaps].sort((a, b) => a - b);
+  const allowed = Math.floor(MAX_FALSE_ALARM * asc.length);
+  return (Math.ceil(asc[Math.min(allowed, asc.length - 1)]! * 1000) - 1) / 1000;
+}
+
+/** A record threshold and the two one-sided values it came from. */
+interface Threshold {
+  threshold: number;
+  t_benign: number;
+  t_swap: number;
+  /** False when the swap side is not above the benign side (no gap): the threshold is then t_benign. */
+  gap: boolean;
+}
+
+/** How a record threshold is derived from benign and swap distances. */
+type RecordRule = (benign: number[], swaps: number[]) => Threshold;
+
+/**
+ * The record comparison's threshold rule (since 2026-11-28): the midpoint of the benign side (pickEuclidean)
+ * and the swap side (pickSwapSide), rounded up to 1e-3; when there is no gap (t_swap <= t_benign), t_benign.
+ * The benign side alone targets exactly 1 % benign false alarms in sample, so out of sample it exceeds 1 %
+ * about half the time; the midpoint puts the threshold in the gap between the benign and the swap tails.
+ */
+const marginRule: RecordRule = (benign, swaps) => {
+  const [t_benign, t_swap] = [pickEuclidean(benign), pickSwapSide(swaps)];
+  const gap = t_swap > t_benign;
+  // In thousandths: both sides are multiples of 1e-3, so the midpoint is a multiple of 5e-4, rounded up.
+  const threshold = gap ? Math.ceil((Math.round(t_benign * 1000) + Math.round(t_swap * 1000)) / 2) / 1000 : t_benign;
+  return { threshold, t_benign, t_swap, gap };
+};
+
+/** The previous rule, benign side only; kept so the tables show what the change did. */
+const quantileRule: RecordRule = (benign, swaps) => {
+  const t_benign = pickEuclidean(benign);
+  return { threshold: t_benign, t_benign, t_swap: pickSwapSide(swaps), gap: false };
+};
 
 interface EuclideanSummary {
   threshold: number;
@@ -101,7 +148,7 @@ function summariseEuclidean(
   g: { person: string; d: number }[],
   imp: number[],
   sw: { target: string; d: number }[],
-  threshold = pickEuclidean(g.map((x) => x.d)),
+  threshold: number,
 ): EuclideanSummary {
   const people = [...new Set([...g.map((x) => x.person), ...sw.map((x) => x.target)])];
   const interval = bootstrap(people, (sample) =>
@@ -220,11 +267,14 @@ function leaveOnePhotoOut(raw: Raw, k: number): Summary & { radii: number[] } {
   return { ...sum, impostor_mean_hamming: NaN, radii };
 }
 
-/** One record-comparison descriptor's probe distances: benign (per person), impostor pairs, swaps (per target). */
+/**
+ * One record-comparison descriptor's probe distances: benign (per person), impostor pairs, swaps (per target,
+ * with the person whose face was pasted in).
+ */
 interface RecordProbes {
   g: { person: string; edit: string; d: number }[];
   i: { a: string; b: string; d: number }[];
-  s: { target: string; variant: string; d: number }[];
+  s: { target: string; source: string; variant: string; d: number }[];
 }
 
 function recordProbes(r: Raw, chip?: RecordChip): RecordProbes {
@@ -234,46 +284,75 @@ function recordProbes(r: Raw, chip?: RecordChip): RecordProbes {
     g: r.genuine.flatMap((x) => (x.found ? [{ person: x.person, edit: x.edit, d: chip ? x.record![chip]! : x.euclidean }] : [])),
     i: r.impostor.map((x) => ({ a: x.a, b: x.b, d: pick(x) })),
     s: r.swaps.flatMap((x) =>
-      x.found ? [{ target: x.target, variant: x.variant, d: chip ? x.record![chip]! : x.toTarget.euclidean }] : [],
+      x.found
+        ? [{ target: x.target, source: x.source, variant: x.variant, d: chip ? x.record![chip]! : x.toTarget.euclidean }]
+        : [],
     ),
   };
 }
 
-/** In-sample threshold and rates, and leave-one-photo-out ones, of one record-comparison descriptor. */
-interface RecordEval {
+/** In-sample threshold and rates, and leave-one-photo-out ones, of one record-comparison descriptor and rule. */
+interface RuleEval {
+  /** The in-sample threshold and its two sides. */
+  fit: Threshold;
   rec: EuclideanSummary;
   lopo: EuclideanSummary;
-  foldThresholds: number[];
-  /** The largest benign distances (the tail that sets the threshold) and the smallest swap distance. */
-  benignTail: { person: string; edit: string; d: number }[];
-  closestSwap: { target: string; variant: string; d: number };
+  /** Each fold's threshold (and sides), in the order of the photos. */
+  folds: ({ photo: string } & Threshold)[];
 }
 
-function evaluateRecord(p: RecordProbes, photos: string[]): RecordEval {
+interface RecordEval {
+  /** The shipped rule (marginRule). */
+  margin: RuleEval;
+  /** The previous rule (benign side only), for comparison. */
+  quantile: RuleEval;
+  /** The largest benign distances (the tail that sets the threshold) and the smallest swap distances. */
+  benignTail: { person: string; edit: string; d: number }[];
+  closestSwaps: { target: string; source: string; variant: string; d: number }[];
+}
+
+function evaluateRule(p: RecordProbes, photos: string[], rule: RecordRule): RuleEval {
+  const fit = rule(
+    p.g.map((x) => x.d),
+    p.s.map((x) => x.d),
+  );
   const rec = summariseEuclidean(
     p.g,
     p.i.map((x) => x.d),
     p.s,
+    fit.threshold,
   );
-  // Leave-one-photo-out: the threshold re-derived without each photo's benign probes, that photo scored with it
-  // (distances stored relative to each fold's threshold). The descriptor needs no centring mean.
+  // Leave-one-photo-out: both sides of the threshold re-derived from the other photos only (the held-out
+  // photo's benign probes and every swap with its target or its source face from that photo left out), then the
+  // held-out photo's benign probes and the swaps onto its faces scored with it (distances stored relative to
+  // each fold's threshold). The descriptor needs no centring mean.
   const fold = { g: [] as { person: string; d: number }[], i: [] as number[], s: [] as { target: string; d: number }[] };
-  const foldThresholds: number[] = [];
+  const folds: RuleEval["folds"] = [];
   for (const photo of photos) {
-    const t = pickEuclidean(p.g.filter((x) => photoOf(x.person) !== photo).map((x) => x.d));
-    foldThresholds.push(t);
-    fold.g.push(...p.g.filter((x) => photoOf(x.person) === photo).map((x) => ({ ...x, d: x.d - t })));
-    fold.s.push(...p.s.filter((x) => photoOf(x.target) === photo).map((x) => ({ ...x, d: x.d - t })));
-    fold.i.push(...p.i.filter((x) => photoOf(x.a) === photo || photoOf(x.b) === photo).map((x) => x.d - t));
+    const t = rule(
+      p.g.filter((x) => photoOf(x.person) !== photo).map((x) => x.d),
+      p.s.filter((x) => photoOf(x.target) !== photo && photoOf(x.source) !== photo).map((x) => x.d),
+    );
+    folds.push({ photo, ...t });
+    fold.g.push(...p.g.filter((x) => photoOf(x.person) === photo).map((x) => ({ ...x, d: x.d - t.threshold })));
+    fold.s.push(...p.s.filter((x) => photoOf(x.target) === photo).map((x) => ({ ...x, d: x.d - t.threshold })));
+    fold.i.push(...p.i.filter((x) => photoOf(x.a) === photo || photoOf(x.b) === photo).map((x) => x.d - t.threshold));
   }
+  return { fit, rec, lopo: summariseEuclidean(fold.g, fold.i, fold.s, 0), folds };
+}
+
+function evaluateRecord(p: RecordProbes, photos: string[]): RecordEval {
   return {
-    rec,
-    lopo: summariseEuclidean(fold.g, fold.i, fold.s, 0),
-    foldThresholds,
+    margin: evaluateRule(p, photos, marginRule),
+    quantile: evaluateRule(p, photos, quantileRule),
     benignTail: [...p.g].sort((a, b) => b.d - a.d).slice(0, 3),
-    closestSwap: [...p.s].sort((a, b) => a.d - b.d)[0]!,
+    closestSwaps: [...p.s].sort((a, b) => a.d - b.d).slice(0, 3),
   };
 }
+
+/** "0.255-0.320": the range of the fold thresholds. */
+const foldRange = (r: RuleEval): string =>
+  `${Math.min(...r.folds.map((f) => f.threshold)).toFixed(3)}-${Math.max(...r.folds.map((f) => f.threshold)).toFixed(3)}`;
 
 function row(label: string, s: Summary): string {
   const a = s.auc_swap_vs_benign;
@@ -284,6 +363,40 @@ const HEADER = [
   "| code | radius | impostor mean Hamming | benign false alarm | impostor false match | swap detection | AUC swap vs benign |",
   "|---|---|---|---|---|---|---|",
 ];
+
+const THRESHOLD_RULE =
+  `margin rule (since 2026-11-28): midpoint of t_benign (smallest threshold with benign false alarms <= ${MAX_FALSE_ALARM * 100} %) and t_swap ` +
+  `(largest threshold with <= ${MAX_FALSE_ALARM * 100} % of the swaps at or below it), rounded up to 1e-3; t_benign when t_swap <= t_benign`;
+
+/** calibration.json's leave-one-photo-out block of one descriptor under one rule. */
+function outOfSample(r: RuleEval) {
+  return {
+    method:
+      "leave-one-photo-out: t_benign and t_swap re-derived without the held-out photo (its benign probes and every swap whose target or source face is from it); that photo's benign probes and the swaps onto its faces scored with the fold's threshold",
+    thresholds: r.folds.map((f) => f.threshold),
+    folds: r.folds,
+    benign_false_alarm: r.lopo.benign_false_alarm,
+    impostor_false_match: r.lopo.impostor_false_match,
+    swap_detection: r.lopo.swap_detection,
+  };
+}
+
+/** The previous rule's numbers (t_benign alone), kept for comparison; verify does not read them. */
+function previousRule(r: RuleEval) {
+  return {
+    rule: `until 2026-11-28: smallest threshold with benign false alarms <= ${MAX_FALSE_ALARM * 100} % on the calibration faces`,
+    threshold: r.rec.threshold,
+    false_alarm_rate: r.rec.benign_false_alarm,
+    swap_detection_rate: r.rec.swap_detection,
+    false_match_rate: r.rec.impostor_false_match,
+    out_of_sample: {
+      thresholds: r.folds.map((f) => f.threshold),
+      benign_false_alarm: r.lopo.benign_false_alarm,
+      impostor_false_match: r.lopo.impostor_false_match,
+      swap_detection: r.lopo.swap_detection,
+    },
+  };
+}
 
 function main(): void {
   const raw = { pairing: "pose", ...JSON.parse(readFileSync("models/identity/eval-raw-pose.json", "utf8")) } as Raw;
@@ -450,13 +563,27 @@ function main(): void {
   const { g: eG, s: eS } = mainProbes;
   const eI = mainProbes.i.map((x) => x.d);
   const mainEval = evaluateRecord(mainProbes, recPhotos);
-  const { rec, lopo: recLopo, foldThresholds } = mainEval;
+  const { rec, lopo: recLopo, fit: recFit } = mainEval.margin;
+  const old = mainEval.quantile;
+  // The box chip (first version, not kept), in-sample only, under both rules.
   const boxE = recordProbes(raw);
-  const recBox = summariseEuclidean(
-    boxE.g,
-    boxE.i.map((x) => x.d),
-    boxE.s,
-  );
+  const boxBoth = (rule: RecordRule) => {
+    const fit = rule(
+      boxE.g.map((x) => x.d),
+      boxE.s.map((x) => x.d),
+    );
+    return {
+      fit,
+      ...summariseEuclidean(
+        boxE.g,
+        boxE.i.map((x) => x.d),
+        boxE.s,
+        fit.threshold,
+      ),
+    };
+  };
+  const recBox = boxBoth(marginRule);
+  const recBoxOld = boxBoth(quantileRule);
   // The variants of the rotated chip (photometric normalisation, flip averaging), measured on the same probes.
   const variants = (recRaw.record_variants ?? []).map((chip) => ({
     chip,
@@ -473,16 +600,42 @@ function main(): void {
         ? `Descriptors of the eye-levelled face chip, variant \`${shippedChip ?? "rotated"}\` (the variants are compared below), from \`eval-raw-pose-rotated.json\` ` +
           "(`collect.ts --sources 4 --chip rotated --out models/identity/eval-raw-pose-rotated.json`). "
         : "Descriptors of face-api's box chip. ") +
-      `Threshold rule: the smallest with benign false alarms <= ${MAX_FALSE_ALARM * 100} % (at most ${Math.floor(MAX_FALSE_ALARM * eG.length)} of ${eG.length} benign probes above it). ` +
+      `Threshold rule (margin, since 2026-11-28): the midpoint of t_benign, the smallest threshold with benign false alarms <= ${MAX_FALSE_ALARM * 100} % ` +
+      `(at most ${Math.floor(MAX_FALSE_ALARM * eG.length)} of ${eG.length} benign probes above it), and t_swap, the largest with <= ${MAX_FALSE_ALARM * 100} % of the swaps at or below it ` +
+      `(at most ${Math.floor(MAX_FALSE_ALARM * eS.length)} of ${eS.length}), rounded up to 1e-3; t_benign when t_swap <= t_benign. ` +
+      "The previous rule (t_benign alone) stays as a comparison row. Leave-one-photo-out re-derives both sides without the held-out photo " +
+      "(its benign probes and every swap whose target or source face is from it) and scores that photo's benign probes and the swaps onto its faces. " +
       `${recRaw.genuine.length - eG.length} benign and ${recRaw.swaps.length - eS.length} swap probes lost the face (not scored).`,
     "",
     "| rule | threshold | benign false alarm | impostor false match | swap detection | AUC swap vs benign |",
     "|---|---|---|---|---|---|",
-    recRow("in-sample (shipped)", rec, rec.threshold.toFixed(3)),
-    recRow("leave-one-photo-out", recLopo, `${Math.min(...foldThresholds).toFixed(3)}-${Math.max(...foldThresholds).toFixed(3)}`),
+    recRow(
+      `margin rule, in-sample (shipped; t_benign ${recFit.t_benign.toFixed(3)}, t_swap ${recFit.t_swap.toFixed(3)})`,
+      rec,
+      rec.threshold.toFixed(3),
+    ),
+    recRow("margin rule, leave-one-photo-out", recLopo, foldRange(mainEval.margin)),
+    recRow("previous rule (t_benign alone), in-sample", old.rec, old.rec.threshold.toFixed(3)),
+    recRow("previous rule (t_benign alone), leave-one-photo-out", old.lopo, foldRange(old)),
     ...(recChip === "rotated"
-      ? [recRow("box chip instead (first version, not kept), in-sample", recBox, recBox.threshold.toFixed(3))]
+      ? [
+          recRow(
+            `box chip instead (first version, not kept), margin rule, in-sample (t_benign ${recBox.fit.t_benign.toFixed(3)}, t_swap ${recBox.fit.t_swap.toFixed(3)}${recBox.fit.gap ? "" : ": no gap, t_benign"})`,
+            recBox,
+            recBox.threshold.toFixed(3),
+          ),
+          recRow("box chip, previous rule, in-sample", recBoxOld, recBoxOld.threshold.toFixed(3)),
+        ]
       : []),
+    "",
+    "Fold thresholds (held-out photo: t_benign / t_swap -> margin-rule threshold): " +
+      mainEval.margin.folds
+        .map(
+          (f) =>
+            `${f.photo} ${f.t_benign.toFixed(3)} / ${f.t_swap.toFixed(3)} -> ${f.threshold.toFixed(3)}${f.gap ? "" : " (no gap)"}`,
+        )
+        .join("; ") +
+      ".",
   );
   if (variants.length) {
     const auc = (x: EuclideanSummary) =>
@@ -494,22 +647,29 @@ function main(): void {
       "Each computed by `analyzeFaces(..., { recordChips })` (gpu-runner/src/face/analyze.ts RECORD_CHIPS) in the same collect pass: " +
         "`_gain` = one gain bringing the chip centre's luminance mean to the net's training mean; `_std` = luminance mean and standard deviation " +
         "standardised (one offset and gain for all channels); `_flip` = mean of the chip's and its mirror's descriptors. " +
-        "Threshold rule as above, per variant; the gap is the closest swap over the threshold (scale-free, since normalisation changes the descriptors' scale a little).",
+        "Threshold rules as above, per variant (margin = shipped rule, previous = t_benign alone); the gap is the closest swap over the threshold " +
+        "(scale-free, since normalisation changes the descriptors' scale a little).",
       "",
-      "| descriptor | threshold | benign false alarm | swap detection | AUC swap vs benign | benign tail (3 largest) | closest swap | closest swap / threshold | LOO thresholds | LOO benign false alarm | LOO swap detection |",
-      "|---|---|---|---|---|---|---|---|---|---|---|",
-      ...variants.map(
-        (v) =>
-          `| ${v.chip}${v.chip === SHIPPED_RECORD_CHIP ? " (shipped)" : ""} | ${v.rec.threshold.toFixed(3)} | ${ci(v.rec.benign_false_alarm)} | ${ci(v.rec.swap_detection)} | ${auc(v.rec)} | ` +
-          v.benignTail.map((x) => `${x.d.toFixed(3)} (${x.person}, ${x.edit})`).join(", ") +
-          ` | ${v.closestSwap.d.toFixed(3)} (${v.closestSwap.target}, ${v.closestSwap.variant}) | ${(v.closestSwap.d / v.rec.threshold).toFixed(3)} | ` +
-          `${Math.min(...v.foldThresholds).toFixed(3)}-${Math.max(...v.foldThresholds).toFixed(3)} | ${ci(v.lopo.benign_false_alarm)} | ${ci(v.lopo.swap_detection)} |`,
+      "| descriptor | rule | threshold (t_benign / t_swap) | benign false alarm | swap detection | AUC swap vs benign | benign tail (3 largest) | closest swaps (3 smallest) | closest swap / threshold | LOO thresholds | LOO benign false alarm | LOO swap detection |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|",
+      ...variants.flatMap((v) =>
+        (["margin", "quantile"] as const).map((which) => {
+          const r = v[which];
+          const name = `${v.chip}${v.chip === SHIPPED_RECORD_CHIP ? " (shipped)" : ""}`;
+          return (
+            `| ${which === "margin" ? name : ""} | ${which === "margin" ? "margin" : "previous"} | ${r.rec.threshold.toFixed(3)} (${r.fit.t_benign.toFixed(3)} / ${r.fit.t_swap.toFixed(3)}${r.fit.gap || which === "quantile" ? "" : ", no gap"}) | ` +
+            `${ci(r.rec.benign_false_alarm)} | ${ci(r.rec.swap_detection)} | ${auc(r.rec)} | ` +
+            (which === "margin" ? v.benignTail.map((x) => `${x.d.toFixed(3)} (${x.person}, ${x.edit})`).join(", ") : "") +
+            ` | ${which === "margin" ? v.closestSwaps.map((x) => `${x.d.toFixed(3)} (${x.target} <- ${x.source}, ${x.variant})`).join(", ") : ""} | ` +
+            `${(v.closestSwaps[0]!.d / r.rec.threshold).toFixed(3)} | ${foldRange(r)} | ${ci(r.lopo.benign_false_alarm)} | ${ci(r.lopo.swap_detection)} |`
+          );
+        }),
       ),
     );
   }
   lines.push("", "| threshold | benign false alarm | impostor false match | swap detection |", "|---|---|---|---|");
   const recOperating: Record<string, unknown> = {};
-  for (const t of [0.3, 0.35, 0.4, 0.45, rec.threshold, 0.5, 0.55, 0.6].sort((a, b) => a - b)) {
+  for (const t of [...new Set([0.3, 0.35, 0.4, 0.45, rec.threshold, old.rec.threshold, 0.5, 0.55, 0.6])].sort((a, b) => a - b)) {
     const x = summariseEuclidean(eG, eI, eS, t);
     recOperating[t.toFixed(3)] = {
       benign_false_alarm: x.benign_false_alarm,
@@ -517,7 +677,7 @@ function main(): void {
       swap_detection: x.swap_detection,
     };
     lines.push(
-      `| ${t.toFixed(3)}${t === rec.threshold ? " (shipped)" : ""} | ${ci(x.benign_false_alarm)} | ${ci(x.impostor_false_match)} | ${ci(x.swap_detection)} |`,
+      `| ${t.toFixed(3)}${t === rec.threshold ? " (shipped, margin rule)" : t === old.rec.threshold ? " (previous rule)" : ""} | ${ci(x.benign_false_alarm)} | ${ci(x.impostor_false_match)} | ${ci(x.swap_detection)} |`,
     );
   }
   const BIN = 0.05;
@@ -584,25 +744,29 @@ function main(): void {
       raw: recChip === "rotated" ? recPath : "models/identity/eval-raw-pose.json",
       box_chip_alternative: {
         threshold: recBox.threshold,
+        threshold_benign_side: recBox.fit.t_benign,
+        threshold_swap_side: recBox.fit.t_swap,
         benign_false_alarm: recBox.benign_false_alarm,
         swap_detection: recBox.swap_detection,
         auc_swap_vs_benign: recBox.auc_swap_vs_benign,
+        previous_rule: {
+          threshold: recBoxOld.threshold,
+          benign_false_alarm: recBoxOld.benign_false_alarm,
+          swap_detection: recBoxOld.swap_detection,
+        },
       },
       threshold: rec.threshold,
-      threshold_rule: `smallest threshold with benign false alarms <= ${MAX_FALSE_ALARM * 100} % on the calibration faces`,
+      threshold_rule: THRESHOLD_RULE,
+      threshold_benign_side: recFit.t_benign,
+      threshold_swap_side: recFit.t_swap,
       decision: `same identity when euclidean <= ${rec.threshold}; face_swapped when > ${rec.threshold}`,
       false_alarm_rate: rec.benign_false_alarm,
       false_match_rate: rec.impostor_false_match,
       swap_detection_rate: rec.swap_detection,
       miss_rate: wilson(rec.swap_detection.n - rec.swap_detection.k, rec.swap_detection.n),
       auc_swap_vs_benign: rec.auc_swap_vs_benign,
-      out_of_sample: {
-        method: "leave-one-photo-out: threshold re-derived without the held-out photo's benign probes",
-        thresholds: foldThresholds,
-        benign_false_alarm: recLopo.benign_false_alarm,
-        impostor_false_match: recLopo.impostor_false_match,
-        swap_detection: recLopo.swap_detection,
-      },
+      out_of_sample: outOfSample(mainEval.margin),
+      previous_rule: previousRule(old),
       operating_points: recOperating,
       // Every measured variant of the eye-levelled chip, so verify can compare a record sealed with an older
       // variant against the same variant with that variant's own threshold (worker/src/identity/verdict.ts).
@@ -610,20 +774,18 @@ function main(): void {
         variants.map((v) => [
           v.chip,
           {
-            threshold: v.rec.threshold,
-            false_alarm_rate: v.rec.benign_false_alarm,
-            miss_rate: wilson(v.rec.swap_detection.n - v.rec.swap_detection.k, v.rec.swap_detection.n),
-            swap_detection_rate: v.rec.swap_detection,
-            false_match_rate: v.rec.impostor_false_match,
-            auc_swap_vs_benign: v.rec.auc_swap_vs_benign,
+            threshold: v.margin.rec.threshold,
+            threshold_benign_side: v.margin.fit.t_benign,
+            threshold_swap_side: v.margin.fit.t_swap,
+            false_alarm_rate: v.margin.rec.benign_false_alarm,
+            miss_rate: wilson(v.margin.rec.swap_detection.n - v.margin.rec.swap_detection.k, v.margin.rec.swap_detection.n),
+            swap_detection_rate: v.margin.rec.swap_detection,
+            false_match_rate: v.margin.rec.impostor_false_match,
+            auc_swap_vs_benign: v.margin.rec.auc_swap_vs_benign,
             benign_tail: v.benignTail,
-            closest_swap: v.closestSwap,
-            out_of_sample: {
-              thresholds: v.foldThresholds,
-              benign_false_alarm: v.lopo.benign_false_alarm,
-              impostor_false_match: v.lopo.impostor_false_match,
-              swap_detection: v.lopo.swap_detection,
-            },
+            closest_swaps: v.closestSwaps,
+            out_of_sample: outOfSample(v.margin),
+            previous_rule: previousRule(v.quantile),
           },
         ]),
       ),
