@@ -147,11 +147,13 @@ export function rotator(size: number, aspect: number, enlarged = false) {
 
 /** The distortion as a function of the marked view, for an image of aspect width / height. */
 export function distortion(d: Distortion, size: number, aspect: number): (view: Float32Array, out: Float32Array) => Float32Array {
-  if (d.kind === "gain")
+  if (d.kind === "gain") {
+    const factor = d.factor;
     return (view, out) => {
-      for (let i = 0; i < view.length; i++) out[i] = Math.min(1, view[i]! * d.factor);
+      for (let i = 0; i < view.length; i++) out[i] = Math.min(1, view[i]! * factor);
       return out;
     };
+  }
   const warp = rotationWarp(size, d.degrees, aspect, d.enlarged);
   return (view, out) => applyWarp(view, size, warp, out);
 }

@@ -158,17 +158,26 @@ function applyResidualSimd(
   const bytes = new Uint8Array(k.memory.buffer);
   const scale = strength * 255;
   const plane = size * size;
+  const { i0, i1, w } = cols;
   for (let r = 0; r < size; r++) {
-    const dst = r * rowLen;
-    for (let c = 0; c < 3; c++) {
-      const src = c * plane + r * size;
-      // +0.5 here makes the kernel's truncation round half up, as the scalar path does.
-      for (let x = 0, o = dst + c; x < width; x++, o += channels) {
-        const a = residual[src + cols.i0[x]!]!;
-        wide[o] = (a + (residual[src + cols.i1[x]!]! - a) * cols.w[x]!) * scale + 0.5;
-      }
+    const red = r * size;
+    const green = red + plane;
+    const blue = green + plane;
+    // One pass per residual row, all three channels per output column: the taps are read once, not three times
+    // (this stretch was half the cost of applying the residual at 1 MP). +0.5 makes the kernel's truncation round
+    // half up, as the scalar path does.
+    for (let x = 0, o = r * rowLen; x < width; x++, o += channels) {
+      const j0 = i0[x]!;
+      const j1 = i1[x]!;
+      const wx = w[x]!;
+      let a = residual[red + j0]!;
+      wide[o] = (a + (residual[red + j1]! - a) * wx) * scale + 0.5;
+      a = residual[green + j0]!;
+      wide[o + 1] = (a + (residual[green + j1]! - a) * wx) * scale + 0.5;
+      a = residual[blue + j0]!;
+      wide[o + 2] = (a + (residual[blue + j1]! - a) * wx) * scale + 0.5;
+      if (channels === 4) wide[o + 3] = 0.5;
     }
-    if (channels === 4) for (let o = dst + 3; o < dst + rowLen; o += 4) wide[o] = 0.5;
   }
   // In place is safe band by band: each band of input is copied into the kernel's memory before it is overwritten.
   const out = inPlace ? data : new Uint8Array(width * height * channels);
