@@ -83,7 +83,7 @@ function meanOf(ds: Float32Array[]): number[] {
 }
 
 /**
- * The benign side (the record threshold rule until 2026-11-28, kept as a comparison row): the smallest t with
+ * The benign side (the record threshold rule until 2026-11-27, kept as a comparison row): the smallest t with
  * at most MAX_FALSE_ALARM of the benign distances above it, i.e. the (floor(1 % n) + 1)-th largest benign
  * distance, rounded up to 1e-3 so the published number keeps the same count above it.
  */
@@ -117,7 +117,7 @@ interface Threshold {
 type RecordRule = (benign: number[], swaps: number[]) => Threshold;
 
 /**
- * The record comparison's threshold rule (since 2026-11-28): the midpoint of the benign side (pickEuclidean)
+ * The record comparison's threshold rule (since 2026-11-27): the midpoint of the benign side (pickEuclidean)
  * and the swap side (pickSwapSide), rounded up to 1e-3; when there is no gap (t_swap <= t_benign), t_benign.
  * The benign side alone targets exactly 1 % benign false alarms in sample, so out of sample it exceeds 1 %
  * about half the time; the midpoint puts the threshold in the gap between the benign and the swap tails.
@@ -365,7 +365,7 @@ const HEADER = [
 ];
 
 const THRESHOLD_RULE =
-  `margin rule (since 2026-11-28): midpoint of t_benign (smallest threshold with benign false alarms <= ${MAX_FALSE_ALARM * 100} %) and t_swap ` +
+  `margin rule (since 2026-11-27): midpoint of t_benign (smallest threshold with benign false alarms <= ${MAX_FALSE_ALARM * 100} %) and t_swap ` +
   `(largest threshold with <= ${MAX_FALSE_ALARM * 100} % of the swaps at or below it), rounded up to 1e-3; t_benign when t_swap <= t_benign`;
 
 /** calibration.json's leave-one-photo-out block of one descriptor under one rule. */
@@ -384,7 +384,7 @@ function outOfSample(r: RuleEval) {
 /** The previous rule's numbers (t_benign alone), kept for comparison; verify does not read them. */
 function previousRule(r: RuleEval) {
   return {
-    rule: `until 2026-11-28: smallest threshold with benign false alarms <= ${MAX_FALSE_ALARM * 100} % on the calibration faces`,
+    rule: `until 2026-11-27: smallest threshold with benign false alarms <= ${MAX_FALSE_ALARM * 100} % on the calibration faces`,
     threshold: r.rec.threshold,
     false_alarm_rate: r.rec.benign_false_alarm,
     swap_detection_rate: r.rec.swap_detection,
@@ -600,7 +600,7 @@ function main(): void {
         ? `Descriptors of the eye-levelled face chip, variant \`${shippedChip ?? "rotated"}\` (the variants are compared below), from \`eval-raw-pose-rotated.json\` ` +
           "(`collect.ts --sources 4 --chip rotated --out models/identity/eval-raw-pose-rotated.json`). "
         : "Descriptors of face-api's box chip. ") +
-      `Threshold rule (margin, since 2026-11-28): the midpoint of t_benign, the smallest threshold with benign false alarms <= ${MAX_FALSE_ALARM * 100} % ` +
+      `Threshold rule (margin, since 2026-11-27): the midpoint of t_benign, the smallest threshold with benign false alarms <= ${MAX_FALSE_ALARM * 100} % ` +
       `(at most ${Math.floor(MAX_FALSE_ALARM * eG.length)} of ${eG.length} benign probes above it), and t_swap, the largest with <= ${MAX_FALSE_ALARM * 100} % of the swaps at or below it ` +
       `(at most ${Math.floor(MAX_FALSE_ALARM * eS.length)} of ${eS.length}), rounded up to 1e-3; t_benign when t_swap <= t_benign. ` +
       "The previous rule (t_benign alone) stays as a comparison row. Leave-one-photo-out re-derives both sides without the held-out photo " +
