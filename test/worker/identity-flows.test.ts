@@ -96,8 +96,11 @@ describe("protect → verify through the routes and the runner protocol", () => 
       identity_distance: 1,
       threshold: radius,
       p_value: 1e-15,
-      false_alarm_rate: { rate: calibrationFile.false_alarm_rate.rate },
-      miss_rate: { ci95: [calibrationFile.miss_rate.low, calibrationFile.miss_rate.high] },
+      false_alarm_rate: { rate: calibrationFile.out_of_sample.benign_false_alarm.rate },
+      miss_rate: {
+        ci95: [1 - calibrationFile.out_of_sample.swap_detection.high, 1 - calibrationFile.out_of_sample.swap_detection.low],
+      },
+      rates_basis: "leave_one_photo_out",
     });
   });
 

@@ -97,7 +97,8 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
       threshold: recordThreshold,
       payload_identity_distance: 2,
       region_search: false,
-      false_alarm_rate: { rate: calibrationFile.record_descriptor.false_alarm_rate.rate },
+      false_alarm_rate: { rate: calibrationFile.record_descriptor.out_of_sample.benign_false_alarm.rate },
+      rates_basis: "leave_one_photo_out",
     });
     expect(out.output!.evidence.identity_distance).toBeCloseTo(d, 3);
     // Decided: the flow row keeps the analysis without the descriptor.

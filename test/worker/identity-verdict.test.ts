@@ -14,6 +14,12 @@ const calibration = Calibration.parse({
   false_alarm: { rate: 0.01, ci95: [0.004, 0.02] },
   miss: { rate: 0.03, ci95: [0.01, 0.06] },
 });
+/** A calibration.json rate as the evidence reports it; a miss rate from a detection rate, interval mirrored. */
+const fromFile = (r: { rate: number; low: number; high: number }) => ({ rate: r.rate, ci95: [r.low, r.high] });
+const missFromDetection = (d: { rate: number; low: number; high: number }) => ({
+  rate: 1 - d.rate,
+  ci95: [1 - d.high, 1 - d.low],
+});
 const decoded = (bits: string, detected = true): DecodeResult =>
   DecodeResult.parse({ bits, detected, p_value: detected ? 1e-12 : 0.4, errors: detected ? 3 : null, corrected: detected });
 
@@ -95,44 +101,107 @@ describe("verify decision", () => {
     expect(() => calibrationFromFile({ version: 1, code: { bits: 32 } })).toThrow();
   });
 
-  it("reads the face engineer's calibration file: radius and 95 % CIs", () => {
+  it("reads the face engineer's calibration file: radius, and the payload code's leave-one-photo-out rates", () => {
     const c = calibrationFromFile(calibrationFile);
     expect(c.code_bits).toBe(32);
     expect(c.threshold).toBe(calibrationFile.hamming_radius);
     expect(c.false_alarm.ci95[0]).toBeLessThanOrEqual(c.false_alarm.rate);
     expect(c.false_alarm.ci95[1]).toBeGreaterThanOrEqual(c.false_alarm.rate);
-    expect(c.miss.ci95).toEqual([calibrationFile.miss_rate.low, calibrationFile.miss_rate.high]);
+    expect(c.false_alarm).toEqual(fromFile(calibrationFile.out_of_sample.benign_false_alarm));
+    expect(c.miss).toEqual(missFromDetection(calibrationFile.out_of_sample.swap_detection));
+    expect(c.rates_basis).toBe("leave_one_photo_out");
   });
 
-  it("reads the record comparison's euclidean threshold and rates from the calibration file", () => {
+  it("reads the record comparison's euclidean threshold and its leave-one-photo-out rates from the calibration file", () => {
     const c = calibrationFromFile(calibrationFile);
+    const rec = calibrationFile.record_descriptor;
     expect(c.record).toMatchObject({
       metric: "euclidean",
-      chip: calibrationFile.record_descriptor.chip,
-      threshold: calibrationFile.record_descriptor.threshold,
-      false_alarm: {
-        rate: calibrationFile.record_descriptor.false_alarm_rate.rate,
-        ci95: [calibrationFile.record_descriptor.false_alarm_rate.low, calibrationFile.record_descriptor.false_alarm_rate.high],
-      },
-      miss: {
-        rate: calibrationFile.record_descriptor.miss_rate.rate,
-        ci95: [calibrationFile.record_descriptor.miss_rate.low, calibrationFile.record_descriptor.miss_rate.high],
-      },
+      chip: rec.chip,
+      threshold: rec.threshold,
+      false_alarm: fromFile(rec.out_of_sample.benign_false_alarm),
+      miss: missFromDetection(rec.out_of_sample.swap_detection),
+      rates_basis: "leave_one_photo_out",
     });
+    // Not the in-sample figures: the threshold was fitted on these faces (0/224 benign false alarms in sample).
+    expect(c.record!.false_alarm.rate).not.toBe(rec.false_alarm_rate.rate);
     // Older records' chip keeps its own threshold and rates; chips the worker cannot compute are left out.
-    const byChip = calibrationFile.record_descriptor.by_chip;
+    const byChip = rec.by_chip;
     expect(c.record!.by_chip.rotated).toEqual({
       threshold: byChip.rotated.threshold,
-      false_alarm: {
-        rate: byChip.rotated.false_alarm_rate.rate,
-        ci95: [byChip.rotated.false_alarm_rate.low, byChip.rotated.false_alarm_rate.high],
-      },
-      miss: { rate: byChip.rotated.miss_rate.rate, ci95: [byChip.rotated.miss_rate.low, byChip.rotated.miss_rate.high] },
+      false_alarm: fromFile(byChip.rotated.out_of_sample.benign_false_alarm),
+      miss: missFromDetection(byChip.rotated.out_of_sample.swap_detection),
+      rates_basis: "leave_one_photo_out",
+    });
+    expect(c.record!.by_chip.rotated_jitter).toEqual({
+      threshold: byChip.rotated_jitter.threshold,
+      false_alarm: fromFile(byChip.rotated_jitter.out_of_sample.benign_false_alarm),
+      miss: missFromDetection(byChip.rotated_jitter.out_of_sample.swap_detection),
+      rates_basis: "leave_one_photo_out",
     });
     expect(Object.keys(c.record!.by_chip).sort()).toEqual(["rotated", "rotated_jitter"]);
     // A file without the section still parses: verify then decides on the payload code alone.
     const { record_descriptor: _dropped, ...older } = calibrationFile;
     expect(calibrationFromFile(older).record).toBeUndefined();
+  });
+
+  it("falls back to the in-sample rates, and says so, where the file has no out-of-sample figures", () => {
+    const { out_of_sample: _top, record_descriptor, ...rest } = calibrationFile;
+    const { out_of_sample: _rec, by_chip, ...recRest } = record_descriptor;
+    const { out_of_sample: _rot, ...rotated } = by_chip.rotated;
+    // The shipped chip keeps its out-of-sample block: each comparison falls back on its own.
+    const older = { ...rest, record_descriptor: { ...recRest, by_chip: { ...by_chip, rotated } } };
+    const c = calibrationFromFile(older);
+    expect(c).toMatchObject({
+      false_alarm: fromFile(calibrationFile.false_alarm_rate),
+      miss: fromFile(calibrationFile.miss_rate),
+      rates_basis: "in_sample",
+      record: {
+        false_alarm: fromFile(record_descriptor.false_alarm_rate),
+        miss: fromFile(record_descriptor.miss_rate),
+        rates_basis: "in_sample",
+      },
+    });
+    expect(c.record!.by_chip.rotated).toMatchObject({
+      false_alarm: fromFile(by_chip.rotated.false_alarm_rate),
+      miss: fromFile(by_chip.rotated.miss_rate),
+      rates_basis: "in_sample",
+    });
+    expect(c.record!.by_chip.rotated_jitter).toMatchObject({
+      false_alarm: fromFile(by_chip.rotated_jitter.out_of_sample.benign_false_alarm),
+      rates_basis: "leave_one_photo_out",
+    });
+    // A hand-written calibration without rates_basis reports in-sample.
+    expect(decideVerdict(decoded("00", false), [], null, calibration).evidence.rates_basis).toBe("in_sample");
+  });
+
+  it("verify's evidence carries the record comparison's leave-one-photo-out rates from calibration.json", async () => {
+    const c = calibrationFromFile(calibrationFile);
+    const { t, payloadHex } = await protectedAsset("a1b2c3d4");
+    const traced = await tracePayload(env, t, payloadHex);
+    const base = Array.from({ length: 128 }, (_, i) => Math.sin(i) * 0.1);
+    const evidenceFor = (chip: "rotated" | "rotated_jitter") =>
+      decideVerdict(decoded(payloadHex), ["a1b2c3d4"], traced, c, { chip, descriptor: base, facesAtPlace: [base] }).evidence;
+    for (const chip of ["rotated_jitter", "rotated"] as const) {
+      const oos = calibrationFile.record_descriptor.by_chip[chip].out_of_sample;
+      expect(evidenceFor(chip)).toMatchObject({
+        identity_basis: "record",
+        identity_descriptor_chip: chip,
+        false_alarm_rate: fromFile(oos.benign_false_alarm),
+        miss_rate: missFromDetection(oos.swap_detection),
+        rates_basis: "leave_one_photo_out",
+      });
+    }
+    const shipped = calibrationFile.record_descriptor.out_of_sample;
+    expect(evidenceFor("rotated_jitter").false_alarm_rate).toEqual(fromFile(shipped.benign_false_alarm));
+    // The payload code's path reports its own leave-one-photo-out rates.
+    const payload = decideVerdict(decoded(payloadHex), ["a1b2c3d4"], traced, c).evidence;
+    expect(payload).toMatchObject({
+      identity_basis: "payload",
+      false_alarm_rate: fromFile(calibrationFile.out_of_sample.benign_false_alarm),
+      miss_rate: missFromDetection(calibrationFile.out_of_sample.swap_detection),
+      rates_basis: "leave_one_photo_out",
+    });
   });
 
   // models/identity/scripts/report.ts marginRule (CARD.md section 3): the record threshold sits midway between

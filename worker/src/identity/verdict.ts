@@ -41,14 +41,23 @@ export const AnalyzedFaces = z.object({
 export type AnalyzedFaces = z.infer<typeof AnalyzedFaces>;
 
 const Rate = z.object({ rate: z.number().min(0).max(1), ci95: z.tuple([z.number(), z.number()]) });
+/**
+ * Where a comparison's reported rates come from: "leave_one_photo_out" = the calibration file's out-of-sample
+ * figures (the rule re-fitted without each held-out photo, that photo scored with the fold's threshold);
+ * "in_sample" = scored on the same faces the threshold was fitted on (optimistic). Absent: "in_sample".
+ */
+export const RatesBasis = z.enum(["leave_one_photo_out", "in_sample"]);
+export type RatesBasis = z.infer<typeof RatesBasis>;
 /** The face engineer's models/identity/calibration.json, as far as verify needs it. */
 export const Calibration = z
   .object({
     code_bits: z.number().int().positive(),
     /** Hamming radius for the payload's code. */
     threshold: z.number().int().nonnegative(),
+    /** The rates verify reports for this comparison; `rates_basis` says whether they are out of sample. */
     false_alarm: Rate,
     miss: Rate,
+    rates_basis: RatesBasis.optional(),
     /**
      * Euclidean threshold for the descriptor sealed in the asset record, for records of `chip`; `by_chip` holds
      * the thresholds of other chips (older records), each calibrated on its own descriptors. A record whose
@@ -61,8 +70,12 @@ export const Calibration = z
         threshold: z.number().positive(),
         false_alarm: Rate,
         miss: Rate,
+        rates_basis: RatesBasis.optional(),
         by_chip: z
-          .partialRecord(z.enum(DESCRIPTOR_CHIPS), z.object({ threshold: z.number().positive(), false_alarm: Rate, miss: Rate }))
+          .partialRecord(
+            z.enum(DESCRIPTOR_CHIPS),
+            z.object({ threshold: z.number().positive(), false_alarm: Rate, miss: Rate, rates_basis: RatesBasis.optional() }),
+          )
           .default({}),
       })
       .optional(),
@@ -71,6 +84,11 @@ export const Calibration = z
 export type Calibration = z.infer<typeof Calibration>;
 
 const FileRate = z.object({ rate: z.number().min(0).max(1), low: z.number(), high: z.number() }).passthrough();
+/**
+ * A comparison's leave-one-photo-out figures (models/identity/scripts/report.ts outOfSample, and the payload
+ * code's top-level `out_of_sample`): benign false alarms and swap detection, each with its Wilson interval.
+ */
+const FileOutOfSample = z.object({ benign_false_alarm: FileRate, swap_detection: FileRate }).passthrough();
 /** models/identity/calibration.json as the face engineer writes it (version 1). */
 export const CalibrationFile = z
   .object({
@@ -79,6 +97,7 @@ export const CalibrationFile = z
     hamming_radius: z.number().int().nonnegative(),
     false_alarm_rate: FileRate,
     miss_rate: FileRate,
+    out_of_sample: FileOutOfSample.optional(),
     record_descriptor: z
       .object({
         metric: z.literal("euclidean"),
@@ -86,10 +105,18 @@ export const CalibrationFile = z
         threshold: z.number().positive(),
         false_alarm_rate: FileRate,
         miss_rate: FileRate,
+        out_of_sample: FileOutOfSample.optional(),
         by_chip: z
           .record(
             z.string(),
-            z.object({ threshold: z.number().positive(), false_alarm_rate: FileRate, miss_rate: FileRate }).passthrough(),
+            z
+              .object({
+                threshold: z.number().positive(),
+                false_alarm_rate: FileRate,
+                miss_rate: FileRate,
+                out_of_sample: FileOutOfSample.optional(),
+              })
+              .passthrough(),
           )
           .optional(),
       })
@@ -107,22 +134,43 @@ function knownChip(c: string): DescriptorChip {
 export function recordCalibration(
   calibration: Calibration,
   chip: DescriptorChip,
-): { threshold: number; false_alarm: Calibration["false_alarm"]; miss: Calibration["miss"] } | null {
+): { threshold: number; false_alarm: Calibration["false_alarm"]; miss: Calibration["miss"]; rates_basis?: RatesBasis } | null {
   const rec = calibration.record;
   if (!rec) return null;
   if (rec.chip === chip) return rec;
   return rec.by_chip[chip] ?? null;
 }
 
+type FileRate = z.infer<typeof FileRate>;
+const rate = (r: FileRate) => ({ rate: r.rate, ci95: [r.low, r.high] as [number, number] });
+
+/**
+ * The rates verify reports for one comparison. Leave-one-photo-out when the file has them: every threshold
+ * was fitted on the same 23 faces it is scored on, so the in-sample rates are optimistic (the shipped record
+ * chip shows 0/224 benign false alarms in sample, 1/224 out of sample); in sample otherwise (older files).
+ * Miss = 1 - swap detection, its interval mirrored.
+ */
+function reportedRates(
+  inSample: { false_alarm_rate: FileRate; miss_rate: FileRate },
+  outOfSample: z.infer<typeof FileOutOfSample> | undefined,
+): { false_alarm: Calibration["false_alarm"]; miss: Calibration["miss"]; rates_basis: RatesBasis } {
+  if (!outOfSample)
+    return { false_alarm: rate(inSample.false_alarm_rate), miss: rate(inSample.miss_rate), rates_basis: "in_sample" };
+  const d = outOfSample.swap_detection;
+  return {
+    false_alarm: rate(outOfSample.benign_false_alarm),
+    miss: { rate: 1 - d.rate, ci95: [1 - d.high, 1 - d.low] },
+    rates_basis: "leave_one_photo_out",
+  };
+}
+
 export function calibrationFromFile(json: unknown): Calibration {
   const f = CalibrationFile.parse(json);
-  const rate = (r: z.infer<typeof FileRate>) => ({ rate: r.rate, ci95: [r.low, r.high] as [number, number] });
   const rec = f.record_descriptor;
   return {
     code_bits: f.code.bits,
     threshold: f.hamming_radius,
-    false_alarm: rate(f.false_alarm_rate),
-    miss: rate(f.miss_rate),
+    ...reportedRates(f, f.out_of_sample),
     ...(rec
       ? {
           record: {
@@ -130,13 +178,12 @@ export function calibrationFromFile(json: unknown): Calibration {
             // Files before the chip was written calibrated the eye-levelled chip.
             chip: knownChip(rec.chip ?? "rotated"),
             threshold: rec.threshold,
-            false_alarm: rate(rec.false_alarm_rate),
-            miss: rate(rec.miss_rate),
+            ...reportedRates(rec, rec.out_of_sample),
             // Chips this worker cannot ask the runner for are left out (their records fall back to the payload).
             by_chip: Object.fromEntries(
               Object.entries(rec.by_chip ?? {})
                 .filter(([c]) => isDescriptorChip(c))
-                .map(([c, v]) => [c, { threshold: v.threshold, false_alarm: rate(v.false_alarm_rate), miss: rate(v.miss_rate) }]),
+                .map(([c, v]) => [c, { threshold: v.threshold, ...reportedRates(v, v.out_of_sample) }]),
             ),
           },
         }
@@ -193,8 +240,15 @@ export interface VerifyOutcome {
     region_search: boolean;
     threshold: number;
     code_bits: number;
+    /** Benign false alarms and missed swaps of the deciding comparison at its threshold, with 95 % intervals. */
     false_alarm_rate: { rate: number; ci95: [number, number] };
     miss_rate: { rate: number; ci95: [number, number] };
+    /**
+     * Where those two rates come from: "leave_one_photo_out" (out of sample; what calibration.json holds today
+     * for both comparisons) or "in_sample" (a calibration without out-of-sample figures). Added after the
+     * rates themselves; clients that do not know it can ignore it.
+     */
+    rates_basis: RatesBasis;
   };
   source: { asset_id: string; owner: string | null; protected_at: string } | null;
 }
@@ -239,6 +293,7 @@ export function decideVerdict(
     code_bits: calibration.code_bits,
     false_alarm_rate: calibration.false_alarm,
     miss_rate: calibration.miss,
+    rates_basis: calibration.rates_basis ?? "in_sample",
   };
   const source = traced
     ? {
@@ -279,6 +334,7 @@ export function decideVerdict(
       threshold: rec.threshold,
       false_alarm_rate: rec.false_alarm,
       miss_rate: rec.miss,
+      rates_basis: rec.rates_basis ?? "in_sample",
     });
     return d <= rec.threshold
       ? out("authentic", "the face matches the protected face's descriptor in the asset record")
