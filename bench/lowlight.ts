@@ -61,6 +61,7 @@ export async function runLowlightBench(): Promise<Record<string, unknown>> {
       const ctx: OperationContext = {
         params: { format: "jpeg" },
         inputs: [image],
+        encoded: [],
         session: async () => session,
         timeModel: async (fn) => {
           const s = performance.now();

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { getOperation } from "../../contract/operations.ts";
 import { RunnerError } from "./errors.ts";
-import { decodeImage } from "./image/decode.ts";
+import { decodeImage, readEncoded, type EncodedImage } from "./image/decode.ts";
 import { CONTENT_TYPES, encodeImage } from "./image/encode.ts";
 import type { ModelRefT, SessionCache } from "./models/session-cache.ts";
 import type { OperationPipeline, RasterImage } from "./operations/types.ts";
@@ -59,13 +59,17 @@ export async function executeOperation(req: ExecuteRequest): Promise<ExecuteResu
     );
   }
   const images: RasterImage[] = [];
+  const encoded: EncodedImage[] = [];
+  const decodeOptions = { maxPixels: req.maxPixels, animated: req.pipeline.animated ?? "reject" } as const;
   for (const bytes of req.inputs) {
     checkAborted(req.signal);
-    images.push(await decodeImage(bytes, { maxPixels: req.maxPixels, animated: req.pipeline.animated ?? "reject" }));
+    if (req.pipeline.input === "encoded") encoded.push(await readEncoded(bytes, decodeOptions));
+    else images.push(await decodeImage(bytes, decodeOptions));
   }
   const output = await req.pipeline.run({
     params,
     inputs: images,
+    encoded,
     signal: req.signal,
     session: (modelId) => {
       const ref = req.models.find((m) => m.id === modelId);

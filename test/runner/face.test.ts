@@ -40,6 +40,7 @@ function context(inputs: RasterImage[], params: Record<string, unknown> = {}): O
   return {
     params,
     inputs,
+    encoded: [],
     session: () => Promise.reject(new Error("face.analyze loads no ONNX model")),
     timeModel: (fn) => fn(),
     signal: new AbortController().signal,

@@ -1,6 +1,6 @@
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
-import { decodeImage } from "../../gpu-runner/src/image/decode.ts";
+import { decodeImage, readEncoded } from "../../gpu-runner/src/image/decode.ts";
 import { inspectPipeline } from "../../gpu-runner/src/operations/inspect.ts";
 import { dHash, hammingDistance, pHash } from "../../gpu-runner/src/operations/phash.ts";
 import { animatedGif, otherPhotoBytes, photoBytes } from "./helpers.ts";
@@ -8,8 +8,8 @@ import { animatedGif, otherPhotoBytes, photoBytes } from "./helpers.ts";
 const LIMIT = { maxPixels: 100_000_000 };
 
 async function inspect(bytes: Uint8Array) {
-  const image = await decodeImage(bytes, { ...LIMIT, animated: "first_frame" });
-  const ctx = { params: {}, inputs: [image], signal: new AbortController().signal };
+  const image = await readEncoded(bytes, { ...LIMIT, animated: "first_frame" });
+  const ctx = { params: {}, inputs: [], encoded: [image], signal: new AbortController().signal };
   const out = await inspectPipeline.run({
     ...ctx,
     session: () => Promise.reject(new Error("no models")),
@@ -19,7 +19,7 @@ async function inspect(bytes: Uint8Array) {
 }
 
 async function hashOf(bytes: Uint8Array): Promise<string> {
-  return pHash(await decodeImage(bytes, LIMIT));
+  return pHash(await readEncoded(bytes, LIMIT));
 }
 
 describe("inspect on real photos", () => {
@@ -55,6 +55,28 @@ describe("inspect on real photos", () => {
     expect(await inspect(rgba16)).toMatchObject({ bit_depth: 16, channels: 4, has_alpha: true, format: "png" });
   });
 
+  it("reports the sample layout the pipelines decode to, without decoding the raster itself", async () => {
+    const photo = photoBytes();
+    const inputs = [
+      photo,
+      await sharp(photo).resize(40, 30).withMetadata({ orientation: 6 }).jpeg().toBuffer(),
+      await sharp(photo).resize(32, 32).ensureAlpha(0.5).toColourspace("rgb16").png().toBuffer(),
+      await sharp(photo).resize(32, 32).greyscale().png().toBuffer(),
+      await sharp(photo).resize(32, 32).greyscale().ensureAlpha(0.5).png().toBuffer(),
+      await sharp(photo).resize(32, 32).toColourspace("cmyk").jpeg().toBuffer(),
+    ];
+    for (const bytes of inputs) {
+      const decoded = await decodeImage(bytes, LIMIT);
+      expect(await inspect(bytes)).toMatchObject({
+        width: decoded.width,
+        height: decoded.height,
+        bit_depth: decoded.bitDepth,
+        channels: decoded.channels,
+        has_alpha: decoded.hasAlpha,
+      });
+    }
+  });
+
   it("describes an animated GIF instead of refusing it", async () => {
     const gif = await animatedGif(20, 10, ["#ff0000", "#0000ff"]);
     expect(await inspect(gif)).toMatchObject({ format: "gif", width: 20, height: 10, pages: 2, animated: true });
@@ -87,8 +109,8 @@ describe("inspect on real photos", () => {
     const png = await sharp(ramp, { raw: { width: w, height: h, channels: 3 } })
       .png()
       .toBuffer();
-    expect(await dHash(await decodeImage(png, LIMIT))).toBe("ffffffffffffffff");
+    expect(await dHash(await readEncoded(png, LIMIT))).toBe("ffffffffffffffff");
     const mirrored = await sharp(png).flop().png().toBuffer();
-    expect(await dHash(await decodeImage(mirrored, LIMIT))).toBe("0000000000000000");
+    expect(await dHash(await readEncoded(mirrored, LIMIT))).toBe("0000000000000000");
   });
 });

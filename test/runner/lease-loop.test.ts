@@ -5,7 +5,7 @@ import { join } from "node:path";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../gpu-runner/src/config.ts";
-import { decodeImage } from "../../gpu-runner/src/image/decode.ts";
+import { readEncoded } from "../../gpu-runner/src/image/decode.ts";
 import { pHash } from "../../gpu-runner/src/operations/phash.ts";
 import { REGISTRY } from "../../gpu-runner/src/operations/registry.ts";
 import type { OperationPipeline } from "../../gpu-runner/src/operations/types.ts";
@@ -68,7 +68,7 @@ describe("lease loop against a protocol-speaking worker", () => {
     await worker.waitFor(() => job.state !== "leased" && job.state !== "queued");
     expect(job.state).toBe("completed");
     expect(worker.leaseCalls).toBeGreaterThanOrEqual(4);
-    const expected = await pHash(await decodeImage(photo, { maxPixels: 1e8 }));
+    const expected = await pHash(await readEncoded(photo, { maxPixels: 1e8 }));
     expect(job.complete).toMatchObject({
       lease_id: job.leaseId,
       result: { phash: expected, format: "jpeg", bytes: photo.length },

@@ -173,6 +173,7 @@ describe("enhance.lowlight pipeline", () => {
   const ctx = (inputs: RasterImage[], params: Record<string, unknown> = {}): OperationContext => ({
     params,
     inputs,
+    encoded: [],
     session: async (id) => {
       expect(id).toBe("lowlight-iagc");
       return session;

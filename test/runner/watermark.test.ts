@@ -54,6 +54,7 @@ function ctx(params: Record<string, unknown>, inputs: RasterImage[]): OperationC
   return {
     params,
     inputs,
+    encoded: [],
     session: async (id) => (id === ENCODER_GAIN_ID ? enc.gain : id === ENCODER_MESSAGE_ID ? enc.message : dec),
     timeModel: (fn) => fn(),
     signal: new AbortController().signal,

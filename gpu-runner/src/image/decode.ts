@@ -95,17 +95,68 @@ export function checkPixelLimit(width: number, height: number, maxPixels: number
 }
 
 /**
- * Decodes to interleaved HWC samples: EXIF orientation applied, CMYK/Lab/etc. converted to sRGB, grey kept
- * as grey, alpha kept, 16-bit sources kept at 16 bits. Every failure is a RunnerError with a stable code.
+ * How decodeImage lays out an image with this header: 16-bit sources stay 16-bit, grey stays grey and every other
+ * colour space becomes sRGB, alpha is kept.
  */
-export async function decodeImage(bytes: Uint8Array, options: DecodeOptions): Promise<RasterImage> {
+export function decodedLayout(header: HeaderFacts): { bitDepth: 8 | 16; grey: boolean; channels: number } {
+  const sixteen = header.depth === "ushort" || header.depth === "short" || header.depth === "uint" || header.depth === "float";
+  const grey = header.space === "b-w" || header.space === "grey16";
+  return { bitDepth: sixteen ? 16 : 8, grey, channels: (grey ? 1 : 3) + (header.hasAlpha ? 1 : 0) };
+}
+
+/** The header, checked against the pixel limit and the animation policy before any pixel is decoded. */
+async function checkedHeader(bytes: Uint8Array, options: DecodeOptions): Promise<HeaderFacts> {
   const header = await readHeader(bytes);
   checkPixelLimit(header.width, header.height, options.maxPixels);
   if (header.pages > 1 && (options.animated ?? "reject") === "reject") {
     throw new RunnerError("animated_image_unsupported", `the image is animated (${header.pages} frames); send a still image`);
   }
-  const sixteen = header.depth === "ushort" || header.depth === "short" || header.depth === "uint" || header.depth === "float";
-  const grey = header.space === "b-w" || header.space === "grey16";
+  return header;
+}
+
+/**
+ * An input that is still encoded, for operations that never need its full-resolution pixels (inspect): the
+ * header is read and checked as decodeImage checks it, and pixels are only ever decoded small (`greyThumbnail`).
+ */
+export interface EncodedImage {
+  bytes: Uint8Array;
+  header: HeaderFacts;
+  maxPixels: number;
+}
+
+export async function readEncoded(bytes: Uint8Array, options: DecodeOptions): Promise<EncodedImage> {
+  return { bytes, header: await checkedHeader(bytes, options), maxPixels: options.maxPixels };
+}
+
+/**
+ * An 8-bit grey w x h thumbnail of the first frame, EXIF orientation applied (libvips: alpha dropped, Rec.
+ * 601-style luma, 16-bit scaled down), resampled with a cubic kernel. Straight from the encoded bytes, so
+ * libvips can shrink while decoding (JPEG and WebP decode at 1/2, 1/4 or 1/8 scale): a 512 x 512 JPEG's two hash
+ * thumbnails took 5 ms this way against 9.5 ms through a full decode, which also allocates the whole raster.
+ */
+export async function greyThumbnail(image: EncodedImage, w: number, h: number): Promise<Uint8Array> {
+  try {
+    const buf = await sharp(image.bytes, { limitInputPixels: image.maxPixels, failOn: "error", pages: 1 })
+      .rotate()
+      .toColourspace("b-w")
+      .resize(w, h, { fit: "fill", kernel: "cubic" })
+      .raw({ depth: "uchar" })
+      .toBuffer();
+    if (buf.length !== w * h) throw new RangeError(`grey thumbnail has ${buf.length} bytes, expected ${w * h}`);
+    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  } catch (e) {
+    throw e instanceof RangeError ? e : classify(e);
+  }
+}
+
+/**
+ * Decodes to interleaved HWC samples: EXIF orientation applied, CMYK/Lab/etc. converted to sRGB, grey kept
+ * as grey, alpha kept, 16-bit sources kept at 16 bits. Every failure is a RunnerError with a stable code.
+ */
+export async function decodeImage(bytes: Uint8Array, options: DecodeOptions): Promise<RasterImage> {
+  const header = await checkedHeader(bytes, options);
+  const { bitDepth, grey } = decodedLayout(header);
+  const sixteen = bitDepth === 16;
   const target = grey ? (sixteen ? "grey16" : "b-w") : sixteen ? "rgb16" : "srgb";
   try {
     const { data, info } = await sharp(bytes, { limitInputPixels: options.maxPixels, failOn: "error", pages: 1 })

@@ -1,18 +1,4 @@
-import sharp from "sharp";
-import type { RasterImage } from "./types.ts";
-
-/** 8-bit grey thumbnail (libvips: alpha dropped, Rec. 601-style luma, 16-bit scaled down); the hashes only care about structure. */
-async function greyThumb(image: RasterImage, w: number, h: number): Promise<Uint8Array> {
-  let pipeline = sharp(image.data, { raw: { width: image.width, height: image.height, channels: image.channels } });
-  if (image.hasAlpha) pipeline = pipeline.removeAlpha();
-  const buf = await pipeline
-    .toColourspace("b-w")
-    .resize(w, h, { fit: "fill", kernel: "cubic" })
-    .raw({ depth: "uchar" })
-    .toBuffer();
-  if (buf.length !== w * h) throw new RangeError(`grey thumbnail has ${buf.length} bytes, expected ${w * h}`);
-  return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-}
+import { greyThumbnail, type EncodedImage } from "../image/decode.ts";
 
 function bitsToHex(bits: boolean[]): string {
   let hexOut = "";
@@ -44,8 +30,8 @@ const BASIS = dctRows(N, K);
  * Functions"): 32x32 grey thumbnail, 2-D DCT, the 8x8 lowest frequencies, each bit = coefficient > median
  * (median taken without the DC term, which only says how bright the image is). 16 hex digits.
  */
-export async function pHash(image: RasterImage): Promise<string> {
-  const px = await greyThumb(image, N, N);
+export async function pHash(image: EncodedImage): Promise<string> {
+  const px = await greyThumbnail(image, N, N);
   const coeffs: number[] = [];
   // Separable DCT: rows first (N x K), then columns of that (K x K).
   const tmp = new Float64Array(N * K);
@@ -69,8 +55,8 @@ export async function pHash(image: RasterImage): Promise<string> {
 }
 
 /** 64-bit difference hash: 9x8 grey thumbnail, each bit = pixel brighter than its right neighbour. */
-export async function dHash(image: RasterImage): Promise<string> {
-  const px = await greyThumb(image, 9, 8);
+export async function dHash(image: EncodedImage): Promise<string> {
+  const px = await greyThumbnail(image, 9, 8);
   const bits: boolean[] = [];
   for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) bits.push(px[y * 9 + x]! > px[y * 9 + x + 1]!);
   return bitsToHex(bits);

@@ -1,4 +1,5 @@
 import type { InferenceSession } from "onnxruntime-node";
+import type { EncodedImage } from "../image/decode.ts";
 
 /**
  * A decoded image, interleaved HWC, as sharp produces it. EXIF orientation has already been applied.
@@ -32,7 +33,10 @@ export interface ImageArtifact {
 
 export interface OperationContext {
   params: Record<string, unknown>;
+  /** The decoded inputs; empty for a pipeline with `input: "encoded"`. */
   inputs: RasterImage[];
+  /** The inputs still encoded, header read and checked; only for a pipeline with `input: "encoded"`. */
+  encoded: EncodedImage[];
   /** Cached, sha256-checked sessions for the models the ticket names. */
   session(modelId: string): Promise<InferenceSession>;
   /** Adds model-execution time to the job's metrics (for spine-overhead measurement). */
@@ -52,5 +56,11 @@ export interface OperationPipeline {
    * "first_frame" decodes frame 0 (for read-only operations such as inspect).
    */
   animated?: "reject" | "first_frame";
+  /**
+   * "raster" (default): inputs arrive decoded at full resolution. "encoded": they arrive as checked headers and
+   * bytes (`ctx.encoded`), for operations that read only the header and small thumbnails; decoding a whole
+   * raster they never look at was most of inspect's time.
+   */
+  input?: "raster" | "encoded";
   run(ctx: OperationContext): Promise<OperationResult>;
 }
