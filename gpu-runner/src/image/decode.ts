@@ -138,6 +138,7 @@ export async function greyThumbnail(image: EncodedImage, w: number, h: number): 
   try {
     const buf = await sharp(image.bytes, { limitInputPixels: image.maxPixels, failOn: "error", pages: 1 })
       .rotate()
+      .removeAlpha()
       .toColourspace("b-w")
       .resize(w, h, { fit: "fill", kernel: "cubic" })
       .raw({ depth: "uchar" })
