@@ -3,6 +3,7 @@ import { Tensor } from "onnxruntime-node";
 import { OPERATIONS } from "../../../contract/operations.ts";
 import { RunnerError } from "../errors.ts";
 import { allocRaster, alphaOf, writeRasterRows } from "../image/tensor.ts";
+import { modelOutput } from "../models/output.ts";
 import { blendInto, cropPlanar, cropRaster, planBlend, type BlendTile, type Tile } from "./lowlight-tiles.ts";
 import type { OperationContext, OperationPipeline, RasterImage } from "./types.ts";
 
@@ -189,9 +190,7 @@ export async function enhance(
     // Only the ONNX runs count as model time; cropping and blending are the pipeline's own overhead.
     const out = await (opts.timeModel ? opts.timeModel(run) : run());
     modelMs += performance.now() - t0;
-    const enhanced = out["enhanced"];
-    if (!enhanced) throw new RunnerError("model_output_missing", "lowlight model returned no 'enhanced' output");
-    sink.add(tile, enhanced.data as Float32Array);
+    sink.add(tile, modelOutput(out, "enhanced", MODEL_ID));
     const next = tiles[i + 1];
     if (!next) sink.rowsFinal(height);
     else if (next.top !== tile.top) sink.rowsFinal(next.top);

@@ -1,6 +1,6 @@
 import * as ort from "onnxruntime-node";
 import { Tensor, type InferenceSession } from "onnxruntime-node";
-import { RunnerError } from "../errors.ts";
+import { modelOutput } from "../models/output.ts";
 import { CODE_BITS } from "./watermark-code.ts";
 import { stretchTaps } from "./watermark-residual.ts";
 
@@ -28,12 +28,6 @@ export interface EncoderSessions {
   message: InferenceSession;
 }
 
-function output(out: InferenceSession.OnnxValueMapType, name: string, model: string): Float32Array {
-  const t = out[name];
-  if (!t) throw new RunnerError("model_output_missing", `${model} returned no '${name}' output`);
-  return t.data as Float32Array;
-}
-
 /**
  * The encoder for one image (planar 3 x size x size view in [0, 1]): a function from per-bit amplitudes in [0, 1]
  * (the encoder's bit inputs; 2b - 1 is each bit's signed weight) to the unit-strength residual, planar 3 x size x size,
@@ -44,7 +38,7 @@ export async function imageEncoder(
   view: Float32Array,
   size: number,
 ): Promise<(amplitudes: Float32Array, out?: Float32Array) => Promise<Float32Array>> {
-  const gain = output(
+  const gain = modelOutput(
     await sessions.gain.run({ image: new Tensor("float32", view, [1, 3, size, size]) }),
     "gain",
     ENCODER_GAIN_ID,
@@ -53,7 +47,7 @@ export async function imageEncoder(
   const taps = stretchTaps(q, size);
   const wide = new Float32Array(q * size);
   return async (amplitudes, residual = new Float32Array(3 * size * size)) => {
-    const pattern = output(
+    const pattern = modelOutput(
       await sessions.message.run({ bits: new Tensor("float32", amplitudes, [1, CODE_BITS]) }),
       "pattern",
       ENCODER_MESSAGE_ID,

@@ -3,6 +3,7 @@ import { Tensor } from "onnxruntime-node";
 import sharp from "sharp";
 import { OPERATIONS } from "../../../contract/operations.ts";
 import { RunnerError } from "../errors.ts";
+import { modelOutput } from "../models/output.ts";
 import type { OperationPipeline, RasterImage } from "./types.ts";
 import { CODE_BITS, FALSE_POSITIVE_RATE, channelBits, decodeChannel, type DecodedPayload } from "./watermark-code.ts";
 import { informedResidual, rotator, type InformedOptions } from "./watermark-informed.ts";
@@ -49,9 +50,7 @@ export async function workingView(image: RasterImage, size = WORKING_SIZE): Prom
 /** Logits (count x channel bits) of `count` planar working views laid end to end: one batched decoder run. */
 async function decoderLogits(decoder: InferenceSession, views: Float32Array, count = 1): Promise<Float32Array> {
   const out = await decoder.run({ image: new Tensor("float32", views, [count, 3, WORKING_SIZE, WORKING_SIZE]) });
-  const logits = out["logits"];
-  if (!logits) throw new RunnerError("model_output_missing", "watermark decoder returned no 'logits' output");
-  return logits.data as Float32Array;
+  return modelOutput(out, "logits", DECODER_ID);
 }
 
 export interface EmbedOptions {
