@@ -39,13 +39,13 @@ interface Cost {
   cpu_ratio_paired: number;
 }
 
-const median = (xs: number[]) =>
-  Math.round(
-    percentile(
-      [...xs].sort((a, b) => a - b),
-      50,
-    ) * 10,
-  ) / 10;
+/** The median, unrounded; `median` rounds it to 0.1 ms. */
+const medianOf = (xs: number[]) =>
+  percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  );
+const median = (xs: number[]) => Math.round(medianOf(xs) * 10) / 10;
 
 /**
  * Several functions run interleaved (one of each per round, after warm-up rounds), so that load from other
@@ -74,13 +74,7 @@ async function costs(fns: (() => Promise<unknown>)[], runs = RUNS): Promise<Cost
     wall_ms: median(wall[k]!),
     cpu_ms: median(cpu[k]!),
     cpu_min_ms: Math.round(Math.min(...cpu[k]!) * 10) / 10,
-    cpu_ratio_paired:
-      Math.round(
-        percentile(
-          [...cpu[k]!.map((c, i) => c / cpu[0]![i]!)].sort((a, b) => a - b),
-          50,
-        ) * 100,
-      ) / 100,
+    cpu_ratio_paired: Math.round(medianOf(cpu[k]!.map((c, i) => c / cpu[0]![i]!)) * 100) / 100,
   }));
 }
 
