@@ -311,7 +311,8 @@ interface RecordEval {
   closestSwaps: { target: string; source: string; variant: string; d: number }[];
 }
 
-function evaluateRule(p: RecordProbes, photos: string[], rule: RecordRule): RuleEval {
+/** A rule's in-sample threshold on one descriptor's probes, and the rates at it. */
+function fitInSample(p: RecordProbes, rule: RecordRule): { fit: Threshold; rec: EuclideanSummary } {
   const fit = rule(
     p.g.map((x) => x.d),
     p.s.map((x) => x.d),
@@ -322,6 +323,11 @@ function evaluateRule(p: RecordProbes, photos: string[], rule: RecordRule): Rule
     p.s,
     fit.threshold,
   );
+  return { fit, rec };
+}
+
+function evaluateRule(p: RecordProbes, photos: string[], rule: RecordRule): RuleEval {
+  const { fit, rec } = fitInSample(p, rule);
   // Leave-one-photo-out: both sides of the threshold re-derived from the other photos only (the held-out
   // photo's benign probes and every swap with its target or its source face from that photo left out), then the
   // held-out photo's benign probes and the swaps onto its faces scored with it (distances stored relative to
@@ -567,23 +573,8 @@ function main(): void {
   const old = mainEval.quantile;
   // The box chip (first version, not kept), in-sample only, under both rules.
   const boxE = recordProbes(raw);
-  const boxBoth = (rule: RecordRule) => {
-    const fit = rule(
-      boxE.g.map((x) => x.d),
-      boxE.s.map((x) => x.d),
-    );
-    return {
-      fit,
-      ...summariseEuclidean(
-        boxE.g,
-        boxE.i.map((x) => x.d),
-        boxE.s,
-        fit.threshold,
-      ),
-    };
-  };
-  const recBox = boxBoth(marginRule);
-  const recBoxOld = boxBoth(quantileRule);
+  const { fit: boxFit, rec: recBox } = fitInSample(boxE, marginRule);
+  const recBoxOld = fitInSample(boxE, quantileRule).rec;
   // The variants of the rotated chip (photometric normalisation, flip averaging), measured on the same probes.
   const variants = (recRaw.record_variants ?? []).map((chip) => ({
     chip,
@@ -620,7 +611,7 @@ function main(): void {
     ...(recChip === "rotated"
       ? [
           recRow(
-            `box chip instead (first version, not kept), margin rule, in-sample (t_benign ${recBox.fit.t_benign.toFixed(3)}, t_swap ${recBox.fit.t_swap.toFixed(3)}${recBox.fit.gap ? "" : ": no gap, t_benign"})`,
+            `box chip instead (first version, not kept), margin rule, in-sample (t_benign ${boxFit.t_benign.toFixed(3)}, t_swap ${boxFit.t_swap.toFixed(3)}${boxFit.gap ? "" : ": no gap, t_benign"})`,
             recBox,
             recBox.threshold.toFixed(3),
           ),
@@ -744,8 +735,8 @@ function main(): void {
       raw: recChip === "rotated" ? recPath : "models/identity/eval-raw-pose.json",
       box_chip_alternative: {
         threshold: recBox.threshold,
-        threshold_benign_side: recBox.fit.t_benign,
-        threshold_swap_side: recBox.fit.t_swap,
+        threshold_benign_side: boxFit.t_benign,
+        threshold_swap_side: boxFit.t_swap,
         benign_false_alarm: recBox.benign_false_alarm,
         swap_detection: recBox.swap_detection,
         auc_swap_vs_benign: recBox.auc_swap_vs_benign,
