@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,6 +15,11 @@ import { generateTicketKeyPair } from "../contract/ticket.ts";
  * wrangler dev keeps in front of it for hot reloads (3-4 ms per small request measured here; there is no such proxy in
  * production): scripts/dev-server.ts keeps the worker's current URL in `directUrlFile`, which the runners follow
  * (VIGIL_API_URL_FILE), and their tickets' signed object URLs are minted from the origin they lease through.
+ *
+ * The stack supervises its runners: one that exits unexpectedly (a crash, an OOM kill, kill -9) is logged and
+ * started again with exponential backoff (see SupervisorOptions and `restartDelayMs`). A worker (wrangler) exit is
+ * not restarted: local Queues live in miniflare's memory, so a restart would silently drop queued webhook messages;
+ * the stack emits "worker-exit" and `npm start` stops. `restartWorker()` is there for fault tests that mean it.
  */
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -56,6 +62,7 @@ export async function ensureDevVars(path: string, overrides: DevVars = {}): Prom
     vars.TICKET_SIGNING_KID = `local-${randomBytes(4).toString("hex")}`;
   }
   vars.VIGIL_DEV_KEY ||= secret("vgl_dev_");
+  vars.VIGIL_OPERATOR_KEY ||= secret("vop_"); // platform operator: tenant management and /internal metrics
   vars.RUNNER_SECRETS ||= `runner-local:${secret()}`;
   vars.OBJECT_URL_SECRET ||= secret();
   vars.MASTER_KEY_ENCRYPTION_KEY ||= randomBytes(32).toString("base64url");
@@ -85,7 +92,8 @@ export async function waitForHttp(url: string, timeoutMs: number, child?: ChildP
   const deadline = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < deadline) {
-    if (child && child.exitCode !== null) throw new Error(`process exited (${child.exitCode}) before ${url} was ready`);
+    if (child && (child.exitCode !== null || child.signalCode !== null))
+      throw new Error(`process exited (${child.exitCode ?? child.signalCode}) before ${url} was ready`);
     try {
       const res = await fetch(url);
       if (res.ok) return;
@@ -109,16 +117,71 @@ export interface StackOptions {
   vars?: DevVars;
   /** Pipe child output to this process's stdio (npm start) or collect it (tests). */
   inheritOutput?: boolean;
+  supervisor?: SupervisorOptions;
+}
+
+/**
+ * How the stack restarts a runner that exited unexpectedly: after `initialBackoffMs`, doubling with each further
+ * crash up to `maxBackoffMs`; a runner that stayed up `resetAfterMs` starts again from `initialBackoffMs`. So a
+ * runner killed once by a poison job is back in half a second, and one that cannot start (bad config, a model
+ * that fails to load) settles at one attempt every 30 s instead of spinning. A restarted runner starts in about
+ * 1.5-2.5 s here (tsx, model manifest, the health port), which is why the first delay can be short.
+ */
+export interface SupervisorOptions {
+  /** Default 500 ms. */
+  initialBackoffMs?: number;
+  /** Default 30 s. */
+  maxBackoffMs?: number;
+  /** Default 30 s: at least the shortest lease, so a runner that dies on each lease of a poison job is not "fast". */
+  resetAfterMs?: number;
+}
+
+/** Delay before restart number `streak` (1 = the first crash since the runner last stayed up `resetAfterMs`). */
+export function restartDelayMs(streak: number, opts: SupervisorOptions = {}): number {
+  const initial = opts.initialBackoffMs ?? 500;
+  const max = opts.maxBackoffMs ?? 30_000;
+  return Math.min(max, initial * 2 ** Math.max(0, streak - 1));
 }
 
 export interface Runner {
   id: number;
+  /** The current process (a restart replaces it); its pid is the runner's process group (tsx runs node under it). */
   process: ChildProcess;
   metricsPort: number;
   output: string[];
+  /** Restarted by the stack when it exits unexpectedly. */
+  supervised: boolean;
+  /** How many times the stack has restarted it. */
+  restarts: number;
+  /** When the current process was spawned (ms since the epoch). */
+  startedAt: number;
+  /** Consecutive quick crashes (each within `resetAfterMs` of its start); sets the next backoff. */
+  crashStreak: number;
+  /** The extra environment it was started with; a restart reuses it. */
+  env: Record<string, string>;
+  /** Set by `stopRunner` (and `stop`): its exit is planned, not restarted. */
+  stopping: boolean;
 }
 
-export class LocalStack {
+/** One unexpected runner exit, as the supervisor saw it (also logged). */
+export interface RunnerExit {
+  runner: number;
+  pid: number | undefined;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  uptimeMs: number;
+  /** The restart this exit leads to (1 = first), or null when it is not restarted (unsupervised). */
+  restart: number | null;
+  restartInMs: number | null;
+  at: number;
+}
+
+/**
+ * Events: "runner-exit" (RunnerExit) for each unexpected runner exit, "runner-restarted" (Runner) once a restarted
+ * runner answers its health check, "worker-exit" ({ code, signal }) when wrangler exits other than by `stop()` or
+ * `restartWorker()`.
+ */
+export class LocalStack extends EventEmitter {
   readonly url: string;
   /** Where scripts/dev-server.ts keeps the user worker's own URL (it changes on every hot reload). */
   readonly directUrlFile: string;
@@ -126,9 +189,17 @@ export class LocalStack {
   wrangler?: ChildProcess;
   readonly runners: Runner[] = [];
   readonly wranglerOutput: string[] = [];
+  /** Every unexpected runner exit since start. */
+  readonly runnerExits: RunnerExit[] = [];
+  /** The supervisor's log lines (also printed to stderr when output is inherited, i.e. under `npm start`). */
+  readonly supervisorLog: string[] = [];
   private runnerSeq = 0;
+  private stopping = false;
+  private workerRestarting = false;
+  private readonly restartTimers = new Set<NodeJS.Timeout>();
 
   constructor(readonly options: StackOptions) {
+    super();
     this.url = `http://127.0.0.1:${options.port}`;
     this.directUrlFile = join(dirname(resolve(options.persistTo)), `user-worker-url-${options.port}`);
   }
@@ -136,16 +207,45 @@ export class LocalStack {
   async start(): Promise<this> {
     this.vars = await ensureDevVars(this.options.envFile, this.options.vars);
     applyMigrations(this.options.persistTo);
+    await this.startWorker();
+    for (let i = 0; i < (this.options.runners ?? 1); i++) await this.startRunner({}, { supervise: true });
+    return this;
+  }
+
+  /** Starts wrangler dev (scripts/dev-server.ts) on the stack's port and state, and waits for both its URLs. */
+  private async startWorker(): Promise<void> {
     const args = [join(ROOT, "scripts/dev-server.ts"), "--ip", "127.0.0.1", "--port", String(this.options.port)];
     args.push("--persist-to", this.options.persistTo, "--vars-file", this.options.envFile);
     // A file left by an earlier run names a port that is gone; the dev server writes it before it serves.
     rmSync(this.directUrlFile, { force: true });
     args.push("--direct-url-file", this.directUrlFile);
-    this.wrangler = this.spawnChild(join(BIN, "tsx"), args, { ...QUIET_WRANGLER_ENV }, this.wranglerOutput);
-    await waitForHttp(`${this.url}/healthz`, 60_000, this.wrangler);
-    await waitForHttp(`${this.directUrl()}/healthz`, 10_000, this.wrangler);
-    for (let i = 0; i < (this.options.runners ?? 1); i++) await this.startRunner();
-    return this;
+    const wrangler = this.spawnChild(join(BIN, "tsx"), args, { ...QUIET_WRANGLER_ENV }, this.wranglerOutput);
+    this.wrangler = wrangler;
+    wrangler.once("exit", (code, signal) => {
+      if (this.stopping || this.workerRestarting || this.wrangler !== wrangler) return;
+      this.log(`worker (wrangler, pid ${wrangler.pid}) exited (${signal ?? code}); it is not restarted`);
+      this.emit("worker-exit", { code, signal });
+    });
+    await waitForHttp(`${this.url}/healthz`, 60_000, wrangler);
+    await waitForHttp(`${this.directUrl()}/healthz`, 10_000, wrangler);
+  }
+
+  /**
+   * Kills wrangler (and its workerd processes) and starts it again on the same persisted state and port, for fault
+   * tests. The runners keep running and follow the worker's new direct URL. Local Queues are in miniflare's memory:
+   * messages queued but not yet consumed are gone.
+   */
+  async restartWorker(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    this.workerRestarting = true;
+    try {
+      if (this.wrangler) {
+        killTree(this.wrangler, signal);
+        await exited(this.wrangler, 10_000);
+      }
+      await this.startWorker();
+    } finally {
+      this.workerRestarting = false;
+    }
   }
 
   /** The user worker's current URL, bypassing wrangler dev's proxy (runners only; clients use `url`). */
@@ -153,11 +253,33 @@ export class LocalStack {
     return readFileSync(this.directUrlFile, "utf8").trim();
   }
 
-  async startRunner(extraEnv: Record<string, string> = {}): Promise<Runner> {
+  /**
+   * Starts one more runner. The stack's own runners (`options.runners`) are supervised; one a caller starts here is
+   * the caller's unless `supervise` is set: typically a fault-injection runner (VIGIL_RUNNER_FAULT_*), whose
+   * restart would only repeat the fault.
+   */
+  async startRunner(extraEnv: Record<string, string> = {}, opts: { supervise?: boolean } = {}): Promise<Runner> {
     const id = this.runnerSeq++;
+    const runner: Runner = {
+      id,
+      process: undefined as unknown as ChildProcess,
+      metricsPort: this.options.port + 100 + id,
+      output: [],
+      supervised: opts.supervise ?? false,
+      restarts: 0,
+      startedAt: 0,
+      crashStreak: 0,
+      env: extraEnv,
+      stopping: false,
+    };
+    this.spawnRunner(runner);
+    this.runners.push(runner);
+    await waitForHttp(`http://127.0.0.1:${runner.metricsPort}/healthz`, 30_000, runner.process);
+    return runner;
+  }
+
+  private spawnRunner(runner: Runner): void {
     const creds = runnerCredentials(this.vars);
-    const metricsPort = this.options.port + 100 + id;
-    const output: string[] = [];
     const env = {
       VIGIL_API_URL: this.url,
       VIGIL_API_URL_FILE: this.directUrlFile,
@@ -166,23 +288,85 @@ export class LocalStack {
       VIGIL_RUNNER_CONCURRENCY: String(this.options.runnerConcurrency ?? 1),
       VIGIL_EXECUTION_PROVIDERS: "cpu",
       VIGIL_TICKET_PUBLIC_KEYS: `${this.vars.TICKET_SIGNING_KID}:${this.vars.TICKET_PUBLIC_KEY}`,
-      PORT: String(metricsPort),
-      ...extraEnv,
+      PORT: String(runner.metricsPort),
+      ...runner.env,
     };
-    const child = this.spawnChild(join(BIN, "tsx"), [join(ROOT, "gpu-runner/src/cli.ts"), "serve"], env, output);
-    const runner = { id, process: child, metricsPort, output };
-    this.runners.push(runner);
-    await waitForHttp(`http://127.0.0.1:${metricsPort}/healthz`, 30_000, child);
-    return runner;
+    const child = this.spawnChild(join(BIN, "tsx"), [join(ROOT, "gpu-runner/src/cli.ts"), "serve"], env, runner.output);
+    runner.process = child;
+    runner.startedAt = Date.now();
+    child.once("exit", (code, signal) => this.onRunnerExit(runner, child, code, signal));
+  }
+
+  /**
+   * A runner process exited. Planned exits (stop, stopRunner) and clean ones (code 0: the runner drained after a
+   * SIGTERM from someone) are left alone; anything else is logged and, for a supervised runner, restarted after
+   * the backoff.
+   */
+  private onRunnerExit(runner: Runner, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.stopping || runner.stopping || runner.process !== child || code === 0) return;
+    const uptimeMs = Date.now() - runner.startedAt;
+    const resetAfter = this.options.supervisor?.resetAfterMs ?? 30_000;
+    runner.crashStreak = uptimeMs >= resetAfter ? 1 : runner.crashStreak + 1;
+    const restartInMs = runner.supervised ? restartDelayMs(runner.crashStreak, this.options.supervisor) : null;
+    const exit: RunnerExit = {
+      runner: runner.id,
+      pid: child.pid,
+      code,
+      signal,
+      uptimeMs,
+      restart: runner.supervised ? runner.restarts + 1 : null,
+      restartInMs,
+      at: Date.now(),
+    };
+    this.runnerExits.push(exit);
+    const how = signal ? `signal ${signal}` : `code ${code}`;
+    const up = `${(uptimeMs / 1000).toFixed(1)} s up`;
+    this.log(
+      restartInMs === null
+        ? `runner ${runner.id} (pid ${child.pid}) exited: ${how} after ${up}; not supervised, not restarted`
+        : `runner ${runner.id} (pid ${child.pid}) exited: ${how} after ${up}; restart #${exit.restart} in ${restartInMs} ms`,
+    );
+    this.emit("runner-exit", exit);
+    if (restartInMs === null) return;
+    const timer = setTimeout(() => {
+      this.restartTimers.delete(timer);
+      if (this.stopping || runner.stopping) return;
+      runner.restarts++;
+      runner.output.push(`--- [supervisor] restart #${runner.restarts} ---\n`);
+      this.spawnRunner(runner);
+      const current = runner.process;
+      waitForHttp(`http://127.0.0.1:${runner.metricsPort}/healthz`, 30_000, current).then(
+        () => {
+          if (runner.process !== current) return;
+          this.log(`runner ${runner.id} restarted (pid ${current.pid}, restart #${runner.restarts})`);
+          this.emit("runner-restarted", runner);
+        },
+        () => {
+          // Exited before it was healthy: its exit handler already scheduled the next try. Alive but not healthy
+          // in 30 s: kill it, and the exit handler backs off and tries again.
+          if (runner.process === current) killTree(current, "SIGKILL");
+        },
+      );
+    }, restartInMs);
+    this.restartTimers.add(timer);
+  }
+
+  private log(line: string): void {
+    const stamped = `[supervisor ${new Date().toISOString()}] ${line}`;
+    this.supervisorLog.push(stamped);
+    if (this.supervisorLog.length > 2000) this.supervisorLog.splice(0, this.supervisorLog.length - 2000);
+    if (this.options.inheritOutput) console.error(stamped);
   }
 
   private spawnChild(cmd: string, args: string[], env: Record<string, string>, sink: string[]): ChildProcess {
     const inherit = this.options.inheritOutput ?? false;
+    // Always in its own process group, so a kill reaches the node process under tsx too (a SIGKILL to tsx alone
+    // leaves its child running); `npm start`'s Ctrl-C reaches them through stop(), not the terminal.
     const child = spawn(cmd, args, {
       cwd: ROOT,
       env: { ...process.env, ...env },
-      stdio: inherit ? "inherit" : "pipe",
-      detached: !inherit,
+      stdio: inherit ? ["ignore", "inherit", "inherit"] : ["ignore", "pipe", "pipe"],
+      detached: true,
     });
     const keep = (chunk: Buffer) => {
       sink.push(chunk.toString());
@@ -193,20 +377,66 @@ export class LocalStack {
     return child;
   }
 
-  /** SIGKILL a runner's whole process group (tsx spawns node underneath). */
-  killRunner(runner: Runner, signal: NodeJS.Signals = "SIGKILL"): void {
-    killTree(runner.process, signal);
+  /** The runner (by index in `runners`, or itself). */
+  runner(r: Runner | number): Runner {
+    const runner = typeof r === "number" ? this.runners[r] : r;
+    if (!runner) throw new Error(`no runner ${String(r)}`);
+    return runner;
+  }
+
+  /** The runner's current process id (its process group; a restart changes it). */
+  runnerPid(r: Runner | number): number | undefined {
+    return this.runner(r).process.pid;
+  }
+
+  /**
+   * Signals a runner's whole process group (tsx spawns node underneath), as a crash or an operator would: a
+   * supervised runner that dies of it is restarted. Use `stopRunner` for a planned stop.
+   */
+  killRunner(r: Runner | number, signal: NodeJS.Signals = "SIGKILL"): void {
+    killTree(this.runner(r).process, signal);
+  }
+
+  /** Stops a runner for good (SIGTERM, it drains; SIGKILL after 15 s); the supervisor does not restart it. */
+  async stopRunner(r: Runner | number): Promise<void> {
+    const runner = this.runner(r);
+    runner.stopping = true;
+    killTree(runner.process, "SIGTERM");
+    await exited(runner.process, 15_000);
+  }
+
+  /** Resolves when runner `r` has been restarted `count` times in all and the last restart answers its health check. */
+  async waitForRestarts(r: Runner | number, count: number, timeoutMs = 60_000): Promise<Runner> {
+    const runner = this.runner(r);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (runner.restarts >= count && runner.process.exitCode === null && runner.process.signalCode === null) {
+        try {
+          const res = await fetch(`http://127.0.0.1:${runner.metricsPort}/healthz`);
+          if (res.ok) return runner;
+        } catch {
+          /* not listening yet */
+        }
+      }
+      if (Date.now() > deadline) throw new Error(`runner ${runner.id} not restarted ${count} times in ${timeoutMs} ms`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
   }
 
   /** The last `lines` lines of wrangler's and every runner's output, for a failure report. */
   outputTails(lines = 40): string {
     return [
       "wrangler output (tail):\n" + this.wranglerOutput.slice(-lines).join(""),
-      ...this.runners.map((r) => "runner output (tail):\n" + r.output.slice(-lines).join("")),
+      ...this.runners.map((r) => `runner ${r.id} output (tail):\n` + r.output.slice(-lines).join("")),
+      "supervisor (tail):\n" + this.supervisorLog.slice(-lines).join("\n"),
     ].join("\n");
   }
 
   async stop(): Promise<void> {
+    // First, so that no exit below (and no pending restart timer) starts a runner again.
+    this.stopping = true;
+    for (const t of this.restartTimers) clearTimeout(t);
+    this.restartTimers.clear();
     for (const r of this.runners) killTree(r.process, "SIGTERM");
     await Promise.all(this.runners.map((r) => exited(r.process, 15_000)));
     if (this.wrangler) {

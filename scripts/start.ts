@@ -33,6 +33,7 @@ console.log(`
     API       ${stack.url}
     Docs      ${stack.url}/docs
     Dev key   ${key}
+    Operator  ${stack.vars.VIGIL_OPERATOR_KEY} (tenant management: /v1/admin/*)
 
   Try it:
     curl -s -H "Authorization: Bearer ${key}" -H "Content-Type: image/jpeg" -H "Prefer: wait=30" \\

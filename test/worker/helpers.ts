@@ -5,6 +5,8 @@ import { jobQueue } from "../../worker/src/durable/job-queue.ts";
 
 export const ORIGIN = "http://vigil.test";
 export const DEV_KEY = "vgl_dev_test_key_0123456789abcdef";
+/** The platform operator's credential (VIGIL_OPERATOR_KEY in vitest.config.ts): tenant management and /internal metrics. */
+export const OPERATOR_KEY = "vop_operator_test_key_0123456789abcdef";
 export const RUNNER_A = { id: "runner-a", secret: "secret-a-0123456789" };
 export const RUNNER_B = { id: "runner-b", secret: "secret-b-0123456789" };
 
@@ -36,6 +38,13 @@ export function postJson(path: string, body: unknown, init: RequestInit & { key?
   const headers = new Headers(init.headers);
   headers.set("content-type", "application/json");
   return call(path, { ...init, method: "POST", headers, body: JSON.stringify(body) });
+}
+
+/** A request with the operator credential (`call` with `key: OPERATOR_KEY`); JSON when a body is given. */
+export function operatorCall(path: string, init: RequestInit & { json?: unknown } = {}): Promise<Response> {
+  const { json, ...rest } = init;
+  if (json === undefined) return call(path, { ...rest, key: OPERATOR_KEY });
+  return postJson(path, json, { ...rest, key: OPERATOR_KEY });
 }
 
 export function postImage(path: string, bytes: Uint8Array = uniquePng(), init: RequestInit & { key?: string | null } = {}) {

@@ -15,6 +15,7 @@ export const TEST_VARS = {
   VIGIL_MODE: "production",
   VIGIL_REQUEST_LOG: "off",
   VIGIL_DEV_KEY: "vgl_dev_test_key_0123456789abcdef",
+  VIGIL_OPERATOR_KEY: "vop_operator_test_key_0123456789abcdef",
   TICKET_SIGNING_KEY: "MC4CAQAwBQYDK2VwBCIEIErRwq50iIYnx8d4llmeo8-2B6A5mAlSmOVLfItVkZOA",
   TICKET_PUBLIC_KEY: "ypRq4DZy2ATa503_4HgtL9xKxRIBR5-fbGchEUQVnsY",
   TICKET_SIGNING_KID: "test-2026",

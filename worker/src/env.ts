@@ -25,6 +25,8 @@ export type AppEnv = Omit<
   /** "off" silences the per-request log line (tests). */
   VIGIL_REQUEST_LOG?: string;
   VIGIL_DEV_KEY?: string;
+  /** The platform operator's bearer token (tenant management, /internal metrics); held by no tenant key. */
+  VIGIL_OPERATOR_KEY?: string;
   TICKET_SIGNING_KEY?: string;
   TICKET_SIGNING_KID?: string;
   TICKET_PUBLIC_KEY?: string;
