@@ -135,7 +135,7 @@ describe("leases", () => {
     expect(failed.error).toEqual({ type: "oom", message: "out of memory #3" });
   });
 
-  it("expired leases past max_attempts end failed with lease_expired", async () => {
+  it("expired leases past max_attempts end failed with runner_crashed, not retried again", async () => {
     const job = await createInspectJob();
     for (let attempt = 1; attempt <= 3; attempt++) {
       await leaseJob(job.id);
@@ -144,7 +144,9 @@ describe("leases", () => {
     }
     const failed = await getJob(job.id);
     expect(failed.status).toBe("failed");
-    expect(failed.error?.type).toBe("lease_expired");
+    expect(failed.error?.type).toBe("runner_crashed");
+    expect(failed.attempts).toBe(3);
+    expect(await lease(["inspect"], { max_jobs: 32 })).not.toContainEqual(expect.objectContaining({ job_id: job.id }));
   });
 
   it("non-retryable failure fails at once; release returns the job without spending an attempt", async () => {

@@ -4,12 +4,13 @@ import { getOperation, OPERATION_NAMES } from "../../../contract/operations.ts";
 import type { Artifact, JobStatus } from "../../../contract/protocol.ts";
 import type { AppEnv } from "../env.ts";
 import { newId } from "../lib/ids.ts";
-import { emitJobEvent } from "../lib/webhooks.ts";
+import { Outbox } from "./outbox.ts";
 
 /**
- * JobQueue: the single, strongly consistent source of truth for jobs, leases, idempotency keys and
- * runner nonces. One instance (named "global") serialises every state transition, so "two runners
- * race for one job" cannot hand it out twice: each RPC's SQL runs without interleaving.
+ * JobQueue: the single, strongly consistent source of truth for jobs, leases, idempotency keys,
+ * runner nonces and the webhook outbox. One instance (named "global") serialises every state
+ * transition, so "two runners race for one job" cannot hand it out twice: each RPC's SQL runs without
+ * interleaving. Terminal transitions write their `job.<status>` event in the same transaction (outbox.ts).
  */
 
 export interface JobInput {
@@ -153,6 +154,7 @@ function decodeCursor(cursor: string): [number, string] | null {
 
 export class JobQueue extends DurableObject<AppEnv> {
   private readonly sql: SqlStorage;
+  private readonly outbox: Outbox;
   /** Resolvers for `Prefer: wait` callers, keyed by job id; called on terminal transitions. */
   private readonly terminalWaiters = new Map<string, Set<(job: JobRecord) => void>>();
   /** Long-polling lease calls; woken whenever a job becomes leasable. */
@@ -162,6 +164,7 @@ export class JobQueue extends DurableObject<AppEnv> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.migrate();
+    this.outbox = new Outbox(this.sql, env);
   }
 
   private migrate(): void {
@@ -543,6 +546,10 @@ export class JobQueue extends DurableObject<AppEnv> {
     return this.row(job.id)!;
   }
 
+  /**
+   * The one terminal transition. The state change and its `job.<status>` event commit together; the event is
+   * sent after the commit (and again by the alarm until the webhook consumer confirms it).
+   */
   private async finish(
     job: JobRecord,
     status: "succeeded" | "failed" | "canceled",
@@ -553,36 +560,75 @@ export class JobQueue extends DurableObject<AppEnv> {
       error?: JobError;
     },
   ): Promise<JobRecord> {
-    this.sql.exec(
-      `UPDATE jobs SET status = ?, completed_at = ?, lease_expires_at = NULL, result = ?, artifacts = ?, metrics = ?, error = ?
-       WHERE id = ?`,
-      status,
-      Date.now(),
-      fields.result ? JSON.stringify(fields.result) : null,
-      JSON.stringify(fields.artifacts ?? []),
-      fields.metrics ? JSON.stringify(fields.metrics) : null,
-      fields.error ? JSON.stringify(fields.error) : null,
-      job.id,
-    );
-    const done = this.row(job.id)!;
+    const done = this.ctx.storage.transactionSync(() => {
+      this.sql.exec(
+        `UPDATE jobs SET status = ?, completed_at = ?, lease_expires_at = NULL, result = ?, artifacts = ?, metrics = ?, error = ?
+         WHERE id = ?`,
+        status,
+        Date.now(),
+        fields.result ? JSON.stringify(fields.result) : null,
+        JSON.stringify(fields.artifacts ?? []),
+        fields.metrics ? JSON.stringify(fields.metrics) : null,
+        fields.error ? JSON.stringify(fields.error) : null,
+        job.id,
+      );
+      const row = this.row(job.id)!;
+      this.outbox.add(row.tenant_id, `job.${status}`, { job: row });
+      return row;
+    });
     for (const resolve of [...(this.terminalWaiters.get(job.id) ?? [])]) resolve(done);
     this.terminalWaiters.delete(job.id);
-    await emitJobEvent(this.env, done);
+    await this.outbox.flush();
+    await this.scheduleAlarm();
     return done;
+  }
+
+  // ---------------------------------------------------------------- events
+
+  /**
+   * Any other event type for a tenant (e.g. "verification.face_swap_detected"), through the same outbox as the
+   * job events: recorded, sent, and re-sent until the consumer confirms it. Returns the event id.
+   */
+  async emit(tenantId: string, type: string, data: Record<string, unknown>): Promise<string> {
+    const id = this.outbox.add(tenantId, type, { data });
+    await this.outbox.flush();
+    await this.scheduleAlarm();
+    return id;
+  }
+
+  /** The webhook consumer fanned `eventId` out to the tenant's endpoints: the outbox forgets it. */
+  confirmEvent(eventId: string): boolean {
+    return this.outbox.confirm(eventId);
+  }
+
+  /** Events not yet confirmed by the webhook consumer. */
+  pendingEvents(): number {
+    return this.outbox.pending();
   }
 
   // ---------------------------------------------------------------- timers
 
-  /** Re-queues (or fails, when attempts are spent) every job whose lease has expired. */
+  /**
+   * Re-queues every job whose lease has expired: its runner stopped heartbeating (crashed, was killed, or lost
+   * the network). An expired lease spends its attempt, so a job whose input kills every runner that takes it
+   * ends `failed` with `runner_crashed` after max_attempts instead of being retried forever.
+   */
   private async expireLeases(): Promise<number> {
     const expired = this.sql
       .exec("SELECT * FROM jobs WHERE status = 'running' AND lease_expires_at <= ?", Date.now())
       .toArray()
       .map(toRecord);
     for (const job of expired) {
-      const error = { type: "lease_expired", message: `lease ${job.lease_id} expired (attempt ${job.attempts})` };
-      if (job.attempts >= job.max_attempts) await this.finish(job, "failed", { error });
-      else this.requeue(job, error, false);
+      if (job.attempts >= job.max_attempts) {
+        await this.finish(job, "failed", {
+          error: {
+            type: "runner_crashed",
+            message: `the runner stopped reporting during attempt ${job.attempts} of ${job.max_attempts} (lease ${job.lease_id} expired); the job is not retried again`,
+          },
+        });
+      } else {
+        this.requeue(job, { type: "lease_expired", message: `lease ${job.lease_id} expired (attempt ${job.attempts})` }, false);
+      }
     }
     return expired.length;
   }
@@ -591,20 +637,26 @@ export class JobQueue extends DurableObject<AppEnv> {
     for (const wake of [...this.leaseWaiters]) wake();
   }
 
+  /** The next time the alarm has work: a lease to expire, an outbox event to (re-)send, or housekeeping. */
+  private nextAlarmAt(): number {
+    const lease = this.sql.exec("SELECT MIN(lease_expires_at) AS t FROM jobs WHERE status = 'running'").one().t as number | null;
+    const event = this.outbox.nextSendAt();
+    return Math.min(lease ?? Infinity, event ?? Infinity, Date.now() + HOUSEKEEPING_MS);
+  }
+
   private async scheduleAlarm(): Promise<void> {
-    const next = this.sql.exec("SELECT MIN(lease_expires_at) AS t FROM jobs WHERE status = 'running'").one().t as number | null;
-    const at = next ?? Date.now() + HOUSEKEEPING_MS;
+    const at = this.nextAlarmAt();
     const current = await this.ctx.storage.getAlarm();
     if (current === null || at < current) await this.ctx.storage.setAlarm(at);
   }
 
   override async alarm(): Promise<void> {
     await this.expireLeases();
+    await this.outbox.flush();
     const now = Date.now();
     this.sql.exec("DELETE FROM nonces WHERE expires_at <= ?", now);
     this.sql.exec("DELETE FROM idempotency WHERE expires_at <= ?", now);
-    const next = this.sql.exec("SELECT MIN(lease_expires_at) AS t FROM jobs WHERE status = 'running'").one().t as number | null;
-    await this.ctx.storage.setAlarm(next ?? now + HOUSEKEEPING_MS);
+    await this.ctx.storage.setAlarm(this.nextAlarmAt());
   }
 
   // ---------------------------------------------------------------- metrics
@@ -648,6 +700,9 @@ type QueueMethods =
   | "complete"
   | "fail"
   | "release"
+  | "emit"
+  | "confirmEvent"
+  | "pendingEvents"
   | "metrics";
 
 /**

@@ -1,7 +1,7 @@
-import type { JobRecord } from "../durable/job-queue.ts";
+import { jobQueue } from "../durable/job-queue.ts";
+import type { WebhookEvent } from "../durable/outbox.ts";
 import type { AppEnv } from "../env.ts";
 import { newId } from "./ids.ts";
-import { publicJob } from "./job-view.ts";
 import { openSecret } from "./secret-box.ts";
 import { checkWebhookUrl } from "./ssrf.ts";
 
@@ -10,16 +10,12 @@ import { checkWebhookUrl } from "./ssrf.ts";
  * webhook-timestamp and webhook-signature = "v1,<base64 HMAC-SHA256(secret bytes, id.timestamp.body)>",
  * where the secret bytes are the base64 after "whsec_". During a secret rotation both signatures are sent.
  *
- * Delivery runs in two queue hops: an `event` message fans out to the tenant's matching endpoints, then
+ * Events come from the JobQueue's transactional outbox (durable/outbox.ts). Delivery runs in two queue hops:
+ * an `event` message fans out to the tenant's matching endpoints and is then confirmed to the outbox, and
  * each `delivery` message is one endpoint's delivery with its own retries and backoff.
  */
 
-export interface WebhookEvent {
-  id: string;
-  type: string;
-  created_at: string;
-  data: Record<string, unknown>;
-}
+export type { WebhookEvent };
 
 export type WebhookMessage =
   | { kind: "event"; tenant_id: string; event: WebhookEvent }
@@ -65,28 +61,12 @@ export async function webhookHeaders(
 }
 
 /**
- * Emits any event type for a tenant (e.g. "verification.face_swap_detected"). Delivery is asynchronous
- * through WEBHOOK_QUEUE; endpoints subscribed to the type (or to "*") receive it.
+ * Emits any event type for a tenant (e.g. "verification.face_swap_detected"). It is recorded in the JobQueue's
+ * outbox before this returns, then delivered asynchronously through WEBHOOK_QUEUE; endpoints subscribed to the
+ * type (or to "*") receive it. Returns the event id (the `webhook-id` every delivery of it carries).
  */
-export async function emitEvent(
-  env: AppEnv,
-  tenantId: string,
-  type: string,
-  data: Record<string, unknown>,
-): Promise<WebhookEvent> {
-  const event: WebhookEvent = { id: newId("evt"), type, created_at: new Date().toISOString(), data };
-  const message: WebhookMessage = { kind: "event", tenant_id: tenantId, event };
-  await env.WEBHOOK_QUEUE.send(message);
-  return event;
-}
-
-export async function emitJobEvent(env: AppEnv, job: JobRecord): Promise<void> {
-  try {
-    await emitEvent(env, job.tenant_id, `job.${job.status}`, { job: await publicJob(env, job) });
-  } catch (e) {
-    // A lost notification must not undo a state transition that already committed.
-    console.error(JSON.stringify({ msg: "webhook_emit_failed", job: job.id, error: String(e) }));
-  }
+export async function emitEvent(env: AppEnv, tenantId: string, type: string, data: Record<string, unknown>): Promise<string> {
+  return jobQueue(env).emit(tenantId, type, data);
 }
 
 interface EndpointRow {
@@ -107,18 +87,25 @@ async function fanOut(env: AppEnv, tenantId: string, event: WebhookEvent): Promi
   for (const ep of results) {
     const events = JSON.parse(ep.events) as string[];
     if (!events.includes("*") && !events.includes(event.type)) continue;
-    const id = newId("dlv");
     // UNIQUE(endpoint, event): a re-delivered fan-out message does not create a second delivery.
+    let id = newId("dlv");
     const r = await env.DB.prepare(
       `INSERT OR IGNORE INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, status, attempts, created_at, updated_at)
        VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)`,
     )
       .bind(id, ep.id, tenantId, event.id, event.type, now, now)
       .run();
-    if (r.meta.changes) {
-      const message: WebhookMessage = { kind: "delivery", delivery_id: id, endpoint_id: ep.id, event };
-      await env.WEBHOOK_QUEUE.send(message);
+    if (!r.meta.changes) {
+      // A fan-out seen before. A delivery that never got an attempt may have lost its message (a crash between
+      // the insert and the send): send it again. One that has attempts is in the queue's retry cycle already.
+      const prior = await env.DB.prepare("SELECT id, status FROM webhook_deliveries WHERE endpoint_id = ? AND event_id = ?")
+        .bind(ep.id, event.id)
+        .first<{ id: string; status: string }>();
+      if (!prior || prior.status !== "pending") continue;
+      id = prior.id;
     }
+    const message: WebhookMessage = { kind: "delivery", delivery_id: id, endpoint_id: ep.id, event };
+    await env.WEBHOOK_QUEUE.send(message);
   }
 }
 
@@ -189,6 +176,8 @@ export async function handleWebhookBatch(batch: MessageBatch<WebhookMessage>, en
     try {
       if (body.kind === "event") {
         await fanOut(env, body.tenant_id, body.event);
+        // Only now is the event safe in D1 and the queue: until this call the outbox keeps sending it.
+        await jobQueue(env).confirmEvent(body.event.id);
         message.ack();
       } else if (await deliver(env, body, message.attempts)) {
         message.ack();
