@@ -33,6 +33,8 @@ async function webhookReceiver(request: Request): Promise<Response> {
   const url = new URL(request.url);
   if (url.hostname !== "hooks.example.com") return new Response("no network in tests", { status: 502 });
   if (url.pathname === "/fail") return new Response("down", { status: 500 });
+  // A redirect must not be followed: the target was never checked against the SSRF rules.
+  if (url.pathname === "/redirect") return new Response(null, { status: 307, headers: { location: "http://127.0.0.1/" } });
   const secret = url.searchParams.get("secret") ?? "";
   const body = await request.text();
   try {
