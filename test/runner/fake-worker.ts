@@ -10,6 +10,10 @@ import { generateTicketKeyPair, importTicketPrivateKey, signTicket } from "../..
  * A small stand-in for the worker's runner routes, speaking the real protocol: runner requests must carry
  * valid HMAC signatures, tickets are real Ed25519 tickets, and object URLs are HMAC-signed and served here.
  * Each job can be configured to misbehave (bad ticket, cancel, 409 on complete) to exercise the runner.
+ *
+ * Leases really expire, as in the worker's JobQueue: a lease ends at the `lease_expires_at` second the runner was
+ * told (a heartbeat moves it to now + leaseSeconds); a heartbeat or report after that is answered 409 lease_lost,
+ * and the job goes back to the queue with its attempt spent (failed `lease_expired` once maxAttempts are spent).
  */
 
 export interface FakeJobSpec {
@@ -25,6 +29,13 @@ export interface FakeJobSpec {
   cancel?: boolean;
   /** The lease is taken away (expired and re-leased elsewhere) right after it is handed out: reports get 409. */
   loseLease?: boolean;
+  /** Attempts before an expired lease fails the job instead of re-queueing it (the worker's max_attempts); 3. */
+  maxAttempts?: number;
+  /**
+   * A congested link: the heartbeats of the first `attempts` leases are held `ms` before the fake handles them,
+   * so they arrive that much later than the runner sent them.
+   */
+  slowHeartbeats?: { ms: number; attempts: number };
 }
 
 export interface FakeJob {
@@ -33,6 +44,16 @@ export interface FakeJob {
   spec: FakeJobSpec;
   state: "queued" | "leased" | "completed" | "failed" | "released";
   heartbeats: number;
+  /** Attempt of the current (or last) lease; 0 while never leased. */
+  attempt: number;
+  /** When the current lease ends (ms since the epoch): the second the runner was told, times 1000. */
+  leaseExpiresAt?: number;
+  /** For each accepted heartbeat: how many ms of the lease were left when it arrived. */
+  heartbeatMarginsMs: number[];
+  /** Leases that ran out before the runner reported (each re-queued the job or failed it). */
+  expiredLeases: number;
+  /** Lease ids this job was handed, in order. */
+  leaseIds: string[];
   complete?: Record<string, unknown>;
   fail?: { error: { type: string; message: string }; retryable: boolean };
   released: boolean;
@@ -90,6 +111,10 @@ export class FakeWorker {
       spec,
       state: "queued",
       heartbeats: 0,
+      attempt: 0,
+      heartbeatMarginsMs: [],
+      expiredLeases: 0,
+      leaseIds: [],
       released: false,
       inputReads: 0,
     };
@@ -120,7 +145,7 @@ export class FakeWorker {
       v: 1,
       job_id: job.spec.badTicket === "mismatch" ? "job_someone_else" : job.id,
       lease_id: job.leaseId,
-      attempt: 1,
+      attempt: job.attempt,
       operation: job.spec.operation ?? "inspect",
       params: job.spec.params ?? {},
       models: job.spec.models ?? [],
@@ -175,16 +200,19 @@ export class FakeWorker {
     const m = /^\/internal\/runner\/jobs\/([^/]+)\/(heartbeat|complete|fail|release)$/.exec(url.pathname);
     const job = m ? this.jobs.find((j) => j.id === m[1]) : undefined;
     if (!m || !job) return send(404, { type: "not_found" });
+    const slow = job.spec.slowHeartbeats;
+    if (m[2] === "heartbeat" && slow && job.attempt <= slow.attempts) await new Promise((r) => setTimeout(r, slow.ms));
+    this.expireLeases();
     if (json.lease_id !== job.leaseId || job.state !== "leased" || job.spec.loseLease) {
       job.lostReports = (job.lostReports ?? 0) + 1;
       return send(409, { type: "lease_lost" });
     }
     if (m[2] === "heartbeat") {
       job.heartbeats++;
-      return send(200, {
-        lease_expires_at: Math.floor(Date.now() / 1000) + (job.spec.leaseSeconds ?? 30),
-        cancel: job.spec.cancel ?? false,
-      });
+      job.heartbeatMarginsMs.push(job.leaseExpiresAt! - Date.now());
+      const expires = Math.floor(Date.now() / 1000) + (job.spec.leaseSeconds ?? 30);
+      job.leaseExpiresAt = expires * 1000;
+      return send(200, { lease_expires_at: expires, cancel: job.spec.cancel ?? false });
     }
     if (m[2] === "complete") {
       job.state = "completed";
@@ -210,12 +238,14 @@ export class FakeWorker {
       return send(503, { type: "unavailable" });
     }
     const deadline = Date.now() + json.wait_seconds * 1000;
+    this.expireLeases();
     let queued = this.jobs.filter((j) => j.state === "queued");
     while (queued.length === 0 && Date.now() < deadline) {
       await new Promise<void>((r) => {
         this.waiters.push(r);
         setTimeout(r, Math.max(0, deadline - Date.now()));
       });
+      this.expireLeases();
       queued = this.jobs.filter((j) => j.state === "queued");
     }
     // A runner that gave up on this long-poll (shutdown) must not be handed jobs it will never see.
@@ -225,16 +255,38 @@ export class FakeWorker {
     for (const job of picked) {
       job.state = "leased";
       job.leaseId = `lease_${randomUUID()}`;
+      job.leaseIds.push(job.leaseId);
+      job.attempt++;
       const expires = Math.floor(Date.now() / 1000) + (job.spec.leaseSeconds ?? 30);
+      job.leaseExpiresAt = expires * 1000;
       out.push({
         job_id: job.id,
         lease_id: job.leaseId,
-        attempt: 1,
+        attempt: job.attempt,
         lease_expires_at: expires,
         ticket: await this.ticketFor(job, expires),
       });
     }
     send(200, { jobs: out });
+  }
+
+  /** The JobQueue's expireLeases(): every lease past its end re-queues its job, or fails it on the last attempt. */
+  private expireLeases(): void {
+    const now = Date.now();
+    let requeued = false;
+    for (const job of this.jobs) {
+      if (job.state !== "leased" || job.leaseExpiresAt === undefined || job.leaseExpiresAt > now) continue;
+      job.expiredLeases++;
+      job.leaseExpiresAt = undefined;
+      if (job.attempt >= (job.spec.maxAttempts ?? 3)) {
+        job.state = "failed";
+        job.fail = { error: { type: "lease_expired", message: `lease ${job.leaseId} expired` }, retryable: false };
+      } else {
+        job.state = "queued";
+        requeued = true;
+      }
+    }
+    if (requeued) for (const w of this.waiters.splice(0)) w();
   }
 
   private handleObject(req: IncomingMessage, res: ServerResponse, url: URL, body: Buffer): void {
