@@ -187,7 +187,6 @@ describe("job lifecycle through the API", () => {
       if (!job) await new Promise((r) => setTimeout(r, 20));
     }
     expect(job).toBeDefined();
-    // enhance.lowlight needs a model that models/manifest.json may not list yet; then the lease fails the job.
     const leaseRes = await runnerCall("/internal/runner/lease", {
       runner_id: "runner-a",
       operations: ["enhance.lowlight"],
@@ -197,15 +196,9 @@ describe("job lifecycle through the API", () => {
     const leased = ((await leaseRes.json()) as { jobs: { job_id: string; lease_id: string; ticket: string }[] }).jobs.find(
       (j) => j.job_id === job!.id,
     );
-    if (!leased) {
-      // models/manifest.json does not list the operation's model: the lease fails the job instead of looping.
-      const res = await pending;
-      expect(res.status).toBe(200);
-      const done = (await res.json()) as JobJson;
-      expect(done.status).toBe("failed");
-      expect(done.error?.type).toBe("configuration_error");
-      return;
-    }
+    // models/manifest.json lists enhance.lowlight's model, so the lease must hand the job out with a ticket. (This
+    // used to accept a job failed with configuration_error as well, which hid any bug in building tickets.)
+    expect(leased, "the lease should hand out the new job").toBeDefined();
     // Act as the runner: verify the ticket, upload the artifact to its signed PUT URL, complete.
     const { importTicketPublicKey, verifyTicket } = await import("../../contract/ticket.ts");
     const keys = new Map([["test-2026", await importTicketPublicKey("ypRq4DZy2ATa503_4HgtL9xKxRIBR5-fbGchEUQVnsY")]]);
