@@ -268,15 +268,36 @@ async function insertRow(env: AssetEnv, r: AssetRow): Promise<void> {
     .run();
 }
 
-/** Records where the watermarked image lives once watermark.embed has finished. */
+/**
+ * A record is written when face analysis is in (its ref and key go into the payload that watermark.embed seals),
+ * but it is an asset only once its marked image exists: until then the API neither lists nor returns it, and a
+ * failed embed discards it (discardUnissuedAsset). Deleted assets keep a tombstone without an image.
+ */
+const ISSUED = "(image_key IS NOT NULL OR deleted_at IS NOT NULL)";
+
+/** Records where the watermarked image lives once watermark.embed has finished: the asset exists from now on. */
 export async function setAssetImage(env: AssetEnv, tenantId: string, assetId: string, imageKey: string): Promise<void> {
-  await env.DB.prepare(`UPDATE identity_assets SET image_key = ? WHERE tenant_id = ? AND id = ? AND deleted_at IS NULL`)
-    .bind(imageKey, tenantId, assetId)
+  await env.DB.prepare(
+    `UPDATE identity_assets SET image_key = ?, protected_at = ? WHERE tenant_id = ? AND id = ? AND deleted_at IS NULL`,
+  )
+    .bind(imageKey, Date.now(), tenantId, assetId)
     .run();
 }
 
+/** Removes a record whose watermark was never issued (its protect flow failed after face analysis). */
+export async function discardUnissuedAsset(env: AssetEnv, tenantId: string, assetId: string): Promise<boolean> {
+  const res = await env.DB.prepare(
+    `DELETE FROM identity_assets WHERE tenant_id = ? AND id = ? AND image_key IS NULL AND deleted_at IS NULL`,
+  )
+    .bind(tenantId, assetId)
+    .run();
+  return res.meta.changes === 1;
+}
+
 export async function getAsset(env: AssetEnv, tenantId: string, assetId: string): Promise<AssetRow | null> {
-  return env.DB.prepare(`SELECT * FROM identity_assets WHERE tenant_id = ? AND id = ?`).bind(tenantId, assetId).first<AssetRow>();
+  return env.DB.prepare(`SELECT * FROM identity_assets WHERE tenant_id = ? AND id = ? AND ${ISSUED}`)
+    .bind(tenantId, assetId)
+    .first<AssetRow>();
 }
 
 /** Decrypted identity codes of a record's faces (largest first); empty after deletion. */
@@ -320,7 +341,7 @@ export async function listAssets(env: AssetEnv, tenantId: string, opts: ListAsse
   let before: [number, string] = [Number.MAX_SAFE_INTEGER, "\uffff"];
   if (opts.cursor) before = decodeCursor(opts.cursor);
   const { results } = await env.DB.prepare(
-    `SELECT * FROM identity_assets WHERE tenant_id = ? AND (protected_at < ? OR (protected_at = ? AND id < ?))
+    `SELECT * FROM identity_assets WHERE tenant_id = ? AND (protected_at < ? OR (protected_at = ? AND id < ?)) AND ${ISSUED}
        ${opts.includeDeleted ? "" : "AND deleted_at IS NULL"} ORDER BY protected_at DESC, id DESC LIMIT ?`,
   )
     .bind(tenantId, before[0], before[0], before[1], limit + 1)

@@ -24,6 +24,7 @@ import { emitEvent } from "../lib/webhooks.ts";
 import {
   assetFaceRecords,
   createAsset,
+  discardUnissuedAsset,
   FaceInput,
   normaliseBox,
   publicAsset,
@@ -472,6 +473,8 @@ export async function refreshFlow(env: AppEnv, flow: FlowRow): Promise<FlowRow> 
     if (!id) continue;
     const child = await jobQueue(env).get(flow.tenant_id, id);
     if (child && (child.status === "failed" || child.status === "canceled")) {
+      // No marked image will come: the record written after face analysis never became an asset.
+      if (flow.kind === "protect" && flow.asset_id) await discardUnissuedAsset(env, flow.tenant_id, flow.asset_id);
       await finish(env, flow, null, {
         type: "child_job_failed",
         message: `${child.operation} ${child.status}`,
