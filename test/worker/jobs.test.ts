@@ -1,8 +1,10 @@
 import { describe, expect, it } from "vitest";
+import { MAX_WAIT_SECONDS } from "../../worker/src/lib/prefer.ts";
 import {
   call,
   createInspectJob,
   createTenantKey,
+  lease,
   leaseJob,
   postImage,
   postJson,
@@ -103,8 +105,14 @@ describe("idempotency", () => {
     const body = uniquePng();
     const headers = { "idempotency-key": `race-${crypto.randomUUID()}` };
     const results = await Promise.all([1, 2, 3].map(() => postImage("/v1/inspect", body, { headers })));
-    const ids = new Set(await Promise.all(results.map(async (r) => ((await r.json()) as JobJson).id)));
-    expect(ids.size).toBe(1);
+    // One request creates the job (202); the others are answered with it as replays (200), never with an error.
+    expect(results.map((r) => r.status).sort()).toEqual([200, 200, 202]);
+    const replays = results.filter((r) => r.status === 200);
+    expect(replays.map((r) => r.headers.get("idempotent-replayed"))).toEqual(["true", "true"]);
+    expect(results.find((r) => r.status === 202)!.headers.get("idempotent-replayed")).toBeNull();
+    const jobs = await Promise.all(results.map(async (r) => (await r.json()) as JobJson));
+    expect(new Set(jobs.map((j) => j.id)).size).toBe(1);
+    expect(jobs.every((j) => j.object === "job" && j.operation === "inspect")).toBe(true);
   });
 
   it("keys are scoped per tenant", async () => {
@@ -246,6 +254,30 @@ describe("job lifecycle through the API", () => {
     const wait = Number(/wait;dur=([\d.]+)/.exec(res.headers.get("server-timing") ?? "")?.[1]);
     expect(wait).toBeGreaterThanOrEqual(900);
     expect(res.headers.get("server-timing")).toMatch(/enqueue;dur=/);
+    expect(res.headers.get("preference-applied")).toBe("wait=1");
+  });
+
+  it(`Prefer: wait is capped at ${MAX_WAIT_SECONDS} s and says so in Preference-Applied; no Prefer, no header`, async () => {
+    const plain = await postImage("/v1/inspect", uniquePng());
+    expect(plain.status).toBe(202);
+    expect(plain.headers.get("preference-applied")).toBeNull();
+    // Ask for ten minutes; finish the job as a runner would so the test does not sit out the cap.
+    const asked = postImage("/v1/inspect", uniquePng(), { headers: { prefer: "respond-async, wait=600" } });
+    let leased: { job_id: string; lease_id: string } | undefined;
+    for (let i = 0; i < 100 && !leased; i++) {
+      [leased] = await lease(["inspect"], { max_jobs: 1, wait_seconds: 1 });
+    }
+    // Older queued jobs of this file may come out first: finish each until the request answers.
+    for (let i = 0; i < 50 && leased; i++) {
+      await runnerCall(`/internal/runner/jobs/${leased.job_id}/complete`, { lease_id: leased.lease_id, result: {} });
+      const settled = await Promise.race([asked.then(() => true), new Promise((r) => setTimeout(() => r(false), 200))]);
+      if (settled) break;
+      [leased] = await lease(["inspect"], { max_jobs: 1, wait_seconds: 1 });
+    }
+    const res = await asked;
+    expect(res.status).toBe(200);
+    expect(res.headers.get("preference-applied")).toBe(`wait=${MAX_WAIT_SECONDS}`);
+    expect(((await res.json()) as JobJson).status).toBe("succeeded");
   });
 
   it("a completed job exposes output with a signed artifact URL that serves the bytes", async () => {

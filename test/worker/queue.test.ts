@@ -97,6 +97,30 @@ describe("leases", () => {
     expect(done.attempts).toBe(2);
   });
 
+  it("a report on an expired lease that is not yet re-queued is refused and changes nothing", async () => {
+    const job = await createInspectJob();
+    const l = await leaseJob(job.id);
+    await expireLease(job.id);
+    // No alarm has run: the job is still `running` under this lease id, only its expiry has passed.
+    for (const [route, body] of [
+      ["complete", { lease_id: l.lease_id, result: { late: true } }],
+      ["fail", { lease_id: l.lease_id, error: { type: "x", message: "late" }, retryable: false }],
+      ["release", { lease_id: l.lease_id }],
+      ["heartbeat", { lease_id: l.lease_id }],
+    ] as const) {
+      const res = await runnerCall(`/internal/runner/jobs/${job.id}/${route}`, body);
+      expect(res.status, route).toBe(409);
+      expect(await typeOf(res), route).toBe("https://vigil.dev/errors/lease_lost");
+    }
+    const still = await getJob(job.id);
+    expect(still.status).toBe("running");
+    expect(still.output).toBeNull();
+    expect(still.attempts).toBe(1);
+    // The alarm then re-queues it for another runner.
+    await runDurableObjectAlarm(queueStub());
+    expect((await getJob(job.id)).status).toBe("queued");
+  });
+
   it("duplicate complete is idempotent; a different result for the same lease is refused; the result never changes", async () => {
     const job = await createInspectJob();
     const l = await leaseJob(job.id);

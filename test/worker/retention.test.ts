@@ -1,10 +1,10 @@
-import { runInDurableObject } from "cloudflare:test";
+import { createExecutionContext, createScheduledController, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { JobQueue } from "../../worker/src/durable/job-queue.ts";
 import type { AppEnv } from "../../worker/src/env.ts";
-import { sweepRetention } from "../../worker/src/index.ts";
+import worker, { sweepRetention } from "../../worker/src/index.ts";
 import { objectUrlSigner } from "../../worker/src/lib/object-urls.ts";
-import { call, createInspectJob, leaseJob, runnerCall, testEnv } from "./helpers.ts";
+import { call, createInspectJob, leaseJob, postJson, runnerCall, testEnv } from "./helpers.ts";
 
 const env = testEnv as unknown as AppEnv;
 const queueStub = () => testEnv.JOB_QUEUE.get(testEnv.JOB_QUEUE.idFromName("global")) as DurableObjectStub<JobQueue>;
@@ -38,6 +38,72 @@ describe("object lifecycle", () => {
     expect(await objectKeysOf(old.id)).toEqual([]);
     expect((await call(`/v1/jobs/${recent.id}`)).status).toBe(200);
     expect(await objectKeysOf(recent.id)).toHaveLength(1);
+  });
+});
+
+describe("retention sweep", () => {
+  const age = (id: string, days: number) =>
+    runInDurableObject(queueStub(), (_i, state) => {
+      state.storage.sql.exec("UPDATE jobs SET created_at = ? WHERE id = ?", Date.now() - days * 86_400_000, id);
+    });
+
+  it("keeps queued and running jobs however old they are; removes old failed and canceled ones", async () => {
+    const running = await createInspectJob();
+    const failed = await createInspectJob();
+    const lr = await leaseJob(running.id);
+    const lf = await leaseJob(failed.id);
+    // Created after the leases: leaseJob takes jobs in FIFO order and would lease this one on the way.
+    const queued = await createInspectJob();
+    const canceled = await createInspectJob();
+    await runnerCall(`/internal/runner/jobs/${failed.id}/fail`, {
+      lease_id: lf.lease_id,
+      error: { type: "bad_image", message: "x" },
+      retryable: false,
+    });
+    expect((await call(`/v1/jobs/${canceled.id}/cancel`, { method: "POST" })).status).toBe(200);
+    for (const j of [queued, running, failed, canceled]) await age(j.id, 400);
+    await sweepRetention(env);
+    expect(((await (await call(`/v1/jobs/${queued.id}`)).json()) as { status: string }).status).toBe("queued");
+    expect(((await (await call(`/v1/jobs/${running.id}`)).json()) as { status: string }).status).toBe("running");
+    expect(await objectKeysOf(queued.id)).toHaveLength(1);
+    expect(await objectKeysOf(running.id)).toHaveLength(1);
+    expect((await call(`/v1/jobs/${failed.id}`)).status).toBe(404);
+    expect((await call(`/v1/jobs/${canceled.id}`)).status).toBe(404);
+    // The running job's runner can still report: nothing under it was deleted.
+    expect((await runnerCall(`/internal/runner/jobs/${running.id}/complete`, { lease_id: lr.lease_id, result: {} })).status).toBe(
+      200,
+    );
+  });
+
+  it("deletes uploads older than RETENTION_DAYS with their objects, and keeps recent ones", async () => {
+    const mk = async () => (await (await postJson("/v1/uploads", {})).json()) as { upload_id: string };
+    const [old, recent] = [await mk(), await mk()];
+    const keyOf = async (id: string) =>
+      (await env.DB.prepare("SELECT object_key FROM uploads WHERE id = ?").bind(id).first<{ object_key: string }>())?.object_key;
+    const oldKey = (await keyOf(old.upload_id))!;
+    const recentKey = (await keyOf(recent.upload_id))!;
+    await env.OBJECTS.put(oldKey, "old bytes");
+    await env.OBJECTS.put(recentKey, "recent bytes");
+    await env.DB.prepare("UPDATE uploads SET created_at = ? WHERE id = ?")
+      .bind(Date.now() - 31 * 86_400_000, old.upload_id)
+      .run();
+    await sweepRetention(env);
+    expect(await keyOf(old.upload_id)).toBeUndefined();
+    expect(await env.OBJECTS.head(oldKey)).toBeNull();
+    expect(await keyOf(recent.upload_id)).toBe(recentKey);
+    expect(await env.OBJECTS.head(recentKey)).not.toBeNull();
+  });
+
+  it("the scheduled handler runs the sweep", async () => {
+    const job = await createInspectJob();
+    const l = await leaseJob(job.id);
+    await runnerCall(`/internal/runner/jobs/${job.id}/complete`, { lease_id: l.lease_id, result: {} });
+    await age(job.id, 31);
+    const ctx = createExecutionContext();
+    await worker.scheduled(createScheduledController({ cron: "17 3 * * *", scheduledTime: Date.now() }), env, ctx);
+    await waitOnExecutionContext(ctx);
+    expect((await call(`/v1/jobs/${job.id}`)).status).toBe(404);
+    expect(await objectKeysOf(job.id)).toEqual([]);
   });
 });
 
