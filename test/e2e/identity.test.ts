@@ -189,9 +189,11 @@ describe("identity end to end: protect, re-share, swap, verify (real stack, real
   });
 
   it("another tenant's key sees the watermark but cannot authenticate it: not_protected", async () => {
-    const tenant = await call("/v1/admin/tenants", { method: "POST", json: { name: "other tenant" } });
+    // Tenants are the platform operator's to create (VIGIL_OPERATOR_KEY); the dev key is a tenant key.
+    const operator = api(stack, stack.vars.VIGIL_OPERATOR_KEY!);
+    const tenant = await operator("/v1/admin/tenants", { method: "POST", json: { name: "other tenant" } });
     expect(tenant.status).toBe(201);
-    const key = await call(`/v1/admin/tenants/${tenant.data.id}/keys`, { method: "POST", json: { scopes: ["verify"] } });
+    const key = await operator(`/v1/admin/tenants/${tenant.data.id}/keys`, { method: "POST", json: { scopes: ["verify"] } });
     expect(key.status).toBe(201);
     const flow = await runFlow(api(stack, key.data.key), "/v1/verify", protectedImage, "image/png", true);
     expect(flow.status, JSON.stringify(flow.error)).toBe("succeeded");

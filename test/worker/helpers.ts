@@ -1,4 +1,5 @@
 import { env, exports } from "cloudflare:workers";
+import { expect } from "vitest";
 import { signRunnerRequest } from "../../contract/runner-auth.ts";
 import type { LeasedJob } from "../../contract/protocol.ts";
 import { jobQueue } from "../../worker/src/durable/job-queue.ts";
@@ -25,6 +26,19 @@ export function uniquePng(): Uint8Array {
   out.set(PNG_1x1);
   out.set(tail, PNG_1x1.length);
   return out;
+}
+
+/** Asserts an RFC 9457 problem with a stable type, and returns its body. */
+export async function expectProblem(res: Response, status: number, code: string) {
+  expect(res.status, `${res.url}`).toBe(status);
+  expect(res.headers.get("content-type")).toContain("application/problem+json");
+  const body = (await res.json()) as { type: string; status: number; title: string; detail: string };
+  expect(body.type).toBe(`https://vigil.dev/errors/${code}`);
+  expect(body.status).toBe(status);
+  expect(body.title).toBeTruthy();
+  expect(body.detail).toBeTruthy();
+  expect(JSON.stringify(body)).not.toMatch(/at \w+ \(|\.ts:\d+/); // no stack traces
+  return body;
 }
 
 export function call(path: string, init: RequestInit & { key?: string | null } = {}): Promise<Response> {
@@ -105,11 +119,12 @@ export async function leaseJob(jobId: string, operation = "inspect", runner = RU
   throw new Error(`job ${jobId} was not leased`);
 }
 
+/** A new tenant (created by the operator) with one key of these scopes. */
 export async function createTenantKey(scopes: string[], tenant?: { rate_limit_per_minute?: number; rate_limit_burst?: number }) {
-  const t = await postJson("/v1/admin/tenants", { name: `t-${crypto.randomUUID()}`, ...tenant });
+  const t = await operatorCall("/v1/admin/tenants", { json: { name: `t-${crypto.randomUUID()}`, ...tenant } });
   if (t.status !== 201) throw new Error(`tenant: ${t.status} ${await t.text()}`);
   const tenantJson = (await t.json()) as { id: string };
-  const k = await postJson(`/v1/admin/tenants/${tenantJson.id}/keys`, { name: "test", scopes });
+  const k = await operatorCall(`/v1/admin/tenants/${tenantJson.id}/keys`, { json: { name: "test", scopes } });
   if (k.status !== 201) throw new Error(`key: ${k.status} ${await k.text()}`);
   const keyJson = (await k.json()) as { id: string; key: string };
   return { tenantId: tenantJson.id, keyId: keyJson.id, key: keyJson.key };

@@ -6,6 +6,7 @@ import {
   createInspectJob,
   lease,
   leaseJob,
+  OPERATOR_KEY,
   postJson,
   RUNNER_A,
   RUNNER_B,
@@ -294,14 +295,14 @@ describe("runner authentication", () => {
     expect((await getJob(job.id)).status).toBe("succeeded");
   });
 
-  it("queue metrics: Prometheus by default, JSON on request; runner or admin only", async () => {
+  it("queue metrics: Prometheus by default, JSON on request; runner or operator only", async () => {
     await createInspectJob();
     const prom = await runnerCall("/internal/metrics/queue", undefined, { method: "GET" });
     expect(prom.status).toBe(200);
     const text = await prom.text();
     expect(text).toMatch(/vigil_jobs_queued\{operation="inspect"\} [1-9]\d*/);
     expect(text).toContain('vigil_jobs_running{operation="enhance.lowlight"}');
-    const js = await call("/internal/metrics/queue", { headers: { accept: "application/json" } });
+    const js = await call("/internal/metrics/queue", { key: OPERATOR_KEY, headers: { accept: "application/json" } });
     expect(js.status).toBe(200);
     const m = (await js.json()) as { operations: { operation: string; queued: number; oldest_queued_age_seconds: number }[] };
     expect(m.operations.find((o) => o.operation === "inspect")!.queued).toBeGreaterThan(0);

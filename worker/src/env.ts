@@ -1,4 +1,5 @@
 import type { TimingVariables } from "hono/timing";
+import type { OperationSpec } from "../../contract/operations.ts";
 import type { NonceClaim } from "./durable/job-queue.ts";
 /**
  * The worker's environment: generated bindings (worker-configuration.d.ts) with vars widened to
@@ -39,13 +40,24 @@ export type AppEnv = Omit<
   R2_BUCKET?: string;
 };
 
-export type Scope = "protect" | "verify" | "restore" | "inspect" | "admin";
-export const SCOPES: readonly Scope[] = ["protect", "verify", "restore", "inspect", "admin"];
+/**
+ * API key scopes: the operation scopes of the contract (contract/operations.ts, the scope each job needs) plus
+ * `admin`, the tenant's own key, webhook and master-key management. Derived from the contract rather than
+ * spelled out twice; the list below fails to compile if the two drift apart.
+ */
+export type Scope = OperationSpec["scope"] | "admin";
+const SCOPE_LIST = ["protect", "verify", "restore", "inspect", "admin"] as const satisfies readonly Scope[];
+type NoneMissing<T extends never> = T;
+export type ScopesComplete = NoneMissing<Exclude<Scope, (typeof SCOPE_LIST)[number]>>;
+export const SCOPES: readonly Scope[] = SCOPE_LIST;
 
+/** A tenant API key that authenticated. The operator is not a principal: it has no tenant (see `operator` below). */
 export interface Principal {
   tenantId: string;
   keyId: string;
   scopes: Scope[];
+  /** Set while a rotated key is in its grace period (ms since the epoch); null for a key with no end. */
+  expiresAt: number | null;
 }
 
 /** Hono environment: bindings plus what middleware puts on the context. */
@@ -54,6 +66,8 @@ export interface HonoEnv {
   Variables: TimingVariables & {
     requestId: string;
     principal?: Principal;
+    /** True once operatorAuth accepted the platform operator's credential (keys/service.ts). */
+    operator?: boolean;
     runnerId?: string;
     rawBody?: string;
     /** Set by runnerAuth; the route's JobQueue call burns it (middleware/runner-auth.ts). */

@@ -4,7 +4,8 @@ import { timing } from "hono/timing";
 import { jobQueue } from "./durable/job-queue.ts";
 import { intVar, type AppEnv } from "./env.ts";
 import { handleWebhookBatch, type WebhookMessage } from "./lib/webhooks.ts";
-import { apiAuth } from "./middleware/auth.ts";
+import { keys } from "./keys/routes.ts";
+import { apiAuth, operatorAuth } from "./middleware/auth.ts";
 import { requestLog } from "./middleware/logging.ts";
 import { ApiError, problemResponse } from "./problem.ts";
 import { newRouter } from "./router.ts";
@@ -28,14 +29,21 @@ const app = newRouter();
 app.use("*", requestLog);
 // Server-Timing on every response: where a request spent its time (auth, rate limit, storage, queue, wait).
 app.use("*", timing({ totalDescription: "total" }));
-// Signed object URLs carry their own authorization; everything else under /v1 needs an API key.
-app.use("/v1/*", async (c, next) => (c.req.path.startsWith("/v1/objects/") ? next() : apiAuth(c, next)));
+// Signed object URLs carry their own authorization; tenant management (/v1/admin) needs the platform operator's
+// credential; everything else under /v1 needs a tenant API key.
+app.use("/v1/*", async (c, next) => {
+  const path = c.req.path;
+  if (path.startsWith("/v1/objects/")) return next();
+  if (path === "/v1/admin" || path.startsWith("/v1/admin/")) return operatorAuth(c, next);
+  return apiAuth(c, next);
+});
 
 app.route("/", health);
 app.route("/", objects);
 app.route("/", uploads);
 app.route("/", jobs);
 app.route("/", admin);
+app.route("/", keys);
 app.route("/", webhooks);
 app.route("/", identityRoutes);
 app.route("/", runner);
@@ -43,7 +51,12 @@ app.route("/", runner);
 app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
   type: "http",
   scheme: "bearer",
-  description: "vgl_… API key",
+  description: "vgl_… tenant API key",
+});
+app.openAPIRegistry.registerComponent("securitySchemes", "operator", {
+  type: "http",
+  scheme: "bearer",
+  description: "vop_… platform operator credential (the VIGIL_OPERATOR_KEY secret): tenant management; held by no tenant",
 });
 app.doc31("/openapi.json", {
   openapi: "3.1.0",

@@ -7,11 +7,11 @@ import { RUNNER_HEADERS } from "../../../contract/runner-auth.ts";
 import { jobQueue, type HeartbeatOutcome, type ReportOutcome } from "../durable/job-queue.ts";
 import type { HonoEnv } from "../env.ts";
 import { runCompletionHooks } from "../lib/jobs-api.ts";
-import { authenticate, requireScope } from "../lib/keys.ts";
 import { objectKeys } from "../lib/object-urls.ts";
 import { leasedJob } from "../lib/tickets.ts";
 import { ApiError, json, zodFieldErrors } from "../problem.ts";
 import { newRouter } from "../router.ts";
+import { operatorAuth } from "../middleware/auth.ts";
 import { replayedNonce, runnerAuth, runnerNonce, verifyRunnerRequest } from "../middleware/runner-auth.ts";
 
 /** Runner protocol (docs/protocol.md). Not in the public OpenAPI document. */
@@ -144,10 +144,14 @@ runner.get("/internal/runner/ticket-keys", (c) => {
   return c.json({ keys: [{ kid: c.env.TICKET_SIGNING_KID, public_key: c.env.TICKET_PUBLIC_KEY }] });
 });
 
-// Queue depth for autoscalers: a signed runner request or an admin API key.
+// Queue depth for autoscalers: a signed runner request or the platform operator's credential. Never a tenant key,
+// whatever its scopes: the numbers are every tenant's together (issue 12, defect 2).
+runner.use("/internal/metrics/queue", async (c, next) => {
+  if (!c.req.header(RUNNER_HEADERS.signature)) return operatorAuth(c, next);
+  await verifyRunnerRequest(c);
+  await next();
+});
 runner.get("/internal/metrics/queue", async (c) => {
-  if (c.req.header(RUNNER_HEADERS.signature)) await verifyRunnerRequest(c);
-  else requireScope(await authenticate(c.env, c.req.header("authorization") ?? null), "admin");
   const metrics = await jobQueue(c.env).metrics();
   if ((c.req.header("accept") ?? "").includes("application/json")) return json({ operations: metrics });
   const lines = [

@@ -1,6 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { HonoEnv } from "../env.ts";
+import { requireScope } from "../keys/service.ts";
 import { newId } from "../lib/ids.ts";
 import { checkWebhookUrl } from "../lib/ssrf.ts";
 import { sealSecret } from "../lib/secret-box.ts";
@@ -17,6 +18,16 @@ import {
 
 export const webhooks = newRouter();
 type C = Context<HonoEnv>;
+
+// Webhook endpoints are tenant administration: they choose where the tenant's job events go and hold its signing
+// secrets. They needed no scope at all, so any key (an inspect-only one in a client app) could point the events
+// elsewhere (issue 12, defect 2). Always within the caller's tenant: endpointOr404 matches the tenant id.
+for (const path of ["/v1/webhook_endpoints", "/v1/webhook_endpoints/*"]) {
+  webhooks.use(path, async (c, next) => {
+    requireScope(c.get("principal"), "admin");
+    await next();
+  });
+}
 
 interface EndpointRow {
   id: string;
@@ -61,7 +72,7 @@ webhooks.openapi(
     security,
     summary: "Register a webhook endpoint (the whsec_ secret is returned once)",
     request: { body: { content: { "application/json": { schema: CreateWebhookEndpoint } }, required: true } },
-    responses: { 201: ok(WebhookEndpointWithSecret, "Created"), ...problemResponses(401, 422) },
+    responses: { 201: ok(WebhookEndpointWithSecret, "Created"), ...problemResponses(401, 403, 422) },
   }),
   (async (c: C & { req: { valid(t: "json"): z.infer<typeof CreateWebhookEndpoint> } }) => {
     const b = c.req.valid("json");
@@ -106,7 +117,7 @@ webhooks.openapi(
     summary: "List webhook endpoints",
     responses: {
       200: ok(z.object({ object: z.literal("list"), data: z.array(WebhookEndpoint) }), "Endpoints"),
-      ...problemResponses(401),
+      ...problemResponses(401, 403),
     },
   }),
   (async (c: C) => {
@@ -125,7 +136,7 @@ webhooks.openapi(
     security,
     summary: "Delete a webhook endpoint",
     request: { params: IdParam },
-    responses: { 200: ok(z.object({ id: z.string(), deleted: z.literal(true) }), "Deleted"), ...problemResponses(401, 404) },
+    responses: { 200: ok(z.object({ id: z.string(), deleted: z.literal(true) }), "Deleted"), ...problemResponses(401, 403, 404) },
   }),
   (async (c: C) => {
     const ep = await endpointOr404(c, c.req.param("id")!);
@@ -142,7 +153,7 @@ webhooks.openapi(
     security,
     summary: "New signing secret; the old one stays valid (and is signed with too) for 24 hours",
     request: { params: IdParam },
-    responses: { 200: ok(WebhookEndpointWithSecret, "Rotated"), ...problemResponses(401, 404) },
+    responses: { 200: ok(WebhookEndpointWithSecret, "Rotated"), ...problemResponses(401, 403, 404) },
   }),
   (async (c: C) => {
     const ep = await endpointOr404(c, c.req.param("id")!);
@@ -189,7 +200,7 @@ webhooks.openapi(
     request: { params: IdParam, query: z.object({ limit: z.coerce.number().int().min(1).max(100).default(20) }) },
     responses: {
       200: ok(z.object({ object: z.literal("list"), data: z.array(WebhookDelivery) }), "Deliveries"),
-      ...problemResponses(401, 404),
+      ...problemResponses(401, 403, 404),
     },
   }),
   (async (c: C & { req: { valid(t: "query"): { limit: number } } }) => {
