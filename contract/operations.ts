@@ -31,12 +31,30 @@ export interface OperationSpec<P extends z.ZodType = z.ZodType> {
     /** Lease visibility timeout; the runner heartbeats well inside it. */
     lease_seconds: number;
     max_attempts: number;
+    /**
+     * Geometry the operation accepts, checked on the header's width and height (EXIF orientation swaps them, which
+     * changes neither): the shorter side must be at least `min_side` px (`image_too_small`) and the longer side at
+     * most `max_aspect_ratio` times the shorter (`unsupported_aspect_ratio`). The worker checks them when a job is
+     * created (worker/src/lib/image-header.ts, 422) and the runner after decoding (gpu-runner/src/execute.ts).
+     */
+    min_side: number;
+    max_aspect_ratio: number;
   };
   /** Names of image artifacts the runner uploads (each gets a signed PUT URL in the ticket). */
   artifacts: { name: string; content_type: string }[];
 }
 
 const MB = 1024 * 1024;
+
+/**
+ * watermark.embed and .decode: the mark lives in the whole image squeezed to 128 x 128 (gpu-runner/src/operations/
+ * watermark.ts). At least 32 px per side, below which the stretched residual loses the mark (the pipeline's
+ * long-standing limit). At most 16:1: embedding and decoding are tested at 12.5:1 (2000 x 160, 150 x 1800 in
+ * test/runner/watermark.test.ts) and at 16:1 (2048 x 128, test/runner/fuzz.test.ts); beyond that one working pixel
+ * spans 16x more of the image along one axis than the other, which nothing has measured. decode accepts what
+ * embed does, so every protected image can be verified.
+ */
+const WATERMARK_GEOMETRY = { min_side: 32, max_aspect_ratio: 16 } as const;
 const hexBits = z.string().regex(/^[0-9a-fA-F]+$/, "hex string expected");
 
 export const OPERATIONS = {
@@ -48,7 +66,17 @@ export const OPERATIONS = {
     params: z.object({}).strict(),
     inputs: { min: 1, max: 1 },
     models: [],
-    limits: { max_input_bytes: 25 * MB, max_pixels: 100_000_000, lease_seconds: 30, max_attempts: 3 },
+    // Inspect reads a header and two small thumbnails, whose cost does not depend on the shape, and it is the tool
+    // for finding out what an odd image is: any size, and up to 100:1, which takes in stitched scrolling
+    // screenshots (1080 x 32000 is about 1:30) and strip panoramas; beyond that an "image" is a line.
+    limits: {
+      max_input_bytes: 25 * MB,
+      max_pixels: 100_000_000,
+      lease_seconds: 30,
+      max_attempts: 3,
+      min_side: 1,
+      max_aspect_ratio: 100,
+    },
     artifacts: [],
   },
   "watermark.embed": {
@@ -67,7 +95,13 @@ export const OPERATIONS = {
     // The encoder as its two cuts (gain map once per image, message pattern once per round: watermark-encoder.ts),
     // and the decoder: embedding reads its own mark back to re-weight weak bits (watermark-informed.ts).
     models: ["watermark-encoder-gain", "watermark-encoder-message", "watermark-decoder"],
-    limits: { max_input_bytes: 50 * MB, max_pixels: 50_000_000, lease_seconds: 60, max_attempts: 3 },
+    limits: {
+      max_input_bytes: 50 * MB,
+      max_pixels: 50_000_000,
+      lease_seconds: 60,
+      max_attempts: 3,
+      ...WATERMARK_GEOMETRY,
+    },
     artifacts: [{ name: "image", content_type: "image/png" }],
   },
   "watermark.decode": {
@@ -78,7 +112,13 @@ export const OPERATIONS = {
     params: z.object({}).strict(),
     inputs: { min: 1, max: 1 },
     models: ["watermark-decoder"],
-    limits: { max_input_bytes: 50 * MB, max_pixels: 50_000_000, lease_seconds: 60, max_attempts: 3 },
+    limits: {
+      max_input_bytes: 50 * MB,
+      max_pixels: 50_000_000,
+      lease_seconds: 60,
+      max_attempts: 3,
+      ...WATERMARK_GEOMETRY,
+    },
     artifacts: [],
   },
   "face.analyze": {
@@ -122,7 +162,20 @@ export const OPERATIONS = {
     inputs: { min: 1, max: 1 },
     // TF.js models (not ONNX), pinned by sha256 in gpu-runner/src/face/models.ts; see models/identity/CARD.md.
     models: [],
-    limits: { max_input_bytes: 50 * MB, max_pixels: 50_000_000, lease_seconds: 60, max_attempts: 3 },
+    // At least 32 px: face analysis drops faces whose box is under 32 px on its shorter side (minFaceSize in
+    // gpu-runner/src/face/analyze.ts), so a smaller image cannot hold one. At most 16:1: the detector sees the
+    // image padded to a square and resized to 512 px, so at r:1 the shorter side gets 512/r px. Measured with the
+    // astronaut photo on a grey canvas (2026-12-01): a face filling 70 % of the shorter side was found up to 16:1
+    // (score 0.78) and not at 20:1; a face a quarter of it (portrait framing) up to 8:1 (0.53), not at 10:1.
+    // Past 16:1 no face can be found, so the job is refused with a clear code rather than answered "no faces".
+    limits: {
+      max_input_bytes: 50 * MB,
+      max_pixels: 50_000_000,
+      lease_seconds: 60,
+      max_attempts: 3,
+      min_side: 32,
+      max_aspect_ratio: 16,
+    },
     artifacts: [],
   },
   "enhance.lowlight": {
@@ -133,7 +186,17 @@ export const OPERATIONS = {
     params: z.object({ format: z.enum(["png", "jpeg", "webp"]).default("png") }).strict(),
     inputs: { min: 1, max: 1 },
     models: ["lowlight-iagc"],
-    limits: { max_input_bytes: 50 * MB, max_pixels: 13_000_000, lease_seconds: 120, max_attempts: 3 },
+    // The enhancement runs in 1024 px tiles plus a 128 x 128 area thumbnail of the whole image, so any size works;
+    // panoramas (4:1 to 10:1) are ordinary low-light subjects, and 20:1 leaves them room. Beyond it the thumbnail
+    // averages 20x more columns than rows into each sample, and the gamma map stops describing the scene.
+    limits: {
+      max_input_bytes: 50 * MB,
+      max_pixels: 13_000_000,
+      lease_seconds: 120,
+      max_attempts: 3,
+      min_side: 1,
+      max_aspect_ratio: 20,
+    },
     artifacts: [{ name: "image", content_type: "image/png" }],
   },
 } as const satisfies Record<string, OperationSpec>;

@@ -2,6 +2,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { getOperation } from "../../contract/operations.ts";
 import { ConfigError, loadConfig, REPO_ROOT } from "./config.ts";
+import { installCrashGuard } from "./crash-guard.ts";
 import { errorMessage, RunnerError } from "./errors.ts";
 import { executeOperation } from "./execute.ts";
 import { formatFromPath } from "./image/encode.ts";
@@ -96,6 +97,8 @@ async function exec(argv: string[]): Promise<void> {
 }
 
 async function serve(): Promise<void> {
+  // Before anything can fail asynchronously: a job's escaped error fails the job, anything else exits (crash-guard.ts).
+  installCrashGuard(log);
   const config = loadConfig();
   const service = await startRunner(config);
   let signalled = false;

@@ -1,5 +1,7 @@
 import { createHash } from "node:crypto";
+import { geometryProblem } from "../../contract/geometry.ts";
 import { getOperation } from "../../contract/operations.ts";
+import { describe, runInJobScope } from "./crash-guard.ts";
 import { RunnerError } from "./errors.ts";
 import { decodeImage, readEncoded, type EncodedImage } from "./image/decode.ts";
 import { CONTENT_TYPES, encodeImage } from "./image/encode.ts";
@@ -15,6 +17,8 @@ export interface ExecuteRequest {
   models: ModelRefT[];
   sessions: SessionCache;
   signal: AbortSignal;
+  /** For the crash guard's log when an error escapes the pipeline (runInJobScope). */
+  jobId?: string;
 }
 
 export interface EncodedArtifact {
@@ -46,8 +50,41 @@ export function checkAborted(signal: AbortSignal): void {
   if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new RunnerError("aborted", "job aborted", true);
 }
 
+/**
+ * The operation's geometry limits (contract/operations.ts), checked in this one place for every pipeline, on the
+ * decoded size (or the header's, for encoded inputs), before the pipeline runs: the same rule the worker applies
+ * at job creation, for jobs that reach a runner another way (the CLI, or an upload the worker could not read).
+ */
+export function checkGeometry(operation: string, width: number, height: number): void {
+  const spec = getOperation(operation);
+  if (!spec) return;
+  const problem = geometryProblem(spec.limits, width, height, operation);
+  if (problem) throw new RunnerError(problem.code, problem.message);
+}
+
+/**
+ * Whatever a pipeline throws ends as a RunnerError, so the job's fail report always has a stable type. Our own
+ * codes and an abort (job.ts reads the signal's reason) pass through; anything else (a RangeError from tfjs, an
+ * onnxruntime or sharp error, a thrown string) is `pipeline_error`, not retryable: a pipeline is a function of
+ * the image and params, so another attempt on the same input fails the same way (the poison image of issue 12
+ * would have crashed three runners in turn).
+ */
+export function pipelineFailure(operation: string, e: unknown, signal: AbortSignal): unknown {
+  if (e instanceof RunnerError || signal.aborted) return e;
+  return new RunnerError("pipeline_error", `${operation} failed: ${describe(e)}`.slice(0, 2000));
+}
+
 /** Decode inputs, run the pipeline, encode its images: the part of a job that does not talk to the worker. */
 export async function executeOperation(req: ExecuteRequest): Promise<ExecuteResult> {
+  const operation = req.pipeline.name;
+  try {
+    return await runInJobScope({ operation, jobId: req.jobId }, () => execute(req));
+  } catch (e) {
+    throw pipelineFailure(operation, e, req.signal);
+  }
+}
+
+async function execute(req: ExecuteRequest): Promise<ExecuteResult> {
   const started = performance.now();
   let modelMs = 0;
   const params = validateParams(req.pipeline.name, req.params);
@@ -66,6 +103,7 @@ export async function executeOperation(req: ExecuteRequest): Promise<ExecuteResu
     if (req.pipeline.input === "encoded") encoded.push(await readEncoded(bytes, decodeOptions));
     else images.push(await decodeImage(bytes, decodeOptions));
   }
+  for (const { width, height } of [...images, ...encoded.map((e) => e.header)]) checkGeometry(req.pipeline.name, width, height);
   const output = await req.pipeline.run({
     params,
     inputs: images,

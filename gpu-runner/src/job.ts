@@ -187,6 +187,7 @@ export async function runLeasedJob(job: LeasedJob, d: JobDeps, shutdown: AbortSi
       models: ticket.models,
       sessions: d.sessions,
       signal: abort.signal,
+      jobId: job.job_id,
     });
     const artifacts: CompleteRequest["artifacts"] = [];
     for (const a of out.artifacts) {

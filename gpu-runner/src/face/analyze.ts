@@ -1,3 +1,4 @@
+import sharp from "sharp";
 import type { RasterImage } from "../operations/types.ts";
 import { loadFaceModels, type FaceApi } from "./models.ts";
 
@@ -65,6 +66,45 @@ export const REGION_MIN_IOU = 0.3;
 
 /** Detector cap before the size filter and the largest-first cut to maxFaces. */
 const MAX_DETECTIONS = 100;
+
+/**
+ * Longest side of the image the face detector is given; a larger image is detected on a copy downscaled to it
+ * (detectorInput), and the detections, which face-api keeps relative to the image, are mapped back to the
+ * original's size. Landmarks and descriptors are still computed on the original pixels.
+ *
+ * Why the cap loses nothing: face-api pads the detector's input to a square and SSD-MobileNet resizes that
+ * square to 512 x 512 (ssdMobilenetv1.forwardInput: toBatchTensor(512)), so the net never reads more than 512
+ * px along the longest side; a 2048 px copy still holds 4x that along each axis, and only the resampling path to
+ * the 512 px input changes (libvips' anti-aliased shrink first, instead of one bilinear step from the full size,
+ * which skips pixels). Images at or under the cap take exactly the old path (bit-identical results,
+ * test/runner/face.test.ts).
+ *
+ * Why it is needed: the padded square is allocated at full size. For issue 12's 20000x50 PNG that is a
+ * 20000 x 20000 x 3 float32 tensor (4.8 GB; `RangeError: Invalid typed array length: 1197000000`), and for a
+ * 50 MP 4:3 photo 8165^2 x 3 x 4 B = 800 MB of wasm heap, which never shrinks. Capped, the detector's tensors are
+ * at most 2048^2 x 3 (50 MB as float32).
+ */
+export const DETECTOR_MAX_SIDE = 2048;
+
+/**
+ * The RGB bytes the detector runs on: the image itself up to DETECTOR_MAX_SIDE, otherwise a copy whose longest
+ * side is DETECTOR_MAX_SIDE (libvips resize, default lanczos3 kernel after its box pre-shrink).
+ */
+async function detectorInput(
+  rgb: Uint8Array,
+  width: number,
+  height: number,
+): Promise<{ rgb: Uint8Array; width: number; height: number; scaled: boolean }> {
+  const longest = Math.max(width, height);
+  if (longest <= DETECTOR_MAX_SIDE) return { rgb, width, height, scaled: false };
+  const scale = DETECTOR_MAX_SIDE / longest;
+  const [w, h] = [Math.max(1, Math.round(width * scale)), Math.max(1, Math.round(height * scale))];
+  const data = await sharp(rgb, { raw: { width, height, channels: 3 }, limitInputPixels: false })
+    .resize(w, h, { fit: "fill" })
+    .raw()
+    .toBuffer();
+  return { rgb: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: w, height: h, scaled: true };
+}
 
 const DEFAULTS: Required<Omit<AnalyzeOptions, "region">> = {
   minScore: 0.5,
@@ -495,15 +535,21 @@ async function analyzeChosen(
   choose: (found: Candidate[]) => Candidate[],
 ): Promise<AnalyzedFace[]> {
   const faceapi = await loadFaceModels();
+  const det = await detectorInput(rgb, image.width, image.height);
   // face-api bundles its own tfjs typings: build the tensor through its tf so the types line up (same runtime module).
-  const input = faceapi.tf.tensor3d(rgb, [image.height, image.width, 3], "int32");
+  const input = faceapi.tf.tensor3d(det.rgb, [det.height, det.width, 3], "int32");
   let detections: FaceDetection[];
   try {
     const detectorOptions = new faceapi.SsdMobilenetv1Options({ minConfidence: opts.minScore, maxResults: MAX_DETECTIONS });
-    detections = await faceapi.detectAllFaces(input, detectorOptions);
+    // The net's locateFaces, which is all `faceapi.detectAllFaces(...)` runs, called as a plain promise: that task
+    // is a thenable whose `then(onfulfilled)` drops the rejection callback, so awaiting it turned a detector error
+    // into an unhandled rejection and an await that never settled (issue 12, test/runner/face-poison.test.ts).
+    detections = await faceapi.nets.ssdMobilenetv1.locateFaces(input, detectorOptions);
   } finally {
     input.dispose();
   }
+  // Relative boxes rescaled to the original: every later step (clip, size filter, landmark crop) sees what it did.
+  if (det.scaled) detections = detections.map((d) => d.forSize(image.width, image.height));
   const chosen = choose(
     detections
       .map((detection) => ({ detection, box: clipBox(detection.box, image.width, image.height) }))

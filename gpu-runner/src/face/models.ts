@@ -57,14 +57,43 @@ async function load(): Promise<FaceApi> {
   // A directory path (not a file map) and no second argument: the wasm binaries come from node_modules,
   // never from a CDN. The SIMD build is picked automatically when the CPU supports it.
   setWasmPaths(`${join(packageDir("@tensorflow/tfjs-backend-wasm"), "dist")}/`);
-  if (!(await tf.setBackend("wasm"))) throw new FaceModelError("tfjs wasm backend failed to initialise");
-  await tf.ready();
+  const before = processHandlers();
+  try {
+    if (!(await tf.setBackend("wasm"))) throw new FaceModelError("tfjs wasm backend failed to initialise");
+    await tf.ready();
+  } finally {
+    removeHandlersAddedSince(before);
+  }
   const modelDir = join(packageDir("@vladmandic/face-api"), "model");
   await checkModels(modelDir);
   await faceapi.nets.ssdMobilenetv1.loadFromDisk(modelDir);
   await faceapi.nets.faceLandmark68Net.loadFromDisk(modelDir);
   await faceapi.nets.faceRecognitionNet.loadFromDisk(modelDir);
   return faceapi;
+}
+
+const PROCESS_EVENTS = ["unhandledRejection", "uncaughtException"] as const;
+
+type ProcessEvent = (typeof PROCESS_EVENTS)[number];
+type Listener = (...args: unknown[]) => void;
+const listenersOf = (event: ProcessEvent): Listener[] => process.listeners(event as "uncaughtException") as Listener[];
+
+function processHandlers(): Map<ProcessEvent, Listener[]> {
+  return new Map(PROCESS_EVENTS.map((e) => [e, listenersOf(e)]));
+}
+
+/**
+ * The wasm backend's emscripten glue, when it initialises under Node, installs `process.on("unhandledRejection",
+ * r => { throw r })` and an `uncaughtException` handler that rethrows: from then on any unhandled rejection
+ * anywhere in the process is a fatal exception (exit 7), whatever handler the runner has. That is how issue 12's
+ * poison image took runners down (test/runner/face-poison.test.ts). They are removed again, so that the process's
+ * policy is the runner's own (crash-guard.ts), or Node's default where none is installed.
+ */
+function removeHandlersAddedSince(before: Map<ProcessEvent, Listener[]>): void {
+  for (const event of PROCESS_EVENTS) {
+    const old = before.get(event) ?? [];
+    for (const l of listenersOf(event)) if (!old.includes(l)) process.removeListener(event, l);
+  }
 }
 
 let loading: Promise<FaceApi> | null = null;

@@ -19,7 +19,8 @@ import { applyResidual } from "./watermark-residual.ts";
  */
 export const WORKING_SIZE = 128;
 export const DECODER_ID = "watermark-decoder";
-const MIN_SIDE = 32;
+// The contract's limit (execute.ts checks it for jobs); checked here too for direct callers (benches, tests).
+const MIN_SIDE = OPERATIONS["watermark.embed"].limits.min_side;
 
 function checkSize(image: RasterImage): void {
   if (Math.min(image.width, image.height) < MIN_SIDE)
