@@ -4,6 +4,8 @@ import {
   backoffSeconds,
   handleWebhookBatch,
   MAX_DELIVERY_ATTEMPTS,
+  resendStalledDeliveries,
+  STALLED_AFTER_MS,
   type WebhookEvent,
   type WebhookMessage,
 } from "../../worker/src/lib/webhooks.ts";
@@ -193,5 +195,38 @@ describe("webhook fan-out", () => {
     await consume(sent[0]!, 1);
     await run();
     expect(sent).toHaveLength(2);
+  });
+});
+
+describe("stalled deliveries", () => {
+  it("a delivery whose queue message was lost is re-sent, and its attempts count on", async () => {
+    const ep = await endpoint("https://hooks.example.com/fail");
+    const now = Date.now();
+    const row = async (status: string, attempts: number, updatedAt: number) => {
+      const msg = await pendingDelivery(ep.id, event());
+      await testEnv.DB.prepare("UPDATE webhook_deliveries SET status = ?, attempts = ?, updated_at = ?, event = ? WHERE id = ?")
+        .bind(status, attempts, updatedAt, JSON.stringify(msg.event), msg.delivery_id)
+        .run();
+      return msg.delivery_id;
+    };
+    const lostPending = await row("pending", 0, now - STALLED_AFTER_MS - 1000);
+    const lostRetry = await row("retrying", 3, now - backoffSeconds(3) * 1000 - STALLED_AFTER_MS - 1000);
+    const waitingRetry = await row("retrying", 3, now - STALLED_AFTER_MS - 1000); // its 40 s backoff is not yet overdue by 15 min
+    const done = await row("succeeded", 1, now - 10 * STALLED_AFTER_MS);
+    const sent: WebhookMessage[] = [];
+    const send = async (m: WebhookMessage) => void (m.kind === "delivery" && m.endpoint_id === ep.id && sent.push(m));
+    expect(await resendStalledDeliveries({ ...env, WEBHOOK_QUEUE: { send } } as unknown as AppEnv, now)).toBeGreaterThanOrEqual(
+      2,
+    );
+    const byId = new Map(sent.map((m) => [m.kind === "delivery" ? m.delivery_id : "", m]));
+    expect([...byId.keys()].sort()).toEqual([lostPending, lostRetry].sort());
+    expect(byId.has(waitingRetry) || byId.has(done)).toBe(false);
+    // The re-sent message is the queue's first attempt of it, but the delivery's fourth.
+    expect(await consume(byId.get(lostRetry)!, 1)).toEqual({ acked: false, retries: [backoffSeconds(4)] });
+    expect((await deliveryRow(lostRetry)).log.map((a) => a.attempt)).toEqual([4]);
+    // Swept once, not again on the next sweep while its message is out.
+    sent.length = 0;
+    await resendStalledDeliveries({ ...env, WEBHOOK_QUEUE: { send } } as unknown as AppEnv, now + 1000);
+    expect(sent.filter((m) => m.kind === "delivery" && m.delivery_id === lostPending)).toEqual([]);
   });
 });

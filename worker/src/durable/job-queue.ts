@@ -106,6 +106,7 @@ export interface QueueMetric {
 
 const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 const HOUSEKEEPING_MS = 10 * 60 * 1000;
+const DELIVERY_SWEEP_MS = 5 * 60 * 1000;
 
 type Row = Record<string, SqlStorageValue>;
 
@@ -417,6 +418,16 @@ export class JobQueue extends DurableObject<AppEnv> {
     }
   }
 
+  /**
+   * A lease's length: the operation's (or the heartbeat's) seconds, capped by VIGIL_MAX_LEASE_SECONDS in local mode
+   * only, for fault tests (bench/storm.ts) where a killed runner's job should be leasable again in seconds, not 30-120.
+   */
+  private leaseSeconds(seconds: number): number {
+    const env = this.env as { VIGIL_MODE?: string; VIGIL_MAX_LEASE_SECONDS?: string };
+    const cap = env.VIGIL_MODE === "local" ? Number(env.VIGIL_MAX_LEASE_SECONDS) : NaN;
+    return cap > 0 ? Math.min(seconds, cap) : seconds;
+  }
+
   private take(runnerId: string, operations: string[], maxJobs: number): JobRecord[] {
     const marks = operations.map(() => "?").join(",");
     const ids = this.sql
@@ -435,7 +446,7 @@ export class JobQueue extends DurableObject<AppEnv> {
         `UPDATE jobs SET status = 'running', lease_id = ?, lease_expires_at = ?, runner_id = ?, attempts = attempts + 1,
            started_at = COALESCE(started_at, ?) WHERE id = ?`,
         newId("lease"),
-        now + op.limits.lease_seconds * 1000,
+        now + this.leaseSeconds(op.limits.lease_seconds) * 1000,
         runnerId,
         now,
         id,
@@ -453,7 +464,7 @@ export class JobQueue extends DurableObject<AppEnv> {
     if (job.status !== "running" || (job.lease_expires_at ?? 0) <= Date.now()) {
       return { ok: false, code: "lease_lost", detail: "the lease has expired" };
     }
-    const seconds = extendSeconds ?? getOperation(job.operation)!.limits.lease_seconds;
+    const seconds = this.leaseSeconds(extendSeconds ?? getOperation(job.operation)!.limits.lease_seconds);
     const expires = Date.now() + seconds * 1000;
     this.sql.exec("UPDATE jobs SET lease_expires_at = ? WHERE id = ?", expires, jobId);
     return { ok: true, lease_expires_at: expires, cancel: false };
@@ -637,6 +648,24 @@ export class JobQueue extends DurableObject<AppEnv> {
     for (const wake of [...this.leaseWaiters]) wake();
   }
 
+  private lastDeliverySweep = 0;
+
+  /**
+   * The outbox's watch continues past the fan-out: deliveries whose queue message was lost are re-sent
+   * (lib/webhooks.ts resendStalledDeliveries), at most every DELIVERY_SWEEP_MS. Imported when needed:
+   * lib/webhooks.ts itself calls into this object.
+   */
+  private async sweepStalledDeliveries(): Promise<void> {
+    if (Date.now() - this.lastDeliverySweep < DELIVERY_SWEEP_MS) return;
+    this.lastDeliverySweep = Date.now();
+    try {
+      const { resendStalledDeliveries } = await import("../lib/webhooks.ts");
+      await resendStalledDeliveries(this.env);
+    } catch (e) {
+      console.error(JSON.stringify({ msg: "delivery_sweep_failed", error: String(e) }));
+    }
+  }
+
   /** The next time the alarm has work: a lease to expire, an outbox event to (re-)send, or housekeeping. */
   private nextAlarmAt(): number {
     const lease = this.sql.exec("SELECT MIN(lease_expires_at) AS t FROM jobs WHERE status = 'running'").one().t as number | null;
@@ -653,6 +682,7 @@ export class JobQueue extends DurableObject<AppEnv> {
   override async alarm(): Promise<void> {
     await this.expireLeases();
     await this.outbox.flush();
+    await this.sweepStalledDeliveries();
     const now = Date.now();
     this.sql.exec("DELETE FROM nonces WHERE expires_at <= ?", now);
     this.sql.exec("DELETE FROM idempotency WHERE expires_at <= ?", now);

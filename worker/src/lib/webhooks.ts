@@ -19,7 +19,14 @@ export type { WebhookEvent };
 
 export type WebhookMessage =
   | { kind: "event"; tenant_id: string; event: WebhookEvent }
-  | { kind: "delivery"; delivery_id: string; endpoint_id: string; event: WebhookEvent };
+  | {
+      kind: "delivery";
+      delivery_id: string;
+      endpoint_id: string;
+      event: WebhookEvent;
+      /** Attempts made before this message (a re-sent stalled delivery); its own attempts count on from there. */
+      prior_attempts?: number;
+    };
 
 export const PREVIOUS_SECRET_GRACE_SECONDS = 24 * 3600;
 const DELIVERY_TIMEOUT_MS = 10_000;
@@ -90,10 +97,10 @@ async function fanOut(env: AppEnv, tenantId: string, event: WebhookEvent): Promi
     // UNIQUE(endpoint, event): a re-delivered fan-out message does not create a second delivery.
     let id = newId("dlv");
     const r = await env.DB.prepare(
-      `INSERT OR IGNORE INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, status, attempts, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)`,
+      `INSERT OR IGNORE INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, status, attempts, created_at, updated_at, event)
+       VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`,
     )
-      .bind(id, ep.id, tenantId, event.id, event.type, now, now)
+      .bind(id, ep.id, tenantId, event.id, event.type, now, now, JSON.stringify(event))
       .run();
     if (!r.meta.changes) {
       // A fan-out seen before. A delivery that never got an attempt may have lost its message (a crash between
@@ -165,6 +172,41 @@ export async function deliver(
   }
 }
 
+/** A pending or retrying delivery is stalled when its next attempt is this far overdue. */
+export const STALLED_AFTER_MS = 15 * 60 * 1000;
+
+/**
+ * Re-sends deliveries whose queue message is gone: pending or retrying, and their next attempt (by the backoff
+ * of the attempts made) overdue by STALLED_AFTER_MS. Cloudflare Queues keep messages durably, so in production
+ * this finds nothing; a local worker killed with messages in flight (miniflare keeps them in memory) leaves
+ * such deliveries behind. The JobQueue's alarm runs it. Returns how many were re-sent.
+ */
+export async function resendStalledDeliveries(env: AppEnv, now = Date.now()): Promise<number> {
+  const { results } = await env.DB.prepare(
+    `SELECT id, endpoint_id, attempts, updated_at, event FROM webhook_deliveries
+     WHERE status IN ('pending', 'retrying') AND event IS NOT NULL AND updated_at < ? ORDER BY updated_at LIMIT 200`,
+  )
+    .bind(now - STALLED_AFTER_MS)
+    .all<{ id: string; endpoint_id: string; attempts: number; updated_at: number; event: string }>();
+  let resent = 0;
+  for (const d of results) {
+    const due = d.updated_at + (d.attempts ? backoffSeconds(d.attempts) * 1000 : 0);
+    if (due + STALLED_AFTER_MS > now) continue;
+    const message: WebhookMessage = {
+      kind: "delivery",
+      delivery_id: d.id,
+      endpoint_id: d.endpoint_id,
+      event: JSON.parse(d.event) as WebhookEvent,
+      prior_attempts: d.attempts,
+    };
+    await env.WEBHOOK_QUEUE.send(message);
+    // Not again before this message has had its chance.
+    await env.DB.prepare("UPDATE webhook_deliveries SET updated_at = ? WHERE id = ?").bind(now, d.id).run();
+    resent++;
+  }
+  return resent;
+}
+
 /** Exponential backoff: 10 s, 20 s, 40 s, ... capped at one hour. */
 export function backoffSeconds(attempt: number): number {
   return Math.min(3600, 10 * 2 ** Math.max(0, attempt - 1));
@@ -179,10 +221,10 @@ export async function handleWebhookBatch(batch: MessageBatch<WebhookMessage>, en
         // Only now is the event safe in D1 and the queue: until this call the outbox keeps sending it.
         await jobQueue(env).confirmEvent(body.event.id);
         message.ack();
-      } else if (await deliver(env, body, message.attempts)) {
-        message.ack();
       } else {
-        message.retry({ delaySeconds: backoffSeconds(message.attempts) });
+        const attempt = (body.prior_attempts ?? 0) + message.attempts;
+        if (await deliver(env, body, attempt)) message.ack();
+        else message.retry({ delaySeconds: backoffSeconds(attempt) });
       }
     } catch (e) {
       console.error(JSON.stringify({ msg: "webhook_consumer_error", error: String(e) }));
