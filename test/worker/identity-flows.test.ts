@@ -19,6 +19,10 @@ import { bitsToHex, hexToBits } from "../../worker/src/identity/bits.ts";
 import calibrationFile from "../../models/identity/calibration.json";
 import "../../worker/src/identity/flows.ts";
 import { identityRoutes } from "../../worker/src/identity/routes.ts";
+import { testPng } from "./image-fixtures.ts";
+
+// Protect and verify refuse images under 32 px per side up front (watermark.embed's min_side): a real 64x64 PNG.
+const IMAGE = await testPng(64, 64);
 
 /**
  * The identity routes mounted the way index.ts would mount them (behind the real API-key middleware),
@@ -51,7 +55,7 @@ const face = (code: string) => ({
 });
 
 async function protect(key: string, code: string | null) {
-  const res = await call("/v1/protect?owner=newsroom&external_ref=img-1", key, { method: "POST", body: PNG_1x1 });
+  const res = await call("/v1/protect?owner=newsroom&external_ref=img-1", key, { method: "POST", body: IMAGE });
   expect(res.status).toBe(202);
   const flow = (await res.json()) as Flow;
   await complete(flow.stages["face.analyze"]!, "face.analyze", { faces: code ? [face(code)] : [], identity_code_bits: 32 });
@@ -63,7 +67,7 @@ async function protect(key: string, code: string | null) {
 }
 
 async function verify(key: string, decodedBits: string, facesNow: string[], detected = true) {
-  const res = await call("/v1/verify", key, { method: "POST", body: PNG_1x1 });
+  const res = await call("/v1/verify", key, { method: "POST", body: IMAGE });
   expect(res.status).toBe(202);
   const flow = (await res.json()) as Flow;
   await complete(flow.stages["watermark.decode"]!, "watermark.decode", {
@@ -153,7 +157,7 @@ describe("protect → verify through the routes and the runner protocol", () => 
   it("verify analyses only the largest face, protect every face (each job's params as the runner gets them)", async () => {
     const { key } = await createTenantKey(["protect", "verify"]);
     const paramsOf = async (path: string) => {
-      const flow = (await (await call(path, key, { method: "POST", body: PNG_1x1 })).json()) as Flow;
+      const flow = (await (await call(path, key, { method: "POST", body: IMAGE })).json()) as Flow;
       const id = flow.stages["face.analyze"]!;
       return (await jobQueue(env).get((await jobQueue(env).ownerOf(id))!, id))!.params;
     };
@@ -174,16 +178,16 @@ describe("protect → verify through the routes and the runner protocol", () => 
 
   it("rejects non-images, missing scopes and bad parameters with problem responses", async () => {
     const { key } = await createTenantKey(["verify"]);
-    expect((await call("/v1/protect", key, { method: "POST", body: PNG_1x1 })).status).toBe(403);
+    expect((await call("/v1/protect", key, { method: "POST", body: IMAGE })).status).toBe(403);
     expect((await call("/v1/verify", key, { method: "POST", body: "hello" })).status).toBe(415);
     expect((await call("/v1/verify", key, { method: "POST" })).status).toBe(400);
     const p = await createTenantKey(["protect"]);
-    expect((await call("/v1/protect?strength=9", p.key, { method: "POST", body: PNG_1x1 })).status).toBe(422);
+    expect((await call("/v1/protect?strength=9", p.key, { method: "POST", body: IMAGE })).status).toBe(422);
   });
 
   it("the deployed worker serves the same routes (mounted in worker/src/index.ts)", async () => {
     const { key } = await createTenantKey(["protect", "verify"]);
-    const res = await postImage("/v1/verify", PNG_1x1, { key });
+    const res = await postImage("/v1/verify", IMAGE, { key });
     expect(res.status).toBe(202);
     const flow = (await res.json()) as Flow;
     const polled = await workerCall(`/v1/identity/flows/${flow.id}`, { key });
@@ -197,7 +201,7 @@ describe("protect → verify through the routes and the runner protocol", () => 
 
   it("a child result the identity layer cannot use fails the flow with a readable error", async () => {
     const { key } = await createTenantKey(["protect"]);
-    const res = await call("/v1/protect", key, { method: "POST", body: PNG_1x1 });
+    const res = await call("/v1/protect", key, { method: "POST", body: IMAGE });
     const flow = (await res.json()) as Flow;
     // A 16-bit code where the payload layout expects 32 bits (e.g. a runner with another K).
     await complete(flow.stages["face.analyze"]!, "face.analyze", { faces: [face("abcd")], identity_code_bits: 16 });
@@ -222,7 +226,7 @@ describe("Prefer: wait on protect and verify", () => {
   it("answers 200 with the verdict when the stages finish within the wait, else 202 with Location", async () => {
     const { key } = await createTenantKey(["protect", "verify"]);
     const { done, bits } = await protect(key, "a1b2c3d4");
-    const pending = call("/v1/verify", key, { method: "POST", body: PNG_1x1, headers: { prefer: "wait=20" } });
+    const pending = call("/v1/verify", key, { method: "POST", body: IMAGE, headers: { prefer: "wait=20" } });
     const decodeJob = await queuedStage(key, "watermark.decode");
     const analyzeJob = await queuedStage(key, "face.analyze");
     await complete(decodeJob, "watermark.decode", detectedReading(bits));
@@ -235,7 +239,7 @@ describe("Prefer: wait on protect and verify", () => {
     expect(flow.output).toMatchObject({ verdict: "authentic", source: { asset_id: done.output!.asset_id } });
 
     // Nobody runs the stages this time: after the 1 s wait the flow is still running, 202 with where to poll.
-    const short = await call("/v1/verify", key, { method: "POST", body: PNG_1x1, headers: { prefer: "wait=1" } });
+    const short = await call("/v1/verify", key, { method: "POST", body: IMAGE, headers: { prefer: "wait=1" } });
     expect(short.status).toBe(202);
     const running = (await short.json()) as Flow;
     expect(running.status).toBe("running");

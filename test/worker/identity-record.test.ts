@@ -8,6 +8,10 @@ import { ApiError, problemResponse } from "../../worker/src/problem.ts";
 import calibrationFile from "../../models/identity/calibration.json";
 import "../../worker/src/identity/flows.ts";
 import { identityRoutes } from "../../worker/src/identity/routes.ts";
+import { testPng } from "./image-fixtures.ts";
+
+// Protect and verify refuse images under 32 px per side up front (watermark.embed's min_side): a real 64x64 PNG.
+const IMAGE = await testPng(64, 64);
 
 /**
  * Verify's record comparison and region look, end to end through the routes and the runner protocol: this
@@ -52,7 +56,7 @@ const face = (code: string, box: { x: number; y: number; width: number; height: 
  * (what face.analyze reported it was computed on).
  */
 async function protect(key: string, chip = "rotated_jitter") {
-  const res = await call("/v1/protect", key, { method: "POST", body: PNG_1x1 });
+  const res = await call("/v1/protect", key, { method: "POST", body: IMAGE });
   const flow = (await res.json()) as Flow;
   await complete(flow.stages["face.analyze"]!, "face.analyze", {
     faces: [{ ...face("a1b2c3d4", { x: 400, y: 200, width: 200, height: 240 }, descriptor()), descriptor_chip: chip }],
@@ -70,7 +74,7 @@ async function protect(key: string, chip = "rotated_jitter") {
 }
 
 async function startVerify(key: string, bits: string, analyzed: Record<string, unknown>) {
-  const flow = (await (await call("/v1/verify", key, { method: "POST", body: PNG_1x1 })).json()) as Flow;
+  const flow = (await (await call("/v1/verify", key, { method: "POST", body: IMAGE })).json()) as Flow;
   await complete(flow.stages["watermark.decode"]!, "watermark.decode", detectedReading(bits));
   await complete(flow.stages["face.analyze"]!, "face.analyze", { identity_code_bits: 32, ...analyzed });
   return flowOf(key, flow.id);

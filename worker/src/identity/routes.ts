@@ -16,7 +16,9 @@ import type { Context } from "hono";
 import { intVar, type HonoEnv } from "../env.ts";
 import { requireScope } from "../lib/keys.ts";
 import { preferWait } from "../lib/prefer.ts";
-import { sniffImageType } from "../lib/sniff.ts";
+import { strictestGeometry } from "../../../contract/geometry.ts";
+import { checkImageGeometry } from "../lib/image-header.ts";
+import { SUPPORTED_FORMATS, supportedImageType } from "../lib/sniff.ts";
 import { ApiError } from "../problem.ts";
 import { newRouter } from "../router.ts";
 import { problemResponses } from "../schemas.ts";
@@ -35,21 +37,36 @@ const ProtectQuery = z.object({
   format: z.enum(["png", "jpeg", "webp"]).default("png"),
 });
 
-async function readImage(c: C): Promise<{ bytes: Uint8Array; contentType: string }> {
+/**
+ * The stages each flow runs on the one image (worker/src/identity/flows.ts). The image must fit every one of
+ * them, so the up-front check takes the strictest of their geometry limits: a 1x1 image to protect is refused
+ * with 422 image_too_small (watermark.embed's 32 px) before any asset, object or job exists (issue 12 defect 7),
+ * and a 20000x50 one with 422 unsupported_aspect_ratio (face.analyze's 16:1; defect 1).
+ */
+const FLOW_STAGES: Record<FlowKind, readonly string[]> = {
+  protect: ["face.analyze", "watermark.embed"],
+  verify: ["face.analyze", "watermark.decode"],
+};
+const FLOW_GEOMETRY = {
+  protect: strictestGeometry(FLOW_STAGES.protect),
+  verify: strictestGeometry(FLOW_STAGES.verify),
+};
+
+async function readImage(c: C, kind: FlowKind): Promise<{ bytes: Uint8Array; contentType: string }> {
   const limit = intVar(c.env.MAX_INLINE_UPLOAD_BYTES, 10 * 1024 * 1024);
   const declared = Number(c.req.header("content-length") ?? NaN);
   if (Number.isFinite(declared) && declared > limit) throw new ApiError(413, "input_too_large", `images up to ${limit} bytes`);
   const bytes = new Uint8Array(await c.req.arrayBuffer());
   if (bytes.byteLength === 0) throw new ApiError(400, "empty_body", "the request body is empty");
   if (bytes.byteLength > limit) throw new ApiError(413, "input_too_large", `images up to ${limit} bytes`);
-  const contentType = sniffImageType(bytes.subarray(0, 64));
-  if (!contentType) throw new ApiError(415, "unsupported_image", "the body is not a recognised image");
+  const contentType = supportedImageType(bytes);
+  checkImageGeometry(bytes, FLOW_GEOMETRY[kind], `${kind} (${FLOW_STAGES[kind].join(" + ")})`);
   return { bytes, contentType };
 }
 
 async function start(c: C, kind: FlowKind, params: unknown) {
   const principal = requireScope(c.get("principal"), kind);
-  const { bytes, contentType } = await readImage(c);
+  const { bytes, contentType } = await readImage(c, kind);
   const flow = await startFlow(c.env, {
     tenantId: principal.tenantId,
     kind,
@@ -80,18 +97,28 @@ const FlowJob = z
   })
   .openapi("IdentityFlow");
 const imageBody = { content: { "image/*": { schema: z.string().openapi({ format: "binary" }) } } };
-for (const [path, summary, query] of [
-  ["/v1/protect", "Watermark an image with its faces' encrypted identity (scope protect). Output: asset record.", ProtectQuery],
+for (const [path, summary, query, kind] of [
+  [
+    "/v1/protect",
+    "Watermark an image with its faces' encrypted identity (scope protect). Output: asset record.",
+    ProtectQuery,
+    "protect",
+  ],
   [
     "/v1/verify",
     "Verdict authentic | face_swapped | not_protected | inconclusive, with evidence and source (scope verify).",
     undefined,
+    "verify",
   ],
 ] as const) {
+  const g = FLOW_GEOMETRY[kind];
   identityRoutes.openAPIRegistry.registerPath({
     method: "post",
     path,
     summary,
+    description:
+      `Runs ${FLOW_STAGES[kind].join(" and ")} on the image. It is sniffed from its bytes: ${SUPPORTED_FORMATS}; anything else, BMP included, is \`415 unsupported_image\`. ` +
+      `Its shorter side must be at least ${g.min_side} px (\`422 image_too_small\`) and its longer side at most ${g.max_aspect_ratio} times the shorter (\`422 unsupported_aspect_ratio\`), the strictest limits of those stages, checked before anything is stored.`,
     tags: ["Identity"],
     security: [{ bearer: [] }],
     request: { query, body: imageBody },

@@ -1,3 +1,5 @@
+import { ApiError } from "../problem.ts";
+
 /**
  * Identifies an image by its magic bytes; the client's Content-Type is never trusted.
  * Signatures: JPEG FF D8 FF; PNG 89 50 4E 47 0D 0A 1A 0A; GIF "GIF87a"/"GIF89a"; WebP "RIFF"....“WEBP”;
@@ -23,4 +25,24 @@ export function sniffImageType(bytes: Uint8Array): string | null {
     if (["heic", "heix", "hevc", "heim", "heis", "mif1", "msf1"].includes(brand)) return "image/heif";
   }
   return null;
+}
+
+/**
+ * Types recognised by their bytes that no runner decodes: sharp's libvips has no BMP loader, so every BMP job used
+ * to be accepted and then fail with `unsupported_format` (issue 12 defect 6). They are refused up front instead.
+ */
+const UNDECODABLE: Record<string, string> = { "image/bmp": "BMP" };
+
+export const SUPPORTED_FORMATS = "JPEG, PNG, WebP, GIF, TIFF, AVIF, HEIF";
+
+/**
+ * The sniffed type of an image the runners can decode, or 415 `unsupported_image` (the worker's one code for an
+ * image it will not take, recognised or not).
+ */
+export function supportedImageType(bytes: Uint8Array): string {
+  const type = sniffImageType(bytes.subarray(0, 64));
+  if (type && UNDECODABLE[type])
+    throw new ApiError(415, "unsupported_image", `${UNDECODABLE[type]} images are not supported; send ${SUPPORTED_FORMATS}`);
+  if (!type) throw new ApiError(415, "unsupported_image", `the body is not a recognised image (${SUPPORTED_FORMATS})`);
+  return type;
 }

@@ -12,7 +12,8 @@ import { requireScope } from "../lib/keys.ts";
 import { objectKeys } from "../lib/object-urls.ts";
 import { preferWait } from "../lib/prefer.ts";
 import { timed } from "../lib/server-timing.ts";
-import { sniffImageType } from "../lib/sniff.ts";
+import { checkImageGeometry, HEADER_BYTES } from "../lib/image-header.ts";
+import { SUPPORTED_FORMATS, supportedImageType } from "../lib/sniff.ts";
 import { ApiError, json, zodFieldErrors } from "../problem.ts";
 import { newRouter } from "../router.ts";
 import { Job, JobIdParam, JobList, ListJobsQuery, problemResponses, UploadRef } from "../schemas.ts";
@@ -39,14 +40,13 @@ function checkSize(op: OperationSpec, bytes: number, inlineLimit: number | null)
   }
 }
 
-function sniffed(bytes: Uint8Array): string {
-  const type = sniffImageType(bytes.subarray(0, 64));
-  if (!type)
-    throw new ApiError(
-      415,
-      "unsupported_image",
-      "the body is not a recognised image (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIF)",
-    );
+/**
+ * The image's sniffed type, once it is one a runner decodes (415 otherwise) and its header's size fits the
+ * operation's geometry limits (422 otherwise): both answered before the input is stored or a job exists.
+ */
+function sniffed(op: OperationSpec, bytes: Uint8Array): string {
+  const type = supportedImageType(bytes);
+  checkImageGeometry(bytes, op.limits, op.name);
   return type;
 }
 
@@ -59,7 +59,7 @@ async function readInline(
 ): Promise<ReadInput> {
   if (bytes.byteLength === 0) throw new ApiError(400, "empty_body", "the request body is empty");
   checkSize(op, bytes.byteLength, intVar(c.env.MAX_INLINE_UPLOAD_BYTES, 10 * 1024 * 1024));
-  const contentType = sniffed(bytes);
+  const contentType = sniffed(op, bytes);
   return {
     input: { key: objectKeys.input(c.get("principal")!.tenantId, jobId, 0), content_type: contentType, bytes: bytes.byteLength },
     bytes,
@@ -77,12 +77,12 @@ async function readFromUpload(c: C, op: OperationSpec, raw: unknown): Promise<Re
     .bind(ref.data.upload_id, tenantId)
     .first<{ object_key: string }>();
   if (!upload) throw new ApiError(404, "upload_not_found", `no upload ${ref.data.upload_id}`);
-  const head = await c.env.OBJECTS.get(upload.object_key, { range: { offset: 0, length: 64 } });
+  const head = await c.env.OBJECTS.get(upload.object_key, { range: { offset: 0, length: HEADER_BYTES } });
   if (!head) throw new ApiError(409, "upload_incomplete", "nothing has been PUT to this upload's URL yet");
   const first = new Uint8Array(await head.arrayBuffer());
   checkSize(op, head.size, null);
   return {
-    input: { key: upload.object_key, content_type: sniffed(first), bytes: head.size },
+    input: { key: upload.object_key, content_type: sniffed(op, first), bytes: head.size },
     params: ref.data.params,
     identity: `upload:${ref.data.upload_id}`,
   };
@@ -224,7 +224,10 @@ for (const op of Object.values(OPERATIONS) as OperationSpec[]) {
     summary: op.summary,
     tags: ["Jobs"],
     security: [{ bearer: [] }],
-    description: `Creates a \`${op.name}\` job (scope \`${op.scope}\`). Send the image as the raw body with params in the query string, as multipart (\`image\` file + param fields), or as JSON referencing a signed upload. \`Prefer: wait=N\` (N ≤ 60) waits for the result.`,
+    description:
+      `Creates a \`${op.name}\` job (scope \`${op.scope}\`). Send the image as the raw body with params in the query string, as multipart (\`image\` file + param fields), or as JSON referencing a signed upload. \`Prefer: wait=N\` (N ≤ 60) waits for the result. ` +
+      `The image is sniffed from its bytes: ${SUPPORTED_FORMATS}; anything else, BMP included, is \`415 unsupported_image\`. ` +
+      `Its shorter side must be at least ${op.limits.min_side} px (\`422 image_too_small\`) and its longer side at most ${op.limits.max_aspect_ratio} times the shorter (\`422 unsupported_aspect_ratio\`).`,
     request: {
       headers: z.object({
         "idempotency-key": z.string().max(255).optional(),
