@@ -117,6 +117,8 @@ export interface StackOptions {
   vars?: DevVars;
   /** Pipe child output to this process's stdio (npm start) or collect it (tests). */
   inheritOutput?: boolean;
+  /** Every chunk of child output as well (not with inheritOutput), e.g. to keep whole logs: "wrangler" or "runner-<id>". */
+  onOutput?: (source: string, chunk: string) => void;
   supervisor?: SupervisorOptions;
 }
 
@@ -219,7 +221,7 @@ export class LocalStack extends EventEmitter {
     // A file left by an earlier run names a port that is gone; the dev server writes it before it serves.
     rmSync(this.directUrlFile, { force: true });
     args.push("--direct-url-file", this.directUrlFile);
-    const wrangler = this.spawnChild(join(BIN, "tsx"), args, { ...QUIET_WRANGLER_ENV }, this.wranglerOutput);
+    const wrangler = this.spawnChild(join(BIN, "tsx"), args, { ...QUIET_WRANGLER_ENV }, this.wranglerOutput, "wrangler");
     this.wrangler = wrangler;
     wrangler.once("exit", (code, signal) => {
       if (this.stopping || this.workerRestarting || this.wrangler !== wrangler) return;
@@ -291,7 +293,8 @@ export class LocalStack extends EventEmitter {
       PORT: String(runner.metricsPort),
       ...runner.env,
     };
-    const child = this.spawnChild(join(BIN, "tsx"), [join(ROOT, "gpu-runner/src/cli.ts"), "serve"], env, runner.output);
+    const cli = [join(ROOT, "gpu-runner/src/cli.ts"), "serve"];
+    const child = this.spawnChild(join(BIN, "tsx"), cli, env, runner.output, `runner-${runner.id}`);
     runner.process = child;
     runner.startedAt = Date.now();
     child.once("exit", (code, signal) => this.onRunnerExit(runner, child, code, signal));
@@ -358,7 +361,7 @@ export class LocalStack extends EventEmitter {
     if (this.options.inheritOutput) console.error(stamped);
   }
 
-  private spawnChild(cmd: string, args: string[], env: Record<string, string>, sink: string[]): ChildProcess {
+  private spawnChild(cmd: string, args: string[], env: Record<string, string>, sink: string[], source: string): ChildProcess {
     const inherit = this.options.inheritOutput ?? false;
     // Always in its own process group, so a kill reaches the node process under tsx too (a SIGKILL to tsx alone
     // leaves its child running); `npm start`'s Ctrl-C reaches them through stop(), not the terminal.
@@ -370,6 +373,7 @@ export class LocalStack extends EventEmitter {
     });
     const keep = (chunk: Buffer) => {
       sink.push(chunk.toString());
+      this.options.onOutput?.(source, chunk.toString());
       if (sink.length > 2000) sink.splice(0, sink.length - 2000);
     };
     child.stdout?.on("data", keep);

@@ -1,7 +1,8 @@
 import { join } from "node:path";
 import { LocalStack, ROOT } from "./local-stack.ts";
 
-// `npm start`: the whole service on one machine — wrangler dev (local D1, R2, Queues, Durable Objects) plus one CPU runner.
+// `npm start`: the whole service on one machine — wrangler dev (local D1, R2, Queues, Durable Objects) plus one CPU runner
+// (VIGIL_RUNNERS for more), which the stack restarts when it crashes.
 const port = Number(process.env.PORT ?? 8787);
 const stack = new LocalStack({
   port,
@@ -39,11 +40,10 @@ console.log(`
     curl -s -H "Authorization: Bearer ${key}" -H "Content-Type: image/jpeg" -H "Prefer: wait=30" \\
       --data-binary @test/fixtures/photo.jpg ${stack.url}/v1/inspect
 `);
-for (const child of [stack.wrangler, ...stack.runners.map((r) => r.process)]) {
-  child?.once("exit", (code) => {
-    if (!stopping) {
-      console.error(`a local stack process exited (${code}); stopping`);
-      void shutdown(1);
-    }
-  });
-}
+// Runners are supervised by the stack (restarted with backoff, each exit logged as "[supervisor …] runner N …").
+// The worker is not: its local Queues are in memory, so a silent restart would hide lost webhook messages.
+stack.on("worker-exit", ({ code, signal }: { code: number | null; signal: string | null }) => {
+  if (stopping) return;
+  console.error(`the worker (wrangler dev) exited (${signal ?? code}); stopping`);
+  void shutdown(1);
+});

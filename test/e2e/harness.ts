@@ -16,6 +16,7 @@ export async function startTestStack(
   } catch (e) {
     console.error(stack.wranglerOutput.join("").slice(-4000));
     for (const r of stack.runners) console.error(r.output.join("").slice(-4000));
+    console.error(stack.supervisorLog.join("\n"));
     await stack.stop();
     throw e;
   }
@@ -34,9 +35,14 @@ export interface ReceivedEvent {
   payload: any;
 }
 
-/** A local webhook endpoint that only accepts deliveries whose Standard Webhooks signature verifies. */
+/**
+ * A local webhook endpoint that only accepts deliveries whose Standard Webhooks signature verifies. Every verified
+ * delivery is kept in `events`, re-deliveries included (same `id`, the webhook-id); `byJob` indexes them by the
+ * job they are about (`data.job.id`).
+ */
 export class WebhookReceiver {
   readonly events: ReceivedEvent[] = [];
+  readonly byJob = new Map<string, ReceivedEvent[]>();
   rejected = 0;
   private server?: Server;
   private secret = "";
@@ -55,7 +61,10 @@ export class WebhookReceiver {
         try {
           const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, String(v)]));
           const payload = new Webhook(this.secret).verify(body, headers) as any;
-          this.events.push({ id: headers["webhook-id"]!, type: payload.type, payload });
+          const event = { id: headers["webhook-id"]!, type: payload.type, payload };
+          this.events.push(event);
+          const jobId = payload?.data?.job?.id;
+          if (typeof jobId === "string") this.byJob.set(jobId, [...(this.byJob.get(jobId) ?? []), event]);
           res.writeHead(204).end();
           this.waiters.splice(0).forEach((w) => w());
         } catch {
@@ -86,6 +95,11 @@ export class WebhookReceiver {
         });
       });
     }
+  }
+
+  /** Distinct events (by webhook-id) received about a job, of one type when given. */
+  eventIdsFor(jobId: string, type?: string): Set<string> {
+    return new Set((this.byJob.get(jobId) ?? []).filter((e) => !type || e.type === type).map((e) => e.id));
   }
 
   close() {
