@@ -77,7 +77,13 @@ export function uniquePng(): Uint8Array {
 export async function expectProblem(res: Response, status: number, code: string) {
   expect(res.status, `${res.url}`).toBe(status);
   expect(res.headers.get("content-type")).toContain("application/problem+json");
-  const body = (await res.json()) as { type: string; status: number; title: string; detail: string };
+  const body = (await res.json()) as {
+    type: string;
+    status: number;
+    title: string;
+    detail: string;
+    errors?: { path: string; message: string }[];
+  };
   expect(body.type).toBe(`https://vigil.dev/errors/${code}`);
   expect(body.status).toBe(status);
   expect(body.title).toBeTruthy();
