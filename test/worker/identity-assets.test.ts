@@ -184,16 +184,19 @@ describe("asset records", () => {
   it("list newest first with cursors; delete keeps a tombstone that still traces", async () => {
     const t = tenant();
     const made = [];
+    // An asset is listed once its marked image exists, and protected_at is that moment.
     for (let i = 0; i < 5; i++) {
       made.push(await createAsset(env, { tenantId: t, faces: [face()], owner: `o${i}`, externalRef: `r${i}` }));
+      await setAssetImage(env, t, made[i]!.row.id, i === 4 ? `tenants/${t}/img.png` : `tenants/${t}/img${i}.png`);
       await new Promise((r) => setTimeout(r, 2));
     }
-    await setAssetImage(env, t, made[4]!.row.id, `tenants/${t}/img.png`);
+    const unissued = await createAsset(env, { tenantId: t, faces: [face()], owner: "pending" });
     const page1 = await listAssets(env, t, { limit: 3 });
     expect(page1.data.map((a) => a.owner)).toEqual(["o4", "o3", "o2"]);
     const page2 = await listAssets(env, t, { limit: 3, cursor: page1.next_cursor });
     expect(page2.data.map((a) => a.owner)).toEqual(["o1", "o0"]);
     expect(page2.next_cursor).toBeNull();
+    expect(await getAsset(env, t, unissued.row.id)).toBeNull();
     await expect(listAssets(env, t, { cursor: "garbage" })).rejects.toThrow(/cursor/);
 
     const gone = await deleteAsset(env, t, made[4]!.row.id);
