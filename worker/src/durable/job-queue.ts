@@ -166,6 +166,10 @@ export class JobQueue extends DurableObject<AppEnv> {
     this.sql = ctx.storage.sql;
     this.migrate();
     this.outbox = new Outbox(this.sql, env);
+    // After a restart, make sure unsent events and unexpired leases have an alarm, whatever became of the old one.
+    void ctx.blockConcurrencyWhile(async () => {
+      if ((await ctx.storage.getAlarm()) === null) await ctx.storage.setAlarm(this.nextAlarmAt());
+    });
   }
 
   private migrate(): void {
