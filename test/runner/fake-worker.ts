@@ -2,7 +2,14 @@ import { createHmac, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { TicketPayload } from "../../contract/protocol.ts";
-import { RUNNER_ROUTES } from "../../contract/protocol.ts";
+import {
+  CompleteRequest,
+  FailRequest,
+  HeartbeatRequest,
+  LeaseRequest,
+  ReleaseRequest,
+  RUNNER_ROUTES,
+} from "../../contract/protocol.ts";
 import { verifyRunnerSignature } from "../../contract/runner-auth.ts";
 import { generateTicketKeyPair, importTicketPrivateKey, signTicket } from "../../contract/ticket.ts";
 
@@ -14,6 +21,8 @@ import { generateTicketKeyPair, importTicketPrivateKey, signTicket } from "../..
  * Leases really expire, as in the worker's JobQueue: a lease ends at the `lease_expires_at` second the runner was
  * told (a heartbeat moves it to now + leaseSeconds); a heartbeat or report after that is answered 409 lease_lost,
  * and the job goes back to the queue with its attempt spent (failed `lease_expired` once maxAttempts are spent).
+ * Request bodies are checked against the protocol's schemas (400 otherwise), and a lease hands out only jobs of the
+ * operations the runner asked for.
  */
 
 export interface FakeJobSpec {
@@ -23,8 +32,21 @@ export interface FakeJobSpec {
   outputs?: string[];
   models?: TicketPayload["models"];
   leaseSeconds?: number;
-  /** Corrupt the ticket: "tamper" changes a signed field, "foreign" signs with another key, "mismatch" names another job. */
-  badTicket?: "tamper" | "foreign" | "mismatch" | "expired";
+  /**
+   * Corrupt the ticket: "tamper" changes a signed field, "foreign" signs with another key, "mismatch" names another
+   * job, "other-lease" / "other-attempt" are validly signed for this job but another lease or attempt of it.
+   */
+  badTicket?: "tamper" | "foreign" | "mismatch" | "expired" | "other-lease" | "other-attempt";
+  /** Hand the job to a runner even if it did not ask for its operation (a worker and runner at different versions). */
+  ignoreOperations?: boolean;
+  /** The ticket's pixel limit (limits.max_pixels); 50 MP. */
+  maxPixels?: number;
+  /** The first N reads of this job's inputs are answered 500 (a flaky object store). */
+  failReads?: number;
+  /** Uploads of this job's outputs are answered with this status instead of stored. */
+  rejectUploads?: number;
+  /** The lease response lists this job twice (a worker bug or a retried response): the runner must run it once. */
+  duplicateInLease?: boolean;
   /** Answer `cancel: true` to heartbeats. */
   cancel?: boolean;
   /** The lease is taken away (expired and re-leased elsewhere) right after it is handed out: reports get 409. */
@@ -71,9 +93,17 @@ export class FakeWorker {
   readonly jobs: FakeJob[] = [];
   readonly objects = new Map<string, { body: Buffer; contentType: string }>();
   readonly authFailures: string[] = [];
+  /** Requests refused 400 because their body did not match the protocol schema. */
+  readonly badRequests: string[] = [];
+  /** Every lease request's body, in order. */
+  readonly leaseRequests: { max_jobs: number; operations: string[]; at: number }[] = [];
+  /** The most jobs leased (not yet reported or expired) at once. */
+  maxLeasedAtOnce = 0;
   leaseCalls = 0;
-  /** Fail the next N lease calls with 503 (worker trouble). */
+  /** Fail the next N lease calls with 503 (worker trouble; the runner's client retries these itself). */
   failNextLeases = 0;
+  /** Answer the next N lease calls 200 with a body that is not a lease response (the lease loop's own error path). */
+  malformedLeases = 0;
   private server?: Server;
   private privateKey?: CryptoKey;
   private foreignKey?: CryptoKey;
@@ -144,8 +174,8 @@ export class FakeWorker {
     const payload: TicketPayload = {
       v: 1,
       job_id: job.spec.badTicket === "mismatch" ? "job_someone_else" : job.id,
-      lease_id: job.leaseId,
-      attempt: job.attempt,
+      lease_id: job.spec.badTicket === "other-lease" ? `lease_${randomUUID()}` : job.leaseId,
+      attempt: job.spec.badTicket === "other-attempt" ? job.attempt + 1 : job.attempt,
       operation: job.spec.operation ?? "inspect",
       params: job.spec.params ?? {},
       models: job.spec.models ?? [],
@@ -160,7 +190,7 @@ export class FakeWorker {
         url: this.signUrl("PUT", `out/${job.id}/${name}`),
         key: `out/${job.id}/${name}`,
       })),
-      limits: { max_pixels: 50_000_000 },
+      limits: { max_pixels: job.spec.maxPixels ?? 50_000_000 },
       issued_at: now,
       expires_at: job.spec.badTicket === "expired" ? now - 1 : leaseExpires + 60,
       kid: this.kid,
@@ -196,8 +226,17 @@ export class FakeWorker {
     }
     const json = body.length ? JSON.parse(body.toString()) : {};
     if (url.pathname === RUNNER_ROUTES.ticketKeys) return send(200, { keys: [{ kid: this.kid, public_key: this.publicKey }] });
-    if (url.pathname === RUNNER_ROUTES.lease) return this.handleLease(json, send, () => res.destroyed || req.socket.destroyed);
     const m = /^\/internal\/runner\/jobs\/([^/]+)\/(heartbeat|complete|fail|release)$/.exec(url.pathname);
+    // The worker validates every body against the protocol (routes/runner.ts parseBody): so does the fake.
+    const schema =
+      url.pathname === RUNNER_ROUTES.lease
+        ? LeaseRequest
+        : { heartbeat: HeartbeatRequest, complete: CompleteRequest, fail: FailRequest, release: ReleaseRequest }[m?.[2] ?? ""];
+    if (schema && !schema.safeParse(json).success) {
+      this.badRequests.push(`${req.method} ${url.pathname}: ${body.toString().slice(0, 200)}`);
+      return send(400, { type: "invalid_request" });
+    }
+    if (url.pathname === RUNNER_ROUTES.lease) return this.handleLease(json, send, () => res.destroyed || req.socket.destroyed);
     const job = m ? this.jobs.find((j) => j.id === m[1]) : undefined;
     if (!m || !job) return send(404, { type: "not_found" });
     const slow = job.spec.slowHeartbeats;
@@ -233,20 +272,29 @@ export class FakeWorker {
     gone: () => boolean,
   ) {
     this.leaseCalls++;
+    this.leaseRequests.push({ max_jobs: json.max_jobs, operations: json.operations, at: Date.now() });
     if (this.failNextLeases > 0) {
       this.failNextLeases--;
       return send(503, { type: "unavailable" });
     }
+    if (this.malformedLeases > 0) {
+      this.malformedLeases--;
+      return send(200, { jobs: "not a list" });
+    }
     const deadline = Date.now() + json.wait_seconds * 1000;
-    this.expireLeases();
-    let queued = this.jobs.filter((j) => j.state === "queued");
+    const leasable = () => {
+      this.expireLeases();
+      return this.jobs.filter(
+        (j) => j.state === "queued" && (j.spec.ignoreOperations || json.operations.includes(j.spec.operation ?? "inspect")),
+      );
+    };
+    let queued = leasable();
     while (queued.length === 0 && Date.now() < deadline) {
       await new Promise<void>((r) => {
         this.waiters.push(r);
         setTimeout(r, Math.max(0, deadline - Date.now()));
       });
-      this.expireLeases();
-      queued = this.jobs.filter((j) => j.state === "queued");
+      queued = leasable();
     }
     // A runner that gave up on this long-poll (shutdown) must not be handed jobs it will never see.
     if (gone()) return;
@@ -259,14 +307,17 @@ export class FakeWorker {
       job.attempt++;
       const expires = Math.floor(Date.now() / 1000) + (job.spec.leaseSeconds ?? 30);
       job.leaseExpiresAt = expires * 1000;
-      out.push({
+      const leased = {
         job_id: job.id,
         lease_id: job.leaseId,
         attempt: job.attempt,
         lease_expires_at: expires,
         ticket: await this.ticketFor(job, expires),
-      });
+      };
+      out.push(leased);
+      if (job.spec.duplicateInLease) out.push(leased);
     }
+    this.maxLeasedAtOnce = Math.max(this.maxLeasedAtOnce, this.jobs.filter((j) => j.state === "leased").length);
     send(200, { jobs: out });
   }
 
@@ -301,11 +352,17 @@ export class FakeWorker {
       const obj = this.objects.get(key);
       const job = this.jobs.find((j) => key.startsWith(`in/${j.id}/`));
       if (job) job.inputReads++;
-      if (!obj) res.writeHead(404).end();
+      if (job?.spec.failReads && job.inputReads <= job.spec.failReads) res.writeHead(500).end("object store trouble");
+      else if (!obj) res.writeHead(404).end();
       else res.writeHead(200, { "content-type": obj.contentType, "content-length": obj.body.length }).end(obj.body);
       return;
     }
     if (req.method === "PUT") {
+      const job = this.jobs.find((j) => key.startsWith(`out/${j.id}/`));
+      if (job?.spec.rejectUploads) {
+        res.writeHead(job.spec.rejectUploads).end("refused");
+        return;
+      }
       this.objects.set(key, { body, contentType: String(req.headers["content-type"]) });
       res.writeHead(200).end();
       return;
