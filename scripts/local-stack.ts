@@ -197,6 +197,7 @@ export class LocalStack extends EventEmitter {
   readonly supervisorLog: string[] = [];
   private runnerSeq = 0;
   private stopping = false;
+  private stopped?: Promise<void>;
   private workerRestarting = false;
   private readonly restartTimers = new Set<NodeJS.Timeout>();
 
@@ -436,7 +437,13 @@ export class LocalStack extends EventEmitter {
     ].join("\n");
   }
 
-  async stop(): Promise<void> {
+  /** Stops everything (runners first, then wrangler); a second call waits for the first. */
+  stop(): Promise<void> {
+    this.stopped ??= this.stopAll();
+    return this.stopped;
+  }
+
+  private async stopAll(): Promise<void> {
     // First, so that no exit below (and no pending restart timer) starts a runner again.
     this.stopping = true;
     for (const t of this.restartTimers) clearTimeout(t);
