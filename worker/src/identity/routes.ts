@@ -207,6 +207,30 @@ identityRoutes.delete("/v1/assets/:id", async (c) => {
   });
 });
 
+// Master keys: the tenant's own, with the admin scope; the tenant always comes from the caller's key, never the request.
+for (const [method, path, summary, status] of [
+  ["get", "/v1/identity/keys", "The tenant's identity master keys (metadata only; scope admin).", 200],
+  [
+    "post",
+    "/v1/identity/keys/rotate",
+    "A new active master key for the tenant; older ones are retired and still verify (scope admin).",
+    201,
+  ],
+] as const) {
+  identityRoutes.openAPIRegistry.registerPath({
+    method,
+    path,
+    summary,
+    tags: ["Identity"],
+    security: [{ bearer: [] }],
+    // A rotation racing another one is a 409 rotation_conflict (master-keys.ts).
+    responses: {
+      [status]: { description: "OK" },
+      ...problemResponses(...(method === "post" ? [401, 403, 409, 429] : [401, 403, 429])),
+    },
+  });
+}
+
 identityRoutes.get("/v1/identity/keys", async (c) => {
   const principal = requireScope(c.get("principal"), "admin");
   return c.json({ object: "list", data: await listMasterKeys(c.env, principal.tenantId) });
