@@ -161,14 +161,15 @@ describe("webhook delivery: endpoint changes after the event", () => {
 });
 
 describe("webhook fan-out", () => {
-  it("a re-delivered fan-out creates no second delivery; one that never got an attempt is sent again", async () => {
+  it("makes the first attempt itself; a re-delivered fan-out creates no second delivery and no second attempt", async () => {
     const ep = await endpoint("https://hooks.example.com/fail", ["test.dedupe"]);
     const ev = event("test.dedupe");
     const fanOut: WebhookMessage = { kind: "event", tenant_id: "ten_dev", event: ev };
-    const sent: WebhookMessage[] = [];
+    const sent: { message: WebhookMessage; delaySeconds?: number }[] = [];
     // Record what the fan-out enqueues for this endpoint (other tests' "*" endpoints match too) instead of letting
     // the pool's consumer run it concurrently with this test.
-    const send = async (m: WebhookMessage) => void (m.kind === "delivery" && m.endpoint_id === ep.id && sent.push(m));
+    const send = async (m: WebhookMessage, o?: QueueSendOptions) =>
+      void (m.kind === "delivery" && m.endpoint_id === ep.id && sent.push({ message: m, delaySeconds: o?.delaySeconds }));
     const recording = { ...env, WEBHOOK_QUEUE: { send } } as unknown as AppEnv;
     const run = async () => {
       const rec: Recorded = { acked: false, retries: [] };
@@ -184,17 +185,42 @@ describe("webhook fan-out", () => {
       return rec;
     };
     expect((await run()).acked).toBe(true);
-    expect((await run()).acked).toBe(true);
     const rows = await testEnv.DB.prepare("SELECT id FROM webhook_deliveries WHERE endpoint_id = ? AND event_id = ?")
       .bind(ep.id, ev.id)
       .all<{ id: string }>();
     expect(rows.results).toHaveLength(1);
-    // Both runs sent the still-unattempted delivery (its first message may have been lost with a crash).
-    expect(sent.map((m) => m.kind === "delivery" && m.delivery_id)).toEqual([rows.results[0]!.id, rows.results[0]!.id]);
-    // Once attempted, a third fan-out leaves it to the queue's own retry cycle.
-    await consume(sent[0]!, 1);
-    await run();
-    expect(sent).toHaveLength(2);
+    const id = rows.results[0]!.id;
+    // The first attempt was made during the fan-out (the endpoint answered 500); only its retry was queued.
+    expect((await deliveryRow(id)).log.map((a) => [a.attempt, a.status_code])).toEqual([[1, 500]]);
+    expect(sent).toEqual([
+      { message: { kind: "delivery", delivery_id: id, endpoint_id: ep.id, event: ev, prior_attempts: 1 }, delaySeconds: 10 },
+    ]);
+    // A second fan-out of the same event (the outbox re-sent it) leaves the delivery to its retry cycle.
+    expect((await run()).acked).toBe(true);
+    expect(sent).toHaveLength(1);
+    expect((await deliveryRow(id)).log).toHaveLength(1);
+    // The retry message counts on from the fan-out's attempt.
+    expect(await consume(sent[0]!.message, 1)).toEqual({ acked: false, retries: [backoffSeconds(2)] });
+    expect((await deliveryRow(id)).log.map((a) => a.attempt)).toEqual([1, 2]);
+  });
+
+  it("a delivery left pending by a crash after its insert gets its first attempt on the re-sent fan-out", async () => {
+    const ep = await endpoint("https://hooks.example.com/x", ["test.pending"]);
+    await receiveWith(ep.id, ep.secret);
+    const ev = event("test.pending");
+    const pending = await pendingDelivery(ep.id, ev);
+    const message = {
+      id: "m",
+      timestamp: new Date(),
+      attempts: 1,
+      body: { kind: "event", tenant_id: "ten_dev", event: ev },
+      ack() {},
+      retry() {},
+    };
+    await handleWebhookBatch({ queue: "q", messages: [message], ackAll() {}, retryAll() {} } as never, env);
+    const row = await deliveryRow(pending.delivery_id);
+    expect(row.status).toBe("succeeded");
+    expect(row.log.map((a) => [a.attempt, a.status_code])).toEqual([[1, 200]]);
   });
 });
 

@@ -10,9 +10,9 @@ import { checkWebhookUrl } from "./ssrf.ts";
  * webhook-timestamp and webhook-signature = "v1,<base64 HMAC-SHA256(secret bytes, id.timestamp.body)>",
  * where the secret bytes are the base64 after "whsec_". During a secret rotation both signatures are sent.
  *
- * Events come from the JobQueue's transactional outbox (durable/outbox.ts). Delivery runs in two queue hops:
- * an `event` message fans out to the tenant's matching endpoints and is then confirmed to the outbox, and
- * each `delivery` message is one endpoint's delivery with its own retries and backoff.
+ * Events come from the JobQueue's transactional outbox (durable/outbox.ts). An `event` message fans out to the
+ * tenant's matching endpoints, makes each delivery's first attempt, and is then confirmed to the outbox; each
+ * `delivery` message is one endpoint's retry, with its backoff.
  */
 
 export type { WebhookEvent };
@@ -86,11 +86,18 @@ interface EndpointRow {
   previous_secret_expires_at: number | null;
 }
 
+/**
+ * One delivery per matching endpoint, and its first attempt made here, before the consumer confirms the event to
+ * the outbox: until that attempt is recorded the outbox still holds the event, so a crash anywhere up to here is
+ * repaired by the outbox's re-send. (A second queue hop for the first attempt had a window in which a killed local
+ * worker lost the delivery message after the event was confirmed.) Only retries travel as delivery messages.
+ */
 async function fanOut(env: AppEnv, tenantId: string, event: WebhookEvent): Promise<void> {
   const { results } = await env.DB.prepare("SELECT * FROM webhook_endpoints WHERE tenant_id = ?")
     .bind(tenantId)
     .all<EndpointRow>();
   const now = Date.now();
+  const due: Extract<WebhookMessage, { kind: "delivery" }>[] = [];
   for (const ep of results) {
     const events = JSON.parse(ep.events) as string[];
     if (!events.includes("*") && !events.includes(event.type)) continue;
@@ -103,17 +110,22 @@ async function fanOut(env: AppEnv, tenantId: string, event: WebhookEvent): Promi
       .bind(id, ep.id, tenantId, event.id, event.type, now, now, JSON.stringify(event))
       .run();
     if (!r.meta.changes) {
-      // A fan-out seen before. A delivery that never got an attempt may have lost its message (a crash between
-      // the insert and the send): send it again. One that has attempts is in the queue's retry cycle already.
+      // A fan-out seen before (the outbox re-sent the event). A delivery that never got its first attempt (a crash
+      // after the insert) gets it now; one with attempts is in the queue's retry cycle already.
       const prior = await env.DB.prepare("SELECT id, status FROM webhook_deliveries WHERE endpoint_id = ? AND event_id = ?")
         .bind(ep.id, event.id)
         .first<{ id: string; status: string }>();
       if (!prior || prior.status !== "pending") continue;
       id = prior.id;
     }
-    const message: WebhookMessage = { kind: "delivery", delivery_id: id, endpoint_id: ep.id, event };
-    await env.WEBHOOK_QUEUE.send(message);
+    due.push({ kind: "delivery", delivery_id: id, endpoint_id: ep.id, event });
   }
+  await Promise.all(
+    due.map(async (message) => {
+      if (await deliver(env, message, 1)) return;
+      await env.WEBHOOK_QUEUE.send({ ...message, prior_attempts: 1 }, { delaySeconds: backoffSeconds(1) });
+    }),
+  );
 }
 
 /** Attempts one delivery and records it. Returns true when done (success or permanently given up). */
