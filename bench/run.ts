@@ -1,7 +1,9 @@
 import { mkdirSync, writeFileSync } from "node:fs";
+import { runFuzzBench } from "./fuzz.ts";
 import { runIdentityBench } from "./identity.ts";
 import { runLowlightBench } from "./lowlight.ts";
 import { runSpineBench } from "./spine.ts";
+import { runStormBench } from "./storm.ts";
 import { runWatermarkBench } from "./watermark.ts";
 
 // `npm run bench`: each benchmark writes bench/results/<name>.json. Timings compare only within one run on one machine.
@@ -11,6 +13,8 @@ const benches: Record<string, () => Promise<unknown>> = {
   watermark: runWatermarkBench,
   lowlight: runLowlightBench,
   identity: runIdentityBench,
+  storm: runStormBench,
+  fuzz: runFuzzBench,
 };
 
 mkdirSync(new URL("results/", import.meta.url), { recursive: true });
