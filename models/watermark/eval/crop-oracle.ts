@@ -20,6 +20,7 @@ import type { RasterImage } from "../../../gpu-runner/src/operations/types.ts";
 import { embed, readWatermark } from "../../../gpu-runner/src/operations/watermark.ts";
 import { openEncoder } from "../../../gpu-runner/src/operations/watermark-encoder.ts";
 import { hexToBits } from "../../../gpu-runner/src/operations/watermark-code.ts";
+import { sh, toRaster } from "./raster.ts";
 
 const root = (p: string) => fileURLToPath(new URL(`../../../${p}`, import.meta.url));
 const { values: args } = parseArgs({
@@ -53,24 +54,6 @@ const CROPS: [string, (W: number, H: number) => Rect][] = [
   ["largest 16:9", (W, H) => centred(16 / 9, W, H)],
   ["50 % of the area", () => ({ x: 0.146, y: 0.146, w: 0.707, h: 0.707 })],
 ];
-
-function raster(data: Buffer, info: { width: number; height: number; channels: number }): RasterImage {
-  return {
-    width: info.width,
-    height: info.height,
-    channels: info.channels as RasterImage["channels"],
-    bitDepth: 8,
-    hasAlpha: false,
-    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-    source: { format: "raw", bytes: data.byteLength, orientation: null, space: "srgb", icc: false, pages: 1 },
-  };
-}
-
-const sh = (img: RasterImage) => sharp(img.data, { raw: { width: img.width, height: img.height, channels: img.channels } });
-async function toRaster(s: sharp.Sharp): Promise<RasterImage> {
-  const { data, info } = await s.removeAlpha().raw().toBuffer({ resolveWithObject: true });
-  return raster(data, info);
-}
 
 function px(r: Rect, W: number, H: number) {
   const left = Math.round(r.x * W);

@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
 import sharp, { type Region, type Sharp } from "sharp";
 import type { RasterImage } from "../../../gpu-runner/src/operations/types.ts";
+import { sh, toRaster } from "./raster.ts";
 import { decode, embed, readWatermark } from "../../../gpu-runner/src/operations/watermark.ts";
 import { openEncoder } from "../../../gpu-runner/src/operations/watermark-encoder.ts";
 import { CODE_BITS, channelBits, hexToBits } from "../../../gpu-runner/src/operations/watermark-code.ts";
@@ -54,24 +55,6 @@ function rng(seed: number): () => number {
 }
 const rand = rng(1234);
 
-function raster(data: Buffer | Uint8Array, info: { width: number; height: number; channels: number }): RasterImage {
-  return {
-    width: info.width,
-    height: info.height,
-    channels: info.channels as RasterImage["channels"],
-    bitDepth: 8,
-    hasAlpha: false,
-    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-    source: { format: "raw", bytes: data.byteLength, orientation: null, space: "srgb", icc: false, pages: 1 },
-  };
-}
-
-async function toRaster(s: Sharp): Promise<RasterImage> {
-  const { data, info } = await s.removeAlpha().toColourspace("srgb").raw().toBuffer({ resolveWithObject: true });
-  return raster(data, info);
-}
-
-const sh = (img: RasterImage) => sharp(img.data, { raw: { width: img.width, height: img.height, channels: img.channels } });
 const codec = async (img: RasterImage, f: (s: Sharp) => Sharp) => toRaster(sharp(await f(sh(img)).toBuffer()));
 const jpeg = (q: number) => (img: RasterImage) => codec(img, (s) => s.jpeg({ quality: q, chromaSubsampling: "4:2:0" }));
 const webp = (q: number) => (img: RasterImage) => codec(img, (s) => s.webp({ quality: q }));
