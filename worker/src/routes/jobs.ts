@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { setMetric } from "hono/timing";
-import { sha256Hex } from "../../../contract/encoding.ts";
+import { sha256Hex, stableJson } from "../../../contract/encoding.ts";
 import { OPERATIONS, type OperationSpec } from "../../../contract/operations.ts";
 import { jobQueue, type JobInput, type JobRecord } from "../durable/job-queue.ts";
 import { intVar, type HonoEnv } from "../env.ts";
@@ -129,18 +129,6 @@ async function readRequest(c: C, op: OperationSpec, jobId: string): Promise<Read
     "unsupported_media_type",
     "send an image (Content-Type: image/*), multipart/form-data, or JSON with an upload_id",
   );
-}
-
-function stableJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
-  if (v && typeof v === "object") {
-    const o = v as Record<string, unknown>;
-    return `{${Object.keys(o)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`)
-      .join(",")}}`;
-  }
-  return JSON.stringify(v);
 }
 
 function idempotencyKey(c: C): string | undefined {

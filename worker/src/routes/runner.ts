@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { z } from "zod";
-import { sha256Hex } from "../../../contract/encoding.ts";
+import { sha256Hex, stableJson } from "../../../contract/encoding.ts";
 import { getOperation } from "../../../contract/operations.ts";
 import { CompleteRequest, FailRequest, HeartbeatRequest, LeaseRequest, ReleaseRequest } from "../../../contract/protocol.ts";
 import { RUNNER_HEADERS } from "../../../contract/runner-auth.ts";
@@ -32,18 +32,6 @@ function parseBody<T extends z.ZodType>(c: C, schema: T): z.infer<T> {
   if (!r.success)
     throw new ApiError(422, "validation_failed", "the request body is not valid", { errors: zodFieldErrors(r.error.issues) });
   return r.data;
-}
-
-function stable(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(stable).join(",")}]`;
-  if (v && typeof v === "object") {
-    const o = v as Record<string, unknown>;
-    return `{${Object.keys(o)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${stable(o[k])}`)
-      .join(",")}}`;
-  }
-  return JSON.stringify(v);
 }
 
 /** The error for a JobQueue call that refused a job report or heartbeat. */
@@ -108,7 +96,7 @@ runner.post("/internal/runner/jobs/:id/complete", async (c) => {
   const out = await queue.complete(
     jobId,
     req.lease_id,
-    await sha256Hex(stable(req)),
+    await sha256Hex(stableJson(req)),
     { result: req.result, artifacts: req.artifacts, metrics: req.metrics },
     runnerNonce(c),
   );
@@ -122,7 +110,7 @@ runner.post("/internal/runner/jobs/:id/fail", async (c) => {
     await jobQueue(c.env).fail(
       c.req.param("id"),
       req.lease_id,
-      await sha256Hex(stable(req)),
+      await sha256Hex(stableJson(req)),
       req.error,
       req.retryable,
       runnerNonce(c),
@@ -133,7 +121,7 @@ runner.post("/internal/runner/jobs/:id/fail", async (c) => {
 runner.post("/internal/runner/jobs/:id/release", async (c) => {
   const req = parseBody(c, ReleaseRequest);
   return reportResponse(
-    await jobQueue(c.env).release(c.req.param("id"), req.lease_id, await sha256Hex(stable(req)), runnerNonce(c)),
+    await jobQueue(c.env).release(c.req.param("id"), req.lease_id, await sha256Hex(stableJson(req)), runnerNonce(c)),
   );
 });
 
