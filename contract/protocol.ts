@@ -10,6 +10,8 @@ export const PROTOCOL_VERSION = 1;
 export const JobStatus = z.enum(["queued", "running", "succeeded", "failed", "canceled"]);
 export type JobStatus = z.infer<typeof JobStatus>;
 export const TERMINAL_STATUSES: readonly JobStatus[] = ["succeeded", "failed", "canceled"];
+/** Whether a job in `status` is done: it changes no more. */
+export const isTerminalStatus = (status: JobStatus): boolean => TERMINAL_STATUSES.includes(status);
 
 export const ModelRef = z.object({ id: z.string(), version: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/) });
 

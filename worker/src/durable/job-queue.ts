@@ -1,7 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { base64urlDecode, base64urlEncode, utf8 } from "../../../contract/encoding.ts";
 import { getOperation, OPERATION_NAMES } from "../../../contract/operations.ts";
-import type { Artifact, JobStatus } from "../../../contract/protocol.ts";
+import { isTerminalStatus, type Artifact, type JobStatus } from "../../../contract/protocol.ts";
 import type { AppEnv } from "../env.ts";
 import { newId } from "../lib/ids.ts";
 import { Outbox } from "./outbox.ts";
@@ -325,7 +325,7 @@ export class JobQueue extends DurableObject<AppEnv> {
   /** Resolves with the job once terminal, or with its current state after `timeoutMs`. */
   async waitFor(tenantId: string, id: string, timeoutMs: number): Promise<JobRecord | null> {
     const job = this.get(tenantId, id);
-    if (!job || job.status === "succeeded" || job.status === "failed" || job.status === "canceled" || timeoutMs <= 0) return job;
+    if (!job || isTerminalStatus(job.status) || timeoutMs <= 0) return job;
     return new Promise((resolve) => {
       const set = this.terminalWaiters.get(id) ?? new Set();
       this.terminalWaiters.set(id, set);

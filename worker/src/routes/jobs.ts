@@ -3,6 +3,7 @@ import type { Context } from "hono";
 import { setMetric } from "hono/timing";
 import { sha256Hex, stableJson } from "../../../contract/encoding.ts";
 import { OPERATIONS, type OperationSpec } from "../../../contract/operations.ts";
+import { isTerminalStatus } from "../../../contract/protocol.ts";
 import { jobQueue, type JobInput, type JobRecord } from "../durable/job-queue.ts";
 import { intVar, type HonoEnv } from "../env.ts";
 import { newId } from "../lib/ids.ts";
@@ -139,12 +140,10 @@ function idempotencyKey(c: C): string | undefined {
   return key;
 }
 
-const isTerminal = (j: JobRecord) => j.status === "succeeded" || j.status === "failed" || j.status === "canceled";
-
 async function respondWithJob(c: C, job: JobRecord, extra: Record<string, string> = {}, forceStatus?: number): Promise<Response> {
   const origin = new URL(c.req.url).origin;
   const headers = { location: `/v1/jobs/${job.id}`, ...extra };
-  return json(await publicJob(c.env, job, origin), forceStatus ?? (isTerminal(job) ? 200 : 202), headers);
+  return json(await publicJob(c.env, job, origin), forceStatus ?? (isTerminalStatus(job.status) ? 200 : 202), headers);
 }
 
 async function createHandler(c: C, op: OperationSpec): Promise<Response> {
