@@ -1,3 +1,4 @@
+/// <reference types="vite/client" />
 import { describe, expect, it } from "vitest";
 import type { AppEnv } from "../../worker/src/env.ts";
 import { createJob } from "../../worker/src/lib/jobs-api.ts";
@@ -84,6 +85,11 @@ const CASES: Case[] = [
     },
   },
   { code: "empty_body", status: 400, send: () => postImage("/v1/inspect", new Uint8Array(0)) },
+  {
+    code: "unsupported_media_type",
+    status: 415,
+    send: () => raw("/v1/inspect", "just words", { "content-type": "text/plain" }),
+  },
   { code: "invalid_json", status: 400, send: () => raw("/v1/inspect", "{not json", { "content-type": "application/json" }) },
   {
     code: "invalid_multipart",
