@@ -1,5 +1,5 @@
 import sharp from "sharp";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { loadConfig } from "../../gpu-runner/src/config.ts";
 import { REGISTRY } from "../../gpu-runner/src/operations/registry.ts";
 import type { OperationPipeline } from "../../gpu-runner/src/operations/types.ts";
@@ -206,5 +206,22 @@ describe("lease loop: concurrency bound and lease backoff", () => {
     for (const r of worker.leaseRequests) expect(r.max_jobs).toBeGreaterThanOrEqual(1);
     for (const r of worker.leaseRequests) expect(r.max_jobs).toBeLessThanOrEqual(2);
     expect(worker.badRequests).toEqual([]);
+  });
+
+  it("a successful lease resets the backoff: the next failure waits about the first step again, not a grown one", async () => {
+    // Backoff is 500 ms + full jitter (Math.random() x min(15 s, 500 ms x 2^errors)). With the jitter pinned at 0.9,
+    // the first failure after a recovery waits 500 + 0.9 x 1000 = 1.4 s; had the two failures before the recovery
+    // still counted, it would be 500 + 0.9 x 4000 = 4.1 s.
+    const random = vi.spyOn(Math, "random").mockReturnValue(0.9);
+    try {
+      const from = worker.leaseRequests.length;
+      worker.malformedLeases = 1;
+      await worker.waitFor(() => worker.leaseRequests.length >= from + 2 && worker.malformedLeases === 0, 10_000);
+      const [bad, next] = worker.leaseRequests.slice(from, from + 2).map((r) => r.at);
+      expect(next! - bad!).toBeGreaterThanOrEqual(1300);
+      expect(next! - bad!).toBeLessThan(2500);
+    } finally {
+      random.mockRestore();
+    }
   });
 });
