@@ -32,6 +32,12 @@ import { WebhookReceiver } from "../test/e2e/harness.ts";
  * With max_attempts 3, a job whose three attempts were all killed ends failed (runner_crashed): counted, with
  * the rate the kill rate predicts.
  *
+ * Run it on a tree nobody is editing: wrangler dev hot-reloads the worker on every source change, and a runner
+ * restarted by the supervisor loads the runner code as it is on disk then. In a shared checkout, run it from a
+ * snapshot (`git archive HEAD | tar -x -C DIR`, node_modules linked in); `worker_hot_reloads` in the result counts
+ * the reloads wrangler logged, and must be 0 for the run to say anything about one version of the code. A first run
+ * in the shared checkout saw 13, some of them to half-edited code (ReferenceErrors in /complete answered 500).
+ *
  * STORM_WORKER_KILLS=N also kills wrangler (and workerd) with SIGKILL N times mid-storm and starts it again on the
  * same persisted state (LocalStack.restartWorker); clients retry with their Idempotency-Key.
  */
@@ -364,7 +370,9 @@ export async function runStormBench() {
     }
     // Worker-side: how the report gate answered (a stale complete is refused with 409).
     const reports: Record<string, number> = {};
+    let hotReloads = 0;
     for (const line of readFileSync(logs.wrangler, "utf8").split("\n")) {
+      if (line.includes("Reloading local server")) hotReloads++;
       const m = /"method":"POST","path":"\/internal\/runner\/jobs\/[^/]+\/(complete|fail|release|heartbeat)","status":(\d+)/.exec(
         line,
       );
@@ -451,6 +459,7 @@ export async function runStormBench() {
 
     return {
       config: {
+        code: process.env.STORM_CODE ?? null,
         jobs: JOBS,
         min_kills: MIN_KILLS,
         seed: SEED,
@@ -464,6 +473,7 @@ export async function runStormBench() {
         cpus: os.cpus().length,
         load_at_start: os.loadavg()[0],
       },
+      worker_hot_reloads: hotReloads,
       duration_s: { storm: stormS, settle: settledS, total: (Date.now() - t0) / 1000 },
       kills: {
         runner_sigkills: kills,
