@@ -19,8 +19,8 @@ import { ROOT } from "./helpers.ts";
 describe("fuzzed images through every operation's input path", { timeout: 240_000 }, () => {
   it("1,000 images: no crash, no hang, a stable known code for each rejection", async () => {
     // watermark.embed is left to the bench: its input path is watermark.decode's (same limits and decode) after a
-    // params check. Measured: 1,000 images with all five operations took 36 s at load 2 on the shared 2-core
-    // machine (92 s at load 6); most of it is the lies of 13-50 MP that the decoder really decodes.
+    // params check. Measured on the shared 2-core machine: 47 s at load 5 (all five operations: 36 s at load 2,
+    // 92 s at load 6); most of it is the lies of 13-50 MP that the decoder really decodes.
     const operations = ["inspect", "watermark.decode", "face.analyze", "enhance.lowlight"];
     const report = await runFuzz({ seed: 1, count: 1000, timeoutMs: 15_000, operations });
     expect(report.failures).toEqual([]);
