@@ -7,6 +7,7 @@ import {
   detectedReading,
   type FlowJson,
   PNG_1x1,
+  pngOf,
   postImage,
   postJson,
   testEnv,
@@ -19,10 +20,9 @@ import { bitsToHex, hexToBits } from "../../worker/src/identity/bits.ts";
 import calibrationFile from "../../models/identity/calibration.json";
 import "../../worker/src/identity/flows.ts";
 import { identityRoutes } from "../../worker/src/identity/routes.ts";
-import { testPng } from "./image-fixtures.ts";
 
 // Protect and verify refuse images under 32 px per side up front (watermark.embed's min_side): a real 64x64 PNG.
-const IMAGE = await testPng(64, 64);
+const IMAGE = await pngOf(64, 64);
 
 /**
  * The identity routes mounted the way index.ts would mount them (behind the real API-key middleware),

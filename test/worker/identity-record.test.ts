@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
-import { createTenantKey, completeJob, detectedReading, type FlowJson, PNG_1x1, testEnv } from "./helpers.ts";
+import { createTenantKey, completeJob, detectedReading, type FlowJson, PNG_1x1, pngOf, testEnv } from "./helpers.ts";
 import { jobQueue } from "../../worker/src/durable/job-queue.ts";
 import type { HonoEnv } from "../../worker/src/env.ts";
 import { apiAuth } from "../../worker/src/middleware/auth.ts";
@@ -8,10 +8,9 @@ import { ApiError, problemResponse } from "../../worker/src/problem.ts";
 import calibrationFile from "../../models/identity/calibration.json";
 import "../../worker/src/identity/flows.ts";
 import { identityRoutes } from "../../worker/src/identity/routes.ts";
-import { testPng } from "./image-fixtures.ts";
 
 // Protect and verify refuse images under 32 px per side up front (watermark.embed's min_side): a real 64x64 PNG.
-const IMAGE = await testPng(64, 64);
+const IMAGE = await pngOf(64, 64);
 
 /**
  * Verify's record comparison and region look, end to end through the routes and the runner protocol: this

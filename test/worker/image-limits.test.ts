@@ -2,8 +2,7 @@ import { describe, expect, it } from "vitest";
 import { strictestGeometry } from "../../contract/geometry.ts";
 import { OPERATIONS } from "../../contract/operations.ts";
 import { readImageSize } from "../../worker/src/lib/image-header.ts";
-import { call, createTenantKey, expectProblem, postImage, postJson, testEnv, type JobJson } from "./helpers.ts";
-import { testPng } from "./image-fixtures.ts";
+import { call, createTenantKey, expectProblem, pngOf, postImage, postJson, testEnv, type JobJson } from "./helpers.ts";
 
 /**
  * Images a runner would refuse for their format or shape are refused when the job (or flow) is created, with a
@@ -89,7 +88,7 @@ describe("reading width and height from the header bytes", () => {
 describe("up-front geometry checks", () => {
   it("protect and verify refuse the 20000x50 poison image with 422 unsupported_aspect_ratio, storing nothing", async () => {
     const { tenantId, key } = await createTenantKey(["protect", "verify"]);
-    const poison = await testPng(20_000, 50);
+    const poison = await pngOf(20_000, 50);
     for (const path of ["/v1/protect", "/v1/verify"]) {
       const body = await expectProblem(await postImage(path, poison, { key }), 422, "unsupported_aspect_ratio");
       expect(body.detail).toContain("20000x50");
@@ -100,7 +99,7 @@ describe("up-front geometry checks", () => {
   it("protect refuses a 1x1 image with 422 image_too_small before any asset or job exists (defect 7)", async () => {
     const { tenantId, key } = await createTenantKey(["protect", "verify"]);
     for (const path of ["/v1/protect", "/v1/verify"])
-      expect((await expectProblem(await postImage(path, await testPng(1, 1), { key }), 422, "image_too_small")).detail).toContain(
+      expect((await expectProblem(await postImage(path, await pngOf(1, 1), { key }), 422, "image_too_small")).detail).toContain(
         "32 px",
       );
     await nothingStoredFor(tenantId, key);
@@ -110,19 +109,19 @@ describe("up-front geometry checks", () => {
     expect(strictestGeometry(["face.analyze", "watermark.embed"])).toEqual({ min_side: 32, max_aspect_ratio: 16 });
     const { key } = await createTenantKey(["protect", "verify"]);
     // 16:1 passes every stage of both flows; 17:1 is past face.analyze's and the watermark's limit.
-    expect((await postImage("/v1/verify", await testPng(512, 32), { key })).status).toBe(202);
-    await expectProblem(await postImage("/v1/protect", await testPng(544, 32), { key }), 422, "unsupported_aspect_ratio");
+    expect((await postImage("/v1/verify", await pngOf(512, 32), { key })).status).toBe(202);
+    await expectProblem(await postImage("/v1/protect", await pngOf(544, 32), { key }), 422, "unsupported_aspect_ratio");
   });
 
   it("job routes apply their operation's limits, for inline bodies and signed uploads", async () => {
     const { key } = await createTenantKey(["inspect", "restore"]);
     const inspect = OPERATIONS.inspect.limits.max_aspect_ratio;
     const lowlight = OPERATIONS["enhance.lowlight"].limits.max_aspect_ratio;
-    await expectProblem(await postImage("/v1/inspect", await testPng(20_000, 50), { key }), 422, "unsupported_aspect_ratio");
-    expect((await postImage("/v1/inspect", await testPng(inspect * 20, 20), { key })).status).toBe(202);
-    expect((await postImage("/v1/enhance/lowlight", await testPng(lowlight * 10, 10), { key })).status).toBe(202);
+    await expectProblem(await postImage("/v1/inspect", await pngOf(20_000, 50), { key }), 422, "unsupported_aspect_ratio");
+    expect((await postImage("/v1/inspect", await pngOf(inspect * 20, 20), { key })).status).toBe(202);
+    expect((await postImage("/v1/enhance/lowlight", await pngOf(lowlight * 10, 10), { key })).status).toBe(202);
     await expectProblem(
-      await postImage("/v1/enhance/lowlight", await testPng(lowlight * 10 + 1, 10), { key }),
+      await postImage("/v1/enhance/lowlight", await pngOf(lowlight * 10 + 1, 10), { key }),
       422,
       "unsupported_aspect_ratio",
     );
@@ -136,7 +135,7 @@ describe("up-front geometry checks", () => {
     // A signed upload: the header is read from the stored object.
     const up = (await (await postJson("/v1/uploads", {}, { key })).json()) as { upload_id: string; upload_url: string };
     const url = new URL(up.upload_url);
-    const put = await call(url.pathname + url.search, { key: null, method: "PUT", body: await testPng(2100, 100) });
+    const put = await call(url.pathname + url.search, { key: null, method: "PUT", body: await pngOf(2100, 100) });
     expect(put.status).toBe(201);
     await expectProblem(
       await postJson("/v1/enhance/lowlight", { upload_id: up.upload_id }, { key }),
