@@ -118,7 +118,7 @@ const jobQueue: Spec[] = [
     description: "lease hands out the newest queued job first instead of the oldest",
     find: `ORDER BY queued_at, id LIMIT ?`,
     replace: `ORDER BY queued_at DESC, id DESC LIMIT ?`,
-    tests: W("queue"),
+    tests: W("queue", "mutation-queue"),
   },
   {
     id: "jq-take-attempts",
@@ -134,14 +134,14 @@ const jobQueue: Spec[] = [
         maxJobs,`,
     replace: `        ...operations,
         maxJobs + 1,`,
-    tests: W("queue"),
+    tests: W("queue", "mutation-queue"),
   },
   {
     id: "jq-take-operations",
     description: "lease hands out jobs of operations the runner did not ask for",
     find: "WHERE status = 'queued' AND operation IN (${marks}) ORDER BY",
     replace: "WHERE status = 'queued' AND (operation IN (${marks}) OR 1) ORDER BY",
-    tests: W("queue"),
+    tests: W("queue", "mutation-queue"),
   },
   {
     id: "jq-idem-conflict",
@@ -162,14 +162,14 @@ const jobQueue: Spec[] = [
     description: "a succeeded or failed job can be canceled",
     find: `    if (job.status === "succeeded" || job.status === "failed") return { error: "not_cancelable" };\n`,
     replace: ``,
-    tests: W("jobs"),
+    tests: W("jobs", "mutation-queue"),
   },
   {
     id: "jq-get-tenant",
     description: "get() returns another tenant's job",
     find: `return job && job.tenant_id === tenantId ? job : null;`,
     replace: `return job;`,
-    tests: W("jobs", "auth-roles"),
+    tests: W("jobs", "auth", "mutation-queue"),
   },
   {
     id: "jq-list-cursor",
@@ -183,7 +183,7 @@ const jobQueue: Spec[] = [
     description: "list says there is a next page when there is none (rows > limit -> >=)",
     find: `const more = rows.length > opts.limit;`,
     replace: `const more = rows.length >= opts.limit;`,
-    tests: W("jobs"),
+    tests: W("jobs", "mutation-queue"),
   },
   {
     id: "jq-finish-waiters",
@@ -212,14 +212,14 @@ const jobQueue: Spec[] = [
     description: "scheduleAlarm never moves an alarm earlier (a new lease waits for housekeeping to expire)",
     find: `if (current === null || at < current) await this.ctx.storage.setAlarm(at);`,
     replace: `if (current === null) await this.ctx.storage.setAlarm(at);`,
-    tests: W("queue", "outbox"),
+    tests: W("queue", "outbox", "mutation-queue"),
   },
   {
     id: "jq-metrics-running",
     description: "queue metrics report queued jobs as running",
     find: `const r = rows.find((x) => x.operation === operation && x.status === "running");`,
     replace: `const r = rows.find((x) => x.operation === operation && x.status === "queued");`,
-    tests: W("queue"),
+    tests: W("queue", "mutation-queue"),
   },
 ];
 
@@ -266,14 +266,14 @@ const webhooks: Spec[] = [
     description: "fan-out ignores the endpoint's event subscription",
     find: `    if (!events.includes("*") && !events.includes(event.type)) continue;\n`,
     replace: ``,
-    tests: W("webhooks", "webhook-delivery"),
+    tests: W("webhooks", "webhook-delivery", "mutation-webhooks"),
   },
   {
     id: "wh-wildcard",
     description: "fan-out ignores the * subscription",
     find: `if (!events.includes("*") && !events.includes(event.type)) continue;`,
     replace: `if (!events.includes(event.type)) continue;`,
-    tests: W("webhooks", "webhook-delivery"),
+    tests: W("webhooks", "webhook-delivery", "mutation-webhooks"),
   },
   {
     id: "wh-fanout-resend-attempted",
@@ -432,13 +432,6 @@ const keys: Spec[] = [
     tests: W("auth-roles", "auth-rotation"),
   },
   {
-    id: "keys-escalation",
-    description: "a key can grant a scope it does not hold if it holds one of the others (every -> some)",
-    find: `return scopes.every((s) => hasScope(p, s));`,
-    replace: `return scopes.some((s) => hasScope(p, s)) || scopes.length === 0;`,
-    tests: W("auth-roles", "auth"),
-  },
-  {
     id: "keys-rotate-revoked",
     description: "rotating a revoked key is reported as already rotated, not revoked",
     find: `  if (k.revoked_at !== null) return new ApiError(409, "api_key_revoked", "a revoked key cannot be rotated");\n`,
@@ -466,7 +459,7 @@ const keys: Spec[] = [
     description: "rotation's grace period is a tenth of what was asked",
     find: `THEN ?4 + ?3 * 1000 ELSE expires_at END`,
     replace: `THEN ?4 + ?3 * 100 ELSE expires_at END`,
-    tests: W("auth", "auth-rotation"),
+    tests: W("auth", "auth-rotation", "mutation-keys"),
   },
   {
     id: "keys-revoke-cache",
