@@ -25,6 +25,7 @@ export interface Mutant {
 type Spec = Omit<Mutant, "module" | "file" | "project">;
 
 const JQ = "worker/src/durable/job-queue.ts";
+const OUTBOX = "worker/src/durable/outbox.ts";
 const WH = "worker/src/lib/webhooks.ts";
 const KEYS = "worker/src/keys/service.ts";
 const LL = "gpu-runner/src/lease-loop.ts";
@@ -223,6 +224,52 @@ const jobQueue: Spec[] = [
   },
 ];
 
+/** The JobQueue's transactional outbox (issue 12 defect 4): part of the job queue module. */
+const outbox: Spec[] = [
+  {
+    id: "ob-retry-delay",
+    description: "outbox: an unconfirmed event is first re-sent after 60 s instead of 30 s (backoff exponent off by one)",
+    find: `return Math.min(MAX_RETRY_MS, CONFIRM_TIMEOUT_MS * 2 ** Math.max(0, sends - 1));`,
+    replace: `return Math.min(MAX_RETRY_MS, CONFIRM_TIMEOUT_MS * 2 ** Math.max(0, sends));`,
+    tests: W("outbox"),
+  },
+  {
+    id: "ob-no-claim",
+    description: "outbox: a sent row is not claimed, so every flush sends it again at once",
+    find: `        now + retryDelayMs((row.sends as number) + 1),`,
+    replace: `        now,`,
+    tests: W("outbox"),
+  },
+  {
+    id: "ob-body-not-kept",
+    description: "outbox: the built event body is not stored, so a re-send carries a rebuilt body",
+    find: `"UPDATE outbox SET event = ? WHERE id = ? AND event IS NULL"`,
+    replace: `"UPDATE outbox SET event = ? WHERE id = ? AND 0"`,
+    tests: W("outbox", "mutation-outbox"),
+  },
+  {
+    id: "ob-confirm-noop",
+    description: "outbox: confirm() removes nothing, so a delivered event is sent again and again",
+    find: `"DELETE FROM outbox WHERE id = ?"`,
+    replace: `"DELETE FROM outbox WHERE id = ? AND 0"`,
+    tests: W("outbox"),
+  },
+  {
+    id: "ob-event-id",
+    description: "outbox: the event gets a new id instead of its outbox id (the consumer's confirm misses it)",
+    find: `      id: row.id as string,`,
+    replace: `      id: newId("evt"),`,
+    tests: W("outbox", "webhooks"),
+  },
+  {
+    id: "ob-alarm-late",
+    description: "outbox: the alarm for an unsent event is an hour late",
+    find: `"SELECT MIN(next_send_at) AS t FROM outbox"`,
+    replace: `"SELECT MIN(next_send_at) + 3600000 AS t FROM outbox"`,
+    tests: W("outbox"),
+  },
+];
+
 const webhooks: Spec[] = [
   {
     id: "wh-previous-secret-expiry",
@@ -393,6 +440,13 @@ const keys: Spec[] = [
     replace: `  if (row.expires_at !== null && row.expires_at <= Date.now() - 3_600_000)
     throw unauthorized("api_key_expired"`,
     tests: W("auth", "auth-rotation"),
+  },
+  {
+    id: "keys-dev-key-prefix",
+    description: "any token that starts like the dev key is taken for it",
+    find: `if (env.VIGIL_DEV_KEY && sameString(token, env.VIGIL_DEV_KEY)) {`,
+    replace: `if (env.VIGIL_DEV_KEY && token.startsWith(env.VIGIL_DEV_KEY.slice(0, 8))) {`,
+    tests: W("auth", "auth-roles", "mutation-keys"),
   },
   {
     id: "keys-secret-unchecked",
@@ -786,6 +840,7 @@ const inModule = (module: Mutant["module"], file: string, project: Mutant["proje
 
 export const MUTANTS: Mutant[] = [
   ...inModule("job-queue", JQ, "worker", jobQueue),
+  ...inModule("job-queue", OUTBOX, "worker", outbox),
   ...inModule("webhooks", WH, "worker", webhooks),
   ...inModule("keys", KEYS, "worker", keys),
   ...inModule("lease-loop", LL, "runner", leaseLoop),

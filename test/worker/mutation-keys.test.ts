@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { call, createTenantKey, postJson } from "./helpers.ts";
+import { call, createTenantKey, DEV_KEY, expectProblem, postJson } from "./helpers.ts";
 
 /**
  * API key behaviour that planted bugs (scripts/mutants.ts, `npm run mutation`) showed no test pinned down: a rotation's
  * grace period is the length asked for. The other tests wait out short graces (a few seconds), which a grace cut to a
- * tenth also passes; here an hour is asked and the old key's recorded expiry is checked to the second.
+ * tenth also passes; here an hour is asked and the old key's recorded expiry is checked to the second. And the dev
+ * key is matched whole, not by its look.
  */
 
 interface KeyJson {
@@ -35,5 +36,14 @@ describe("rotation grace", () => {
     // Inside its grace the old key still works, and so does its successor.
     expect((await call("/v1/jobs", { key: old.key })).status).toBe(200);
     expect((await call("/v1/jobs", { key: successor.key })).status).toBe(200);
+  });
+});
+
+describe("the dev key", () => {
+  it("only the exact dev key is the dev key: one changed character, or just its prefix, is 401", async () => {
+    expect((await call("/v1/jobs", { key: DEV_KEY })).status).toBe(200);
+    const last = DEV_KEY.at(-1) === "f" ? "e" : "f";
+    for (const key of [DEV_KEY.slice(0, -1) + last, `${DEV_KEY}x`, "vgl_dev_0123456789abcdef0123"])
+      await expectProblem(await call("/v1/jobs", { key }), 401, "invalid_api_key");
   });
 });
