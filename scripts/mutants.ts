@@ -20,6 +20,8 @@ export interface Mutant {
   source?: string;
   /** Why a survivor is acceptable, shown in the results; only where one is expected. */
   note?: string;
+  /** When an earlier run found this mutant surviving: what survived it and which test was written to kill it. */
+  history?: string;
 }
 
 type Spec = Omit<Mutant, "module" | "file" | "project">;
@@ -37,6 +39,7 @@ const R = (...f: string[]) => f.map((x) => `test/runner/${x}.test.ts`);
 const jobQueue: Spec[] = [
   {
     id: "jq-gate-expiry",
+    history: "survived the suite per issue 12; killed by queue.test.ts's late-report case (e27a46b, the queue/outbox work)",
     source: "issue 12",
     description: "durable/job-queue.ts: the lease-expiry check in the report gate disabled",
     find: `    if (job.status === "canceled") return { ok: false, code: "job_canceled", detail: "the job was canceled" };
@@ -47,6 +50,7 @@ const jobQueue: Spec[] = [
   },
   {
     id: "jq-purge-status",
+    history: "survived the suite per issue 12; killed by retention.test.ts's queued/running case (the queue/outbox work)",
     source: "issue 12",
     description: "durable/job-queue.ts: the retention purge ignores job status (deletes running jobs)",
     find: `"SELECT * FROM jobs WHERE created_at < ? AND status IN ('succeeded','failed','canceled') LIMIT ?"`,
@@ -116,6 +120,7 @@ const jobQueue: Spec[] = [
   },
   {
     id: "jq-take-order",
+    history: "survived queue.test.ts in the first run (20:31Z); killed by mutation-queue.test.ts (oldest first)",
     description: "lease hands out the newest queued job first instead of the oldest",
     find: `ORDER BY queued_at, id LIMIT ?`,
     replace: `ORDER BY queued_at DESC, id DESC LIMIT ?`,
@@ -130,6 +135,7 @@ const jobQueue: Spec[] = [
   },
   {
     id: "jq-take-max-jobs",
+    history: "survived queue.test.ts (20:31Z); killed by mutation-queue.test.ts (at most max_jobs)",
     description: "lease hands out one job more than max_jobs",
     find: `        ...operations,
         maxJobs,`,
@@ -139,6 +145,7 @@ const jobQueue: Spec[] = [
   },
   {
     id: "jq-take-operations",
+    history: "survived queue.test.ts (20:31Z); killed by mutation-queue.test.ts (only the operations asked for)",
     description: "lease hands out jobs of operations the runner did not ask for",
     find: "WHERE status = 'queued' AND operation IN (${marks}) ORDER BY",
     replace: "WHERE status = 'queued' AND (operation IN (${marks}) OR 1) ORDER BY",
@@ -160,6 +167,7 @@ const jobQueue: Spec[] = [
   },
   {
     id: "jq-cancel-finished",
+    history: "survived jobs.test.ts (20:31Z); killed by mutation-queue.test.ts (409 job_not_cancelable)",
     description: "a succeeded or failed job can be canceled",
     find: `    if (job.status === "succeeded" || job.status === "failed") return { error: "not_cancelable" };\n`,
     replace: ``,
@@ -167,6 +175,8 @@ const jobQueue: Spec[] = [
   },
   {
     id: "jq-get-tenant",
+    history:
+      "survived jobs.test.ts + auth-roles.test.ts (20:31Z); auth.test.ts's isolation test kills it, which the mutant had not listed; mutation-queue.test.ts adds cancel/delete/list",
     description: "get() returns another tenant's job",
     find: `return job && job.tenant_id === tenantId ? job : null;`,
     replace: `return job;`,
@@ -181,6 +191,7 @@ const jobQueue: Spec[] = [
   },
   {
     id: "jq-list-more",
+    history: "survived jobs.test.ts (20:31Z); killed by mutation-queue.test.ts (a page ending at the last job)",
     description: "list says there is a next page when there is none (rows > limit -> >=)",
     find: `const more = rows.length > opts.limit;`,
     replace: `const more = rows.length >= opts.limit;`,
@@ -210,6 +221,8 @@ const jobQueue: Spec[] = [
   },
   {
     id: "jq-alarm-earlier",
+    history:
+      "survived queue.test.ts + outbox.test.ts (20:31Z); killed by mutation-queue.test.ts (the alarm moves to the lease expiry)",
     description: "scheduleAlarm never moves an alarm earlier (a new lease waits for housekeeping to expire)",
     find: `if (current === null || at < current) await this.ctx.storage.setAlarm(at);`,
     replace: `if (current === null) await this.ctx.storage.setAlarm(at);`,
@@ -217,6 +230,7 @@ const jobQueue: Spec[] = [
   },
   {
     id: "jq-metrics-running",
+    history: "survived queue.test.ts (20:31Z); killed by mutation-queue.test.ts (queued and running counted apart)",
     description: "queue metrics report queued jobs as running",
     find: `const r = rows.find((x) => x.operation === operation && x.status === "running");`,
     replace: `const r = rows.find((x) => x.operation === operation && x.status === "queued");`,
@@ -242,6 +256,8 @@ const outbox: Spec[] = [
   },
   {
     id: "ob-body-not-kept",
+    history:
+      "survived outbox.test.ts (20:57Z), whose re-sent plain event rebuilds identically; killed by mutation-outbox.test.ts (a job event with signed URLs)",
     description: "outbox: the built event body is not stored, so a re-send carries a rebuilt body",
     find: `"UPDATE outbox SET event = ? WHERE id = ? AND event IS NULL"`,
     replace: `"UPDATE outbox SET event = ? WHERE id = ? AND 0"`,
@@ -273,6 +289,7 @@ const outbox: Spec[] = [
 const webhooks: Spec[] = [
   {
     id: "wh-previous-secret-expiry",
+    history: "survived the suite per issue 12; killed by webhook-delivery.test.ts's after-the-grace case (the queue/outbox work)",
     source: "issue 12",
     description: "lib/webhooks.ts: the previous secret's expiry check after rotation removed",
     find: `if (ep.previous_secret && (ep.previous_secret_expires_at ?? 0) > started)`,
@@ -310,6 +327,7 @@ const webhooks: Spec[] = [
   },
   {
     id: "wh-filter-removed",
+    history: "survived webhooks.test.ts + webhook-delivery.test.ts (20:31Z); killed by mutation-webhooks.test.ts",
     description: "fan-out ignores the endpoint's event subscription",
     find: `    if (!events.includes("*") && !events.includes(event.type)) continue;\n`,
     replace: ``,
@@ -317,6 +335,7 @@ const webhooks: Spec[] = [
   },
   {
     id: "wh-wildcard",
+    history: "survived webhooks.test.ts + webhook-delivery.test.ts (20:31Z); killed by mutation-webhooks.test.ts",
     description: "fan-out ignores the * subscription",
     find: `if (!events.includes("*") && !events.includes(event.type)) continue;`,
     replace: `if (!events.includes(event.type)) continue;`,
@@ -510,6 +529,8 @@ const keys: Spec[] = [
   },
   {
     id: "keys-rotate-grace",
+    history:
+      "survived auth.test.ts + auth-rotation.test.ts (20:31Z), which wait out graces of seconds; killed by mutation-keys.test.ts (an hour, to the second)",
     description: "rotation's grace period is a tenth of what was asked",
     find: `THEN ?4 + ?3 * 1000 ELSE expires_at END`,
     replace: `THEN ?4 + ?3 * 100 ELSE expires_at END`,
@@ -662,6 +683,8 @@ const leaseLoop: Spec[] = [
   },
   {
     id: "ll-error-count-reset",
+    history:
+      "survived the runner tests (20:14Z): only a random delay changes; killed by runner-paths.test.ts with the jitter pinned",
     description: "a successful lease does not reset the error count (backoff keeps growing after recovery)",
     find: `        this.consecutiveErrors = 0;\n`,
     replace: ``,
@@ -672,6 +695,7 @@ const leaseLoop: Spec[] = [
 const job: Spec[] = [
   {
     id: "job-heartbeat-interval",
+    history: "survived the suite per issue 12 (the fake worker never expired leases); killed by lease-expiry.test.ts",
     source: "issue 12",
     description: "gpu-runner/src/job.ts: heartbeat every full lease instead of a third",
     find: `const everyMs = Math.max(1000, Math.floor(leaseMs / 3));`,

@@ -78,6 +78,7 @@ interface Row {
   killed_by?: string;
   seconds?: number;
   note?: string;
+  history?: string;
 }
 
 const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
@@ -354,6 +355,11 @@ function writeResults(rows: Row[], meta: Record<string, unknown>): void {
   const bad = rows.filter((r) => r.status !== "killed" && r.status !== "timeout");
   if (!bad.length) md.push("None.");
   for (const r of bad) md.push(`- \`${r.id}\` (${r.status}): ${r.description}.${r.note ? ` ${r.note}` : ""}`);
+  const found = rows.filter((r) => r.history);
+  if (found.length) {
+    md.push("", "## Found surviving earlier, and the test that kills it now", "");
+    for (const r of found) md.push(`- \`${r.id}\` (now ${r.status}): ${r.history}.`);
+  }
   md.push("", "## Every mutant", "", "| id | module | status | planted bug | killed by |", "|---|---|---|---|---|");
   for (const r of rows)
     md.push(
@@ -396,6 +402,7 @@ async function main() {
       tests: m.tests,
       source: m.source,
       note: m.note,
+      history: m.history,
       status: "not_run",
     };
     rows.push(row);
@@ -484,7 +491,16 @@ async function main() {
         },
     ).map((r) => {
       const m = MUTANTS.find((x) => x.id === r.id)!;
-      return { ...r, module: m.module, file: m.file, description: m.description, tests: m.tests, source: m.source, note: m.note };
+      return {
+        ...r,
+        module: m.module,
+        file: m.file,
+        description: m.description,
+        tests: m.tests,
+        source: m.source,
+        note: m.note,
+        history: m.history,
+      };
     });
   }
   writeResults(all, {
