@@ -18,8 +18,10 @@ import { generateTicketKeyPair } from "../contract/ticket.ts";
  *
  * The stack supervises its runners: one that exits unexpectedly (a crash, an OOM kill, kill -9) is logged and
  * started again with exponential backoff (see SupervisorOptions and `restartDelayMs`). A worker (wrangler) exit is
- * not restarted: local Queues live in miniflare's memory, so a restart would silently drop queued webhook messages;
- * the stack emits "worker-exit" and `npm start` stops. `restartWorker()` is there for fault tests that mean it.
+ * not restarted: the stack emits "worker-exit" and `npm start` stops, loudly. Wrangler itself reloads the worker on
+ * code changes, so its process dying is rare locally and worth seeing, and local Queues live in miniflare's memory:
+ * a restart drops queued messages, which only the JobQueue's outbox re-sends (bench/results/storm-worker-kills.json:
+ * 2 worker kills, 0 of 632 events missing). `restartWorker()` is there for fault tests that mean it.
  */
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -126,8 +128,8 @@ export interface StackOptions {
  * How the stack restarts a runner that exited unexpectedly: after `initialBackoffMs`, doubling with each further
  * crash up to `maxBackoffMs`; a runner that stayed up `resetAfterMs` starts again from `initialBackoffMs`. So a
  * runner killed once by a poison job is back in half a second, and one that cannot start (bad config, a model
- * that fails to load) settles at one attempt every 30 s instead of spinning. A restarted runner starts in about
- * 1.5-2.5 s here (tsx, model manifest, the health port), which is why the first delay can be short.
+ * that fails to load) settles at one attempt every 30 s instead of spinning. A restarted runner answers its health
+ * check about 2-3 s after it is spawned here (5.5 s seen with both cores busy), so a short first delay adds little.
  */
 export interface SupervisorOptions {
   /** Default 500 ms. */

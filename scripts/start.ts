@@ -41,7 +41,7 @@ console.log(`
       --data-binary @test/fixtures/photo.jpg ${stack.url}/v1/inspect
 `);
 // Runners are supervised by the stack (restarted with backoff, each exit logged as "[supervisor …] runner N …").
-// The worker is not: its local Queues are in memory, so a silent restart would hide lost webhook messages.
+// The worker is not (see scripts/local-stack.ts): its process dying is rare locally, and its Queues are in memory.
 stack.on("worker-exit", ({ code, signal }: { code: number | null; signal: string | null }) => {
   if (stopping) return;
   console.error(`the worker (wrangler dev) exited (${signal ?? code}); stopping`);
