@@ -1,5 +1,6 @@
 import { deflateSync } from "node:zlib";
 import sharp from "sharp";
+import { uniform as rng } from "../contract/random.ts";
 
 /**
  * A seeded, structure-aware corpus of broken images for the runner's input path (issue 12, fault campaign). Valid
@@ -12,17 +13,6 @@ import sharp from "sharp";
  * spliced, duplicated and dropped chunks. Same seed, same corpus: only the generator is committed.
  */
 
-/** mulberry32: small, fast, and the same sequence on every platform. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 type Rand = () => number;
 const int = (r: Rand, lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
 const pick = <T>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;

@@ -7,6 +7,7 @@ import { crc32 } from "node:zlib";
 import sharp from "sharp";
 import { LocalStack, ROOT, type RunnerExit } from "../scripts/local-stack.ts";
 import { WebhookReceiver } from "../test/e2e/harness.ts";
+import { uniform as rng } from "../contract/random.ts";
 
 /**
  * Kill storm (issue 12's fault campaign), written to bench/results/storm.json: two supervised runners, STORM_JOBS
@@ -53,18 +54,6 @@ const PORT = Number(process.env.STORM_PORT ?? 28767); // spine 28787, identity 2
 const STATE_BASE = process.env.BENCH_STATE_DIR ?? (existsSync("/dev/shm") ? "/dev/shm" : tmpdir());
 const VICTIM = 1;
 const SUPERVISOR = { initialBackoffMs: 250, maxBackoffMs: 1000 };
-
-/** mulberry32: a small seeded PRNG, so a storm's kill times and job mix can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sha = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

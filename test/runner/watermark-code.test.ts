@@ -10,17 +10,7 @@ import {
   hexToBits,
   presencePValue,
 } from "../../gpu-runner/src/operations/watermark-code.ts";
-
-/** Deterministic PRNG so error patterns are reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { uniform as rng } from "../../contract/random.ts";
 
 function softFrom(bits: Uint8Array, flips: number, rand: () => number): number[] {
   const probs = Array.from(bits, (b): number => (b ? 0.8 : 0.2));

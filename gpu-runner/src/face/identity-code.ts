@@ -1,4 +1,5 @@
 import { REFERENCE_MEAN } from "./reference-mean.ts";
+import { mulberry32 } from "../../../contract/random.ts";
 
 /**
  * Keyless, stable binarisation of a 128-d face descriptor into K bits (sign random projections,
@@ -20,18 +21,6 @@ export const DESCRIPTOR_LENGTH = 128;
 /** "VIGI" in ASCII. Changing it, K or μ invalidates every stored identity code. */
 export const IDENTITY_CODE_SEED = 0x56494749;
 export const IDENTITY_CODE_BITS = 32;
-
-/** mulberry32 (Tommy Ettinger, public domain): 32-bit state, full period 2^32, exact in JS integer ops. */
-export function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 /** K rows of 128 entries in {−1, +1}, row-major. */
 export function projectionMatrix(bits: number, seed: number = IDENTITY_CODE_SEED): Int8Array {

@@ -20,6 +20,7 @@ import { sh, toRaster } from "./raster.ts";
 import { decode, embed, readWatermark } from "../../../gpu-runner/src/operations/watermark.ts";
 import { openEncoder } from "../../../gpu-runner/src/operations/watermark-encoder.ts";
 import { CODE_BITS, channelBits, hexToBits } from "../../../gpu-runner/src/operations/watermark-code.ts";
+import { uniform as rng } from "../../../contract/random.ts";
 
 const root = (p: string) => fileURLToPath(new URL(`../../../${p}`, import.meta.url));
 const { values: args } = parseArgs({
@@ -43,16 +44,6 @@ const LIMIT = args.limit === undefined ? null : Number(args.limit);
 const FP_CROPS = Number(args["fp-crops"]);
 const STRENGTH = Number(args.strength);
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rand = rng(1234);
 
 const codec = async (img: RasterImage, f: (s: Sharp) => Sharp) => toRaster(sharp(await f(sh(img)).toBuffer()));
