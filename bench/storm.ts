@@ -8,6 +8,7 @@ import sharp from "sharp";
 import { LocalStack, ROOT, type RunnerExit } from "../scripts/local-stack.ts";
 import { WebhookReceiver } from "../test/e2e/harness.ts";
 import { uniform as rng } from "../contract/random.ts";
+import { stableJson } from "../contract/encoding.ts";
 
 /**
  * Kill storm (issue 12's fault campaign), written to bench/results/storm.json: two supervised runners, STORM_JOBS
@@ -57,18 +58,6 @@ const SUPERVISOR = { initialBackoffMs: 250, maxBackoffMs: 1000 };
 
 const sha = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function stable(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(stable).join(",")}]`;
-  if (v && typeof v === "object") {
-    const o = v as Record<string, unknown>;
-    return `{${Object.keys(o)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${stable(o[k])}`)
-      .join(",")}}`;
-  }
-  return JSON.stringify(v);
-}
 
 /** A PNG whose IDAT deflate stream is damaged but whose chunk CRCs are right: every up-front check passes. */
 function corruptIdat(png: Buffer): Buffer {
@@ -225,7 +214,7 @@ export async function runStormBench() {
         artifacts[k] = res.ok ? sha(new Uint8Array(await res.arrayBuffer())) : `HTTP ${res.status}`;
         delete output[k];
       }
-      return sha(stable({ status: job.status, output, artifacts, error: job.error?.type ?? null }));
+      return sha(stableJson({ status: job.status, output, artifacts, error: job.error?.type ?? null }));
     };
 
     const submit = async (kind: Kind) => {

@@ -3,21 +3,9 @@ import { describe, expect, it } from "vitest";
 import { analyzeFaces, DETECTOR_MAX_SIDE } from "../../gpu-runner/src/face/analyze.ts";
 import { loadFaceModels, tf } from "../../gpu-runner/src/face/models.ts";
 import type { RasterImage } from "../../gpu-runner/src/operations/types.ts";
+import { raster } from "./raster.ts";
 
 const ASTRONAUT = new URL("../fixtures/photo.jpg", import.meta.url).pathname;
-
-async function raster(input: Buffer | string): Promise<RasterImage> {
-  const { data, info } = await sharp(input).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-  return {
-    width: info.width,
-    height: info.height,
-    channels: 3,
-    bitDepth: 8,
-    hasAlpha: false,
-    data: new Uint8Array(data.buffer, data.byteOffset, data.length),
-    source: { format: "test", bytes: data.length, orientation: null, space: "srgb", icc: false, pages: 1 },
-  };
-}
 
 /** Size of the tfjs wasm heap, which grows to the largest set of live tensors and never shrinks. */
 const heapMb = () => (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.length / 2 ** 20;

@@ -13,6 +13,7 @@ import {
 } from "../../gpu-runner/src/face/identity-code.ts";
 import { faceAnalyzePipeline } from "../../gpu-runner/src/operations/face-analyze.ts";
 import type { OperationContext, RasterImage } from "../../gpu-runner/src/operations/types.ts";
+import { raster } from "./raster.ts";
 
 const ASTRONAUT = new URL("../fixtures/photo.jpg", import.meta.url).pathname;
 const SWAP_LOW_SCORE = new URL("../fixtures/swap-low-score.jpg", import.meta.url).pathname;
@@ -22,19 +23,6 @@ const calibration = JSON.parse(readFileSync(new URL("../../models/identity/calib
   code: { bits: number };
 };
 const RADIUS = calibration.hamming_radius;
-
-async function raster(input: Buffer | string): Promise<RasterImage> {
-  const { data, info } = await sharp(input).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-  return {
-    width: info.width,
-    height: info.height,
-    channels: 3,
-    bitDepth: 8,
-    hasAlpha: false,
-    data: new Uint8Array(data.buffer, data.byteOffset, data.length),
-    source: { format: "test", bytes: data.length, orientation: null, space: "srgb", icc: false, pages: 1 },
-  };
-}
 
 function context(inputs: RasterImage[], params: Record<string, unknown> = {}): OperationContext {
   return {
