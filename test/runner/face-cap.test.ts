@@ -2,7 +2,6 @@ import sharp from "sharp";
 import { describe, expect, it } from "vitest";
 import { analyzeFaces, DETECTOR_MAX_SIDE } from "../../gpu-runner/src/face/analyze.ts";
 import { loadFaceModels, tf } from "../../gpu-runner/src/face/models.ts";
-import type { RasterImage } from "../../gpu-runner/src/operations/types.ts";
 import { raster } from "./raster.ts";
 
 const ASTRONAUT = new URL("../fixtures/photo.jpg", import.meta.url).pathname;
