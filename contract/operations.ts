@@ -55,6 +55,14 @@ const MB = 1024 * 1024;
  * embed does, so every protected image can be verified.
  */
 const WATERMARK_GEOMETRY = { min_side: 32, max_aspect_ratio: 16 } as const;
+/** Embedding and decoding read the same images: one set of limits for both. */
+const WATERMARK_LIMITS = {
+  max_input_bytes: 50 * MB,
+  max_pixels: 50_000_000,
+  lease_seconds: 60,
+  max_attempts: 3,
+  ...WATERMARK_GEOMETRY,
+} as const;
 const hexBits = z.string().regex(/^[0-9a-fA-F]+$/, "hex string expected");
 
 export const OPERATIONS = {
@@ -95,13 +103,7 @@ export const OPERATIONS = {
     // The encoder as its two cuts (gain map once per image, message pattern once per round: watermark-encoder.ts),
     // and the decoder: embedding reads its own mark back to re-weight weak bits (watermark-informed.ts).
     models: ["watermark-encoder-gain", "watermark-encoder-message", "watermark-decoder"],
-    limits: {
-      max_input_bytes: 50 * MB,
-      max_pixels: 50_000_000,
-      lease_seconds: 60,
-      max_attempts: 3,
-      ...WATERMARK_GEOMETRY,
-    },
+    limits: WATERMARK_LIMITS,
     artifacts: [{ name: "image", content_type: "image/png" }],
   },
   "watermark.decode": {
@@ -112,13 +114,7 @@ export const OPERATIONS = {
     params: z.object({}).strict(),
     inputs: { min: 1, max: 1 },
     models: ["watermark-decoder"],
-    limits: {
-      max_input_bytes: 50 * MB,
-      max_pixels: 50_000_000,
-      lease_seconds: 60,
-      max_attempts: 3,
-      ...WATERMARK_GEOMETRY,
-    },
+    limits: WATERMARK_LIMITS,
     artifacts: [],
   },
   "face.analyze": {

@@ -81,6 +81,20 @@ interface Row {
   history?: string;
 }
 
+/** What a result row says about its mutant, always taken from the current list (descriptions and notes may move on). */
+function describeMutant(m: Mutant): Omit<Row, "status" | "killed_by" | "seconds"> {
+  return {
+    id: m.id,
+    module: m.module,
+    file: m.file,
+    description: m.description,
+    tests: m.tests,
+    source: m.source,
+    note: m.note,
+    history: m.history,
+  };
+}
+
 const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
 const rel = (p: string) => p.replace(ROOT + "/", "");
 
@@ -394,17 +408,7 @@ async function main() {
   const baselines = new Map<string, TestRun>();
 
   for (const [i, m] of selected.entries()) {
-    const row: Row = {
-      id: m.id,
-      module: m.module,
-      file: m.file,
-      description: m.description,
-      tests: m.tests,
-      source: m.source,
-      note: m.note,
-      history: m.history,
-      status: "not_run",
-    };
+    const row: Row = { ...describeMutant(m), status: "not_run" };
     rows.push(row);
     const head = `[${String(i + 1).padStart(2)}/${selected.length}] ${m.id.padEnd(28)}`;
     const c = check(m);
@@ -479,29 +483,7 @@ async function main() {
     const prev = (JSON.parse(readFileSync(RESULTS_JSON, "utf8")) as { mutants: Row[] }).mutants;
     const byId = new Map(prev.map((r) => [r.id, r]));
     for (const r of rows) byId.set(r.id, r);
-    all = MUTANTS.map(
-      (m) =>
-        byId.get(m.id) ?? {
-          id: m.id,
-          module: m.module,
-          file: m.file,
-          description: m.description,
-          tests: m.tests,
-          status: "not_run" as Status,
-        },
-    ).map((r) => {
-      const m = MUTANTS.find((x) => x.id === r.id)!;
-      return {
-        ...r,
-        module: m.module,
-        file: m.file,
-        description: m.description,
-        tests: m.tests,
-        source: m.source,
-        note: m.note,
-        history: m.history,
-      };
-    });
+    all = MUTANTS.map((m) => ({ status: "not_run" as Status, ...byId.get(m.id), ...describeMutant(m) }));
   }
   writeResults(all, {
     generated_by: "npm run mutation (scripts/mutation.ts)",
