@@ -54,3 +54,17 @@ export function stableJson(v: unknown): string {
   }
   return JSON.stringify(v);
 }
+
+/** Number of differing bits between two hex strings of the same length (identity codes, perceptual hashes). */
+export function hammingHex(a: string, b: string): number {
+  if (a.length !== b.length || !/^[0-9a-fA-F]*$/.test(a + b)) throw new RangeError("codes must be hex strings of equal length");
+  let d = 0;
+  for (let i = 0; i < a.length; i++) {
+    let x = parseInt(a[i]!, 16) ^ parseInt(b[i]!, 16);
+    while (x) {
+      d += x & 1;
+      x >>= 1;
+    }
+  }
+  return d;
+}

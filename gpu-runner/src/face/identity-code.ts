@@ -97,16 +97,5 @@ export function identityCode(descriptor: ArrayLike<number>, options: IdentityCod
   return bitsToHex(identityBits(descriptor, options));
 }
 
-/** Number of differing bits between two hex identity codes of the same length. */
-export function hammingHex(a: string, b: string): number {
-  if (a.length !== b.length || !/^[0-9a-fA-F]*$/.test(a + b)) throw new RangeError("codes must be hex strings of equal length");
-  let d = 0;
-  for (let i = 0; i < a.length; i++) {
-    let x = parseInt(a[i]!, 16) ^ parseInt(b[i]!, 16);
-    while (x) {
-      d += x & 1;
-      x >>= 1;
-    }
-  }
-  return d;
-}
+/** Number of differing bits between two identity codes. */
+export { hammingHex } from "../../../contract/encoding.ts";

@@ -61,16 +61,3 @@ export async function dHash(image: EncodedImage): Promise<string> {
   for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) bits.push(px[y * 9 + x]! > px[y * 9 + x + 1]!);
   return bitsToHex(bits);
 }
-
-export function hammingDistance(a: string, b: string): number {
-  if (a.length !== b.length) throw new RangeError("hashes differ in length");
-  let d = 0;
-  for (let i = 0; i < a.length; i++) {
-    let x = parseInt(a[i]!, 16) ^ parseInt(b[i]!, 16);
-    while (x) {
-      d += x & 1;
-      x >>= 1;
-    }
-  }
-  return d;
-}
