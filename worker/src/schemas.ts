@@ -18,6 +18,15 @@ export const Problem = z
   })
   .openapi("Problem");
 
+/** A required JSON request body of `schema`, for a route's `request.body`. */
+export const jsonBody = <T extends z.ZodType>(schema: T) => ({ content: { "application/json": { schema } }, required: true });
+
+/** A JSON success response of `schema`, for a route's `responses`. */
+export const ok = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+
 export const problemResponses = (...codes: number[]) =>
   Object.fromEntries(
     codes.map((code) => [code, { description: "Error", content: { "application/problem+json": { schema: Problem } } }]),

@@ -4,7 +4,7 @@ import type { HonoEnv, Scope } from "../env.ts";
 import { requireOperator } from "../middleware/auth.ts";
 import { ApiError, json } from "../problem.ts";
 import { newRouter } from "../router.ts";
-import { ApiKey, ApiKeyWithSecret, CreateKey, problemResponses, RotateKey } from "../schemas.ts";
+import { ApiKey, ApiKeyWithSecret, CreateKey, jsonBody, ok, problemResponses, RotateKey } from "../schemas.ts";
 import {
   apiKeyOr404,
   createApiKey,
@@ -25,11 +25,6 @@ import {
 export const keys = newRouter();
 type C = Context<HonoEnv>;
 
-const jsonBody = <T extends z.ZodType>(schema: T) => ({ content: { "application/json": { schema } }, required: true });
-const ok = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
 const pathParam = (name: string, description: string) => z.string().openapi({ param: { name, in: "path" }, description });
 
 interface Variant {

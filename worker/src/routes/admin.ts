@@ -5,7 +5,7 @@ import { newId } from "../lib/ids.ts";
 import { requireOperator } from "../middleware/auth.ts";
 import { json } from "../problem.ts";
 import { newRouter } from "../router.ts";
-import { CreateTenant, problemResponses, Tenant } from "../schemas.ts";
+import { CreateTenant, jsonBody, ok, problemResponses, Tenant } from "../schemas.ts";
 
 /**
  * Tenant management: the platform operator's alone (VIGIL_OPERATOR_KEY, checked by operatorAuth in index.ts). No
@@ -37,11 +37,6 @@ const tenantJson = (t: TenantRow) => ({
   rate_limit_burst: t.rate_limit_burst,
 });
 
-const jsonBody = <T extends z.ZodType>(schema: T) => ({ content: { "application/json": { schema } }, required: true });
-const ok = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
 const tags = ["Admin"];
 const security = [{ operator: [] }];
 

@@ -10,6 +10,7 @@ import { ApiError, json } from "../problem.ts";
 import { newRouter } from "../router.ts";
 import {
   CreateWebhookEndpoint,
+  ok,
   problemResponses,
   WebhookDelivery,
   WebhookEndpoint,
@@ -51,10 +52,6 @@ const endpointJson = (e: EndpointRow) => ({
 const IdParam = z.object({ id: z.string().openapi({ param: { name: "id", in: "path" } }) });
 const tags = ["Webhooks"];
 const security = [{ bearer: [] }];
-const ok = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
 
 async function endpointOr404(c: C, id: string): Promise<EndpointRow> {
   const row = await c.env.DB.prepare("SELECT * FROM webhook_endpoints WHERE id = ? AND tenant_id = ?")
