@@ -70,7 +70,10 @@ describe.concurrent("lease expiry against a fake worker that really expires leas
     // in time (every ~1.2 s, each with ~2.5 s of lease left) and the same 7 s of work on a 4 s lease completes.
     // The margins leave room for a loaded machine: a timer may fire a second late without changing the outcome.
     const job = worker.enqueue({ inputs: [photoBytes()], leaseSeconds: 4, slowHeartbeats: { ms: 4000, attempts: 1 } });
-    await worker.waitFor(() => job.state === "completed" || job.state === "failed", 30_000);
+    // The fake worker marks the job completed when the report arrives; the runner records its outcome only once the
+    // report's response is back, so wait for both (a CI run once read the outcomes in between).
+    const recorded = () => runner.loop.outcomes.filter((o) => o.job_id === job.id).length;
+    await worker.waitFor(() => (job.state === "completed" && recorded() >= 2) || job.state === "failed", 30_000);
     const state = () =>
       JSON.stringify({ ...job, spec: undefined, complete: undefined, outcomes: runner.loop.outcomes, bad: worker.badRequests });
     const outcomes = runner.loop.outcomes.filter((o) => o.job_id === job.id).map((o) => o.outcome);
