@@ -22,6 +22,10 @@ export function stretchTaps(src: number, dst: number): { i0: Int32Array; i1: Int
   return { i0, i1, w };
 }
 
+/** A residual's grid: a side for codec 1's square working size, or columns and rows (codec 2's chip grid). */
+export type ResidualSize = number | { cols: number; rows: number };
+const residualGrid = (size: ResidualSize) => (typeof size === "number" ? { cols: size, rows: size } : size);
+
 export interface MarkedImage {
   image: RasterImage;
   /** PSNR of the change, dB (Infinity when nothing changed). */
@@ -31,7 +35,7 @@ export interface MarkedImage {
 const psnrOf = (sq: number, samples: number, max: number) => (sq === 0 ? Infinity : 10 * Math.log10((max * max * samples) / sq));
 
 /**
- * Adds `strength` x the working-size residual (planar 3 x S x S, in [0, 1] units), stretched to full resolution,
+ * Adds `strength` x the residual (planar 3 x rows x cols, in [0, 1] units), stretched to full resolution,
  * to the image. Output is RGB (+ alpha) at the input bit depth. Also returns the PSNR of the change. With
  * `inPlace`, 8-bit RGB(A) input is overwritten and returned (grey and 16-bit input always get a new raster).
  */
@@ -39,7 +43,7 @@ export function applyResidual(
   image: RasterImage,
   residual: Float32Array,
   strength: number,
-  size: number,
+  size: ResidualSize,
   inPlace = false,
 ): MarkedImage {
   return image.bitDepth === 8 && (image.channels === 3 || image.channels === 4)
@@ -48,21 +52,27 @@ export function applyResidual(
 }
 
 /** Any channel count and bit depth; grey input comes out as RGB. */
-export function applyResidualScalar(image: RasterImage, residual: Float32Array, strength: number, size: number): MarkedImage {
+export function applyResidualScalar(
+  image: RasterImage,
+  residual: Float32Array,
+  strength: number,
+  size: ResidualSize,
+): MarkedImage {
   const { width, height, channels, hasAlpha } = image;
+  const { cols: sizeW, rows: sizeH } = residualGrid(size);
   const max = image.bitDepth === 16 ? 65535 : 255;
   const outChannels = hasAlpha ? 4 : 3;
   const out =
     image.bitDepth === 16 ? new Uint16Array(width * height * outChannels) : new Uint8Array(width * height * outChannels);
   const grey = channels <= 2;
-  const cols = stretchTaps(size, width);
-  const rows = stretchTaps(size, height);
+  const cols = stretchTaps(sizeW, width);
+  const rows = stretchTaps(sizeH, height);
   const k = strength * max;
   // Separable stretch, horizontal pass first on the S residual rows (3 x S x width values, small), so each output
   // pixel costs one vertical lerp instead of a full bilinear tap.
-  const wide = new Float32Array(3 * size * width);
-  for (let r = 0; r < 3 * size; r++) {
-    const src = r * size;
+  const wide = new Float32Array(3 * sizeH * width);
+  for (let r = 0; r < 3 * sizeH; r++) {
+    const src = r * sizeW;
     const dst = r * width;
     for (let x = 0; x < width; x++) {
       const a = residual[src + cols.i0[x]!]!;
@@ -75,10 +85,10 @@ export function applyResidualScalar(image: RasterImage, residual: Float32Array, 
     const wy = rows.w[y]!;
     const r0 = rows.i0[y]! * width;
     const r1 = rows.i1[y]! * width;
-    const g0 = r0 + size * width;
-    const g1 = r1 + size * width;
-    const b0 = g0 + size * width;
-    const b1 = g1 + size * width;
+    const g0 = r0 + sizeH * width;
+    const g1 = r1 + sizeH * width;
+    const b0 = g0 + sizeH * width;
+    const b1 = g1 + sizeH * width;
     let i = y * width * channels;
     let o = y * width * outChannels;
     // One pass per pixel over its three channels (grey input is read once and replicated). `(v + 0.5) | 0`
@@ -137,30 +147,31 @@ function applyResidualSimd(
   image: RasterImage,
   residual: Float32Array,
   strength: number,
-  size: number,
+  size: ResidualSize,
   inPlace: boolean,
 ): MarkedImage {
   const { width, height, channels } = image;
+  const { cols: sizeW, rows: sizeH } = residualGrid(size);
   const data = image.data as Uint8Array;
   const rowLen = width * channels;
-  const cols = stretchTaps(size, width);
-  const rows = stretchTaps(size, height);
+  const cols = stretchTaps(sizeW, width);
+  const rows = stretchTaps(sizeH, height);
   const band = Math.max(1, Math.min(height, Math.floor(BAND_BYTES / rowLen)));
   // Memory: the S residual rows stretched to the image's width (f32, interleaved like the image), then one band
   // of input and one of output samples.
-  const wideBytes = size * rowLen * 4;
+  const wideBytes = sizeH * rowLen * 4;
   const srcAt = wideBytes;
   const dstAt = srcAt + ((band * rowLen + 15) & ~15);
   const k = simdKernel();
   const needed = dstAt + band * rowLen;
   if (k.memory.buffer.byteLength < needed) k.memory.grow(Math.ceil((needed - k.memory.buffer.byteLength) / 65536));
-  const wide = new Float32Array(k.memory.buffer, 0, size * rowLen);
+  const wide = new Float32Array(k.memory.buffer, 0, sizeH * rowLen);
   const bytes = new Uint8Array(k.memory.buffer);
   const scale = strength * 255;
-  const plane = size * size;
+  const plane = sizeW * sizeH;
   const { i0, i1, w } = cols;
-  for (let r = 0; r < size; r++) {
-    const red = r * size;
+  for (let r = 0; r < sizeH; r++) {
+    const red = r * sizeW;
     const green = red + plane;
     const blue = green + plane;
     // One pass per residual row, all three channels per output column: the taps are read once, not three times

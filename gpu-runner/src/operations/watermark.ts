@@ -9,13 +9,22 @@ import { CODE_BITS, FALSE_POSITIVE_RATE, channelBits, decodeChannel, type Decode
 import { informedResidual, rotator, type InformedOptions } from "./watermark-informed.ts";
 import { ENCODER_GAIN_ID, ENCODER_MESSAGE_ID, imageEncoder, type EncoderSessions } from "./watermark-encoder.ts";
 import { applyResidual } from "./watermark-residual.ts";
+import * as tiled from "./watermark-tiled.ts";
+import type { WatermarkGeometry } from "../../../contract/watermark-geometry.ts";
 
 /**
- * Invisible watermark at any resolution. The encoder computes a residual at a fixed working size from the whole
- * image squeezed to WORKING_SIZE x WORKING_SIZE; the residual is bilinearly stretched back to the full resolution
- * and added. Decoding squeezes the whole image the same way, so the aspect ratio never has to be recovered; the
- * cost is that the mark lives in low spatial frequencies of the full image (robust to JPEG and downscaling, weak
- * against crops that change the framing a lot) and that payload capacity does not grow with resolution.
+ * Invisible watermark at any resolution, two codecs behind one pair of operations.
+ *
+ * Codec 2 (watermark-tiled.ts), what embedding writes whenever the short side is at least tiled.MIN_SIDE: a mark
+ * tiled on a grid tied to the short side, found again after crops, reframes, mirrors and rescales, and the
+ * geometry it was found at.
+ *
+ * Codec 1, for smaller images and for images marked before codec 2: a learned encoder computes a residual from the
+ * whole image squeezed to WORKING_SIZE x WORKING_SIZE, stretched back to full resolution and added; decoding
+ * squeezes the whole image the same way. Robust to JPEG, rescaling and rotation, but a crop changes the geometry it
+ * expects (models/watermark/CARD.md).
+ *
+ * Decoding is blind: it tries codec 2, then codec 1, and its p-value pays for every reading either may take.
  */
 export const WORKING_SIZE = 128;
 export const DECODER_ID = "watermark-decoder";
@@ -67,16 +76,31 @@ export interface EmbedOptions {
  * Embeds 64 payload bits. With the decoder, the residual is found in closed loop (watermark-informed.ts);
  * without it, it is the encoder's open-loop output.
  */
+export interface EmbedResult {
+  image: RasterImage;
+  psnr: number;
+  codec: 1 | 2;
+}
+
+/**
+ * Embeds 64 payload bits: codec 2 when the image is large enough for it, else codec 1 (with the decoder, its
+ * residual is found in closed loop, watermark-informed.ts; without it, the encoder's open-loop output).
+ */
 export async function embed(
   encoder: EncoderSessions,
   image: RasterImage,
   hex: string,
   strength: number,
   decoder: InferenceSession | null = null,
-  options: EmbedOptions = {},
-) {
+  options: EmbedOptions & { codec?: 1 | 2 } = {},
+): Promise<EmbedResult> {
   checkSize(image);
   const sent = channelBits(hex);
+  const codec = options.codec ?? (Math.min(image.width, image.height) >= tiled.MIN_SIDE ? 2 : 1);
+  if (codec === 2) {
+    const t = await tiled.tiledResidual(image, sent, strength);
+    return { ...applyResidual(image, t.residual, 1, { cols: t.cols, rows: t.rows }, options.inPlace), codec: 2 };
+  }
   const view = await workingView(image);
   const models = {
     encode: await imageEncoder(encoder, view, WORKING_SIZE),
@@ -85,19 +109,26 @@ export async function embed(
   const residual = decoder
     ? await informedResidual(models, view, WORKING_SIZE, sent, strength, image.width / image.height, options.informed)
     : await models.encode(Float32Array.from(sent));
-  return applyResidual(image, residual, strength, WORKING_SIZE, options.inPlace);
+  return { ...applyResidual(image, residual, strength, WORKING_SIZE, options.inPlace), codec: 1 };
 }
 
 /**
- * Rotations (degrees) that decoding tries to undo, in order. A re-shared photo is sometimes straightened or
- * slightly rotated; the decoder reads the 128-bit word at one geometry, so a rotation of a degree or two costs
- * it most of its margin. Trying derotations in 1-degree steps is cheap at the working size (0.5 ms a reading).
- * Eleven is the most readings the search can take while d <= 8 still counts as detected (11 x 8.3e-8 < 1e-6).
+ * Rotations (degrees) that codec-1 decoding tries to undo, in order. A re-shared photo is sometimes straightened
+ * or slightly rotated; the codec-1 decoder reads the 128-bit word at one geometry, so a rotation of a degree or two
+ * costs it most of its margin. Trying derotations in 1-degree steps is cheap at the working size (0.5 ms a
+ * reading). With codec 2's readings, eleven is the most the search can take while d <= 8 still counts as detected
+ * (11 x 8.3e-8 < 1e-6); codec 2 finds rotation itself, so codec 1 keeps +-4 degrees (its +-5 readings went to it).
  */
-export const DECODE_ROTATIONS = [0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5] as const;
+export const DECODE_ROTATIONS = [0, 1, -1, 2, -2, 3, -3, 4, -4] as const;
+/** Every reading a decode may take: the union bound's factor on the exact single-reading p-value. */
+export const DECODE_READINGS = tiled.READINGS + DECODE_ROTATIONS.length;
 
-/** A decoded payload, plus the rotation (degrees) that was undone to read it. */
-export type WatermarkReading = DecodedPayload & { rotation_deg: number };
+/** A decoded payload, which codec read it, and where (the geometry) or at which derotation. */
+export type WatermarkReading = DecodedPayload & {
+  rotation_deg: number;
+  codec: 1 | 2 | null;
+  geometry: WatermarkGeometry | null;
+};
 
 /**
  * Decodes at each of DECODE_ROTATIONS until a word is detected. The presence test then accounts for the search:
@@ -140,27 +171,51 @@ export async function decode(session: InferenceSession, image: RasterImage): Pro
   return (await readWatermark(session, image)).reading;
 }
 
-/** `decode`, plus the decoder's logits of the reading it kept (the evaluation scores raw channel bits on them). */
+/**
+ * `decode`, plus the channel soft bits (P(bit = 1)) of the reading it kept (the evaluation scores raw channel bits
+ * on them). Codec 2's readings first, then codec 1's derotations; the first detected reading wins. The presence
+ * test accounts for the search: "any of H readings lies within d of a codeword" has at most H times the
+ * probability of one (union bound), so the reported p-value is DECODE_READINGS x the exact single-reading one.
+ */
 export async function readWatermark(
   session: InferenceSession,
   image: RasterImage,
-): Promise<{ reading: WatermarkReading; logits: Float32Array }> {
+): Promise<{ reading: WatermarkReading; probs: number[] }> {
   checkSize(image);
+  const searched = DECODE_READINGS;
+  let best: { reading: WatermarkReading; probs: number[] } | null = null;
+  const consider = (probs: number[], codec: 1 | 2, geometry: WatermarkGeometry) => {
+    const r = decodeChannel(probs);
+    const p = Math.min(1, r.p_value * searched);
+    const detected = p <= FALSE_POSITIVE_RATE;
+    const reading: WatermarkReading = {
+      ...r,
+      p_value: p,
+      detected,
+      rotation_deg: geometry.rotation_deg,
+      codec: detected ? codec : null,
+      geometry: detected ? geometry : null,
+    };
+    if (!best || reading.p_value < best.reading.p_value) best = { reading, probs };
+    return detected;
+  };
+  for (const t of await tiled.readTiled(image)) if (consider(t.probs, 2, t.geometry)) return best!;
+
   const view = await workingView(image);
   const aspect = image.width / image.height;
-  const enlarged = enlargedCanvas(image);
   const scratch = new Float32Array(view.length);
-  const rotate = rotator(WORKING_SIZE, aspect, enlarged);
-  const searched = DECODE_ROTATIONS.length;
-  let best: { reading: WatermarkReading; logits: Float32Array } | null = null;
+  const rotate = rotator(WORKING_SIZE, aspect, enlargedCanvas(image));
   for (const degrees of DECODE_ROTATIONS) {
     const v = degrees === 0 ? view : rotate(view, -degrees, scratch);
     const logits = await decoderLogits(session, v);
-    const r = decodeChannel(Array.from(logits, (z) => 1 / (1 + Math.exp(-z))));
-    const p = Math.min(1, r.p_value * searched);
-    const reading = { ...r, p_value: p, detected: p <= FALSE_POSITIVE_RATE, rotation_deg: degrees };
-    if (!best || reading.p_value < best.reading.p_value) best = { reading, logits };
-    if (reading.detected) break;
+    if (
+      consider(
+        Array.from(logits, (z) => 1 / (1 + Math.exp(-z))),
+        1,
+        { codec: 1, rotation_deg: degrees },
+      )
+    )
+      break;
   }
   return best!;
 }
@@ -186,13 +241,19 @@ export const watermarkEmbedPipeline: OperationPipeline = {
     ]);
     const encoder = { gain, message };
     // The decoded input belongs to this job and is not read again: mark it in place.
-    const { image, psnr } = await ctx.timeModel(() => embed(encoder, input, p.bits, p.strength, decoder, { inPlace: true }));
+    const { width, height } = input;
+    const { image, psnr, codec } = await ctx.timeModel(() =>
+      embed(encoder, input, p.bits, p.strength, decoder, { inPlace: true }),
+    );
     return {
       result: {
         bits: p.bits.toLowerCase().padStart(16, "0"),
         strength: p.strength,
         psnr_db: Number(psnr.toFixed(2)),
-        working_size: WORKING_SIZE,
+        codec,
+        width,
+        height,
+        ...(codec === 1 ? { working_size: WORKING_SIZE } : {}),
       },
       images: [{ name: "image", image, format: p.format }],
     };

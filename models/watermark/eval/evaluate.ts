@@ -141,6 +141,34 @@ async function faceSwap(img: RasterImage, donorSrc: RasterImage): Promise<Raster
 }
 
 type Attack = (img: RasterImage, donor: RasterImage) => Promise<RasterImage> | RasterImage;
+
+/** A crop of w x h at a position given as fractions of the free room (0 = left/top, 1 = right/bottom). */
+function cropAt(img: RasterImage, w: number, h: number, fx: number, fy: number): Promise<RasterImage> {
+  w = Math.min(img.width, Math.round(w));
+  h = Math.min(img.height, Math.round(h));
+  const left = Math.round((img.width - w) * fx);
+  const top = Math.round((img.height - h) * fy);
+  return toRaster(sh(img).extract({ left, top, width: w, height: h }));
+}
+const centreCrop = (keep: number) => (i: RasterImage) => cropAt(i, i.width * keep, i.height * keep, 0.5, 0.5);
+/** The largest centred crop of aspect ratio a = width / height. */
+const aspectCrop = (a: number) => (i: RasterImage) =>
+  i.width / i.height > a ? cropAt(i, i.height * a, i.height, 0.5, 0.5) : cropAt(i, i.width, i.width / a, 0.5, 0.5);
+const mirror = (i: RasterImage) => toRaster(sh(i).flop());
+
+/** A caption band: the bottom 15 % of the frame replaced by a flat bar with dark text-like strokes. */
+function captionBand(img: RasterImage): RasterImage {
+  const out = Uint8Array.from(img.data);
+  const top = Math.round(img.height * 0.85);
+  const c = img.channels;
+  for (let y = top; y < img.height; y++)
+    for (let x = 0; x < img.width; x++) {
+      const stroke = ((x >> 3) + (y >> 4)) % 5 === 0 && y > top + 4 && y < img.height - 4;
+      for (let k = 0; k < Math.min(3, c); k++) out[(y * img.width + x) * c + k] = stroke ? 30 : 235;
+    }
+  return { ...img, data: out };
+}
+
 const ATTACKS: [string, Attack][] = [
   ["none", (i) => i],
   ["jpeg q90", jpeg(90)],
@@ -153,7 +181,9 @@ const ATTACKS: [string, Attack][] = [
   ["resize 0.25", scale(0.25)],
   ["crop 60 %", (i) => crop(i, 0.6)],
   ["blur sigma 1", (i) => toRaster(sh(i).blur(1))],
+  ["blur sigma 1.5", (i) => toRaster(sh(i).blur(1.5))],
   ["noise sigma 5/255", (i) => noise(i, 5)],
+  ["brightness x1.2", (i) => toRaster(sh(i).linear(1.2, 0))],
   ["brightness +30 %", (i) => toRaster(sh(i).linear(1.3, 0))],
   ["brightness -30 %", (i) => toRaster(sh(i).linear(0.7, 0))],
   ["rotate +2 deg", (i) => rotate(i, 2)],
@@ -161,8 +191,33 @@ const ATTACKS: [string, Attack][] = [
   ["rotate +5 deg", (i) => rotate(i, 5)],
   ["rotate -3 deg, enlarged canvas", async (i) => toRaster(sh(i).rotate(-3, { background: "#808080" }))],
   ["screenshot rescale", screenshot],
+  [
+    "screenshot-like 0.6x",
+    async (i) => toRaster(sh(await scale(0.6)(i)).resize(i.width, i.height, { fit: "fill", kernel: "cubic" })),
+  ],
+  ["caption band 15 %", captionBand],
   ["face-region replacement", faceSwap],
   ["resize 0.5 + jpeg q75", async (i) => jpeg(75)(await scale(0.5)(i))],
+  // Reframing (issue 13): what platforms' upload pipelines and users' own re-shares do.
+  ["centre crop 80 %", centreCrop(0.8)],
+  ["corner crop 90 %", (i) => cropAt(i, i.width * 0.9, i.height * 0.9, rand() < 0.5 ? 0 : 1, rand() < 0.5 ? 0 : 1)],
+  ["off-centre crop 70 % x 85 %", (i) => cropAt(i, i.width * 0.7, i.height * 0.85, rand(), rand())],
+  ["largest centred 1:1", aspectCrop(1)],
+  ["largest centred 4:5", aspectCrop(4 / 5)],
+  ["largest centred 16:9", aspectCrop(16 / 9)],
+  [
+    "crop 85 % + 720 px + jpeg q80",
+    async (i) => {
+      const c = await centreCrop(0.85)(i);
+      return jpeg(80)(await toRaster(sh(c).resize(720, 720, { fit: "inside" })));
+    },
+  ],
+  ["mirror", mirror],
+  ["mirror + centre crop 80 %", async (i) => mirror(await centreCrop(0.8)(i))],
+  ["crop 50 % area", (i) => cropAt(i, i.width * Math.SQRT1_2, i.height * Math.SQRT1_2, rand(), rand())],
+  ["centre crop 80 % + rotate 2 deg", async (i) => rotate(await centreCrop(0.8)(i), 2)],
+  ["centre crop 80 % + jpeg q60", async (i) => jpeg(60)(await centreCrop(0.8)(i))],
+  ["avatar: 400 px centred square", async (i) => toRaster(sh(await aspectCrop(1)(i)).resize(400, 400, { fit: "fill" }))],
 ];
 
 /** PSNR over RGB and SSIM on luma (mean over non-overlapping 8x8 windows; C1, C2 of Wang et al. 2004). */
@@ -319,8 +374,8 @@ async function main(): Promise<void> {
  * channel bits (before error correction) of the reading it kept.
  */
 async function decodeBoth(dec: ort.InferenceSession, img: RasterImage) {
-  const { reading: r, logits } = await readWatermark(dec, img);
-  return { r, hard: Uint8Array.from(logits, (z) => (z > 0 ? 1 : 0)) };
+  const { reading: r, probs } = await readWatermark(dec, img);
+  return { r, hard: Uint8Array.from(probs, (p) => (p > 0.5 ? 1 : 0)) };
 }
 
 /** Unmarked photos and random crops (128 px up to the whole photo, aspect 1:3 to 3:1) of every corpus photo. */
