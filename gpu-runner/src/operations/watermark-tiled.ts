@@ -365,6 +365,81 @@ function axisPeak(at: (dx: number, dy: number) => number, axis: 0 | 1): { lag: [
 }
 
 /**
+ * Square lattices scored by the comb of the autocorrelation: the sum of its raw (overlap-weighted) values at the
+ * lattice points (1,0), (0,1), (1,1), (1,-1), (2,0), (0,2), (2,1), (1,2) for every period and angle on a grid. A
+ * periodic mark peaks at all of them, while a host's own texture rarely lines up with more than one: on a photo
+ * whose fine texture beat the mark's single strongest lag, the comb still found the period. Computed on the view
+ * halved (one sample per chip), which keeps the lags up to two periods inside one FFT of the usual size.
+ */
+function combCandidates(view: WorkingView, count: number): Lattice[] {
+  const w = Math.floor(view.w / 2);
+  const h = Math.floor(view.h / 2);
+  if (w < 8 || h < 8) return [];
+  const half = new Float32Array(w * h);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      const i = 2 * y * view.w + 2 * x;
+      half[y * w + x] = view.data[i]! + view.data[i + 1]! + view.data[i + view.w]! + view.data[i + view.w + 1]!;
+    }
+  const maxLag = PERIOD_MAX + 2; // two periods at half resolution
+  const ph = nextPowerOfTwo(h + maxLag);
+  const pw = nextPowerOfTwo(w + maxLag);
+  const re = new Float64Array(ph * pw);
+  const im = new Float64Array(ph * pw);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) re[y * pw + x] = half[y * w + x]!;
+  fft2d(re, im, ph, pw);
+  for (let i = 0; i < re.length; i++) {
+    re[i] = re[i]! * re[i]! + im[i]! * im[i]!;
+    im[i] = 0;
+  }
+  fft2d(re, im, ph, pw, true);
+  const raw = (dx: number, dy: number) => {
+    if (Math.abs(dx) >= w - 4 || Math.abs(dy) >= h - 4) return 0;
+    return re[(((dy % ph) + ph) % ph) * pw + (((dx % pw) + pw) % pw)]!;
+  };
+  const at = (x: number, y: number) => {
+    const x0 = Math.floor(x);
+    const y0 = Math.floor(y);
+    const fx = x - x0;
+    const fy = y - y0;
+    return (
+      (1 - fy) * ((1 - fx) * raw(x0, y0) + fx * raw(x0 + 1, y0)) + fy * ((1 - fx) * raw(x0, y0 + 1) + fx * raw(x0 + 1, y0 + 1))
+    );
+  };
+  const points = [
+    [1, 0],
+    [0, 1],
+    [1, 1],
+    [1, -1],
+    [2, 0],
+    [0, 2],
+    [2, 1],
+    [1, 2],
+  ] as const;
+  const scores: { p: number; deg: number; s: number }[] = [];
+  for (let p = PERIOD_MIN / 2; p <= PERIOD_MAX / 2; p += 0.25)
+    for (let deg = -12; deg <= 12; deg += 0.5) {
+      const c = Math.cos((deg * Math.PI) / 180) * p;
+      const n = Math.sin((deg * Math.PI) / 180) * p;
+      let s = 0;
+      for (const [i, j] of points) s += at(c * i - n * j, n * i + c * j);
+      scores.push({ p, deg, s });
+    }
+  scores.sort((a, b) => b.s - a.s);
+  const picked: { p: number; deg: number }[] = [];
+  for (const c of scores) {
+    if (picked.some((q) => Math.abs(q.p - c.p) < 1.5 && Math.abs(q.deg - c.deg) < 2)) continue;
+    picked.push(c);
+    if (picked.length === count) break;
+  }
+  return picked.map(({ p, deg }) => {
+    const c = Math.cos((deg * Math.PI) / 180) * 2 * p;
+    const n = Math.sin((deg * Math.PI) / 180) * 2 * p;
+    return { e1: [c, n], e2: [-n, c] };
+  });
+}
+
+/**
  * Lattice candidates from the autocorrelation: as measured, and the isotropic ones from either axis, each also at
  * half and double its period along the axes (with few tiles along an axis, a lag of two periods or the image's
  * own structure at half a period can be the stronger peak). The synchronisation z-score picks among them.
@@ -394,6 +469,7 @@ export function latticeCandidates(view: WorkingView): Lattice[] {
       [1, 2],
     ])
       add({ e1: times(l.e1, k1!), e2: times(l.e2, k2!) });
+  for (const l of combCandidates(view, 4)) add(l);
   return out;
 }
 
