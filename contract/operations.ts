@@ -149,11 +149,31 @@ export const OPERATIONS = {
           })
           .strict()
           .optional(),
+        // The same look at each of these boxes in one job (verify looks at every protected face the first
+        // analysis missed): at most one face per box, each with `region_index`, its box's index here.
+        regions: z
+          .array(
+            z
+              .object({
+                x: z.number().min(0).max(1),
+                y: z.number().min(0).max(1),
+                width: z.number().gt(0).max(1),
+                height: z.number().gt(0).max(1),
+              })
+              .strict(),
+          )
+          .min(1)
+          .max(20)
+          .optional(),
       })
       .strict()
-      .refine((p) => p.min_score >= 0.5 || p.region !== undefined, {
+      .refine((p) => p.min_score >= 0.5 || p.region !== undefined || p.regions !== undefined, {
         message: "min_score below 0.5 needs a region",
         path: ["min_score"],
+      })
+      .refine((p) => p.region === undefined || p.regions === undefined, {
+        message: "region and regions exclude each other",
+        path: ["regions"],
       }),
     inputs: { min: 1, max: 1 },
     // TF.js models (not ONNX), pinned by sha256 in gpu-runner/src/face/models.ts; see models/identity/CARD.md.

@@ -525,6 +525,23 @@ export async function analyzeFaces(image: RasterImage, options: AnalyzeOptions =
   );
 }
 
+/**
+ * The region look at each of several pixel boxes of one image (face.analyze `regions`): zero or one face per
+ * box, as analyzeFaces with `region` finds it, the image's RGB conversion shared between them.
+ */
+export async function analyzeRegions(
+  image: RasterImage,
+  regions: readonly FaceBox[],
+  options: Omit<AnalyzeOptions, "region"> = {},
+): Promise<AnalyzedFace[][]> {
+  const opts = { ...DEFAULTS, ...options };
+  if (image.width < 1 || image.height < 1) throw new RangeError("image has no pixels");
+  const rgb = toRgb8(image);
+  const out: AnalyzedFace[][] = [];
+  for (const r of regions) out.push(await analyzeRegion(image, r, opts, rgb));
+  return out;
+}
+
 type Candidate = { detection: FaceDetection; box: FaceBox };
 
 /** Detector at opts.minScore, size filter, then landmarks and descriptors for the candidates `choose` keeps. */
@@ -601,6 +618,7 @@ async function analyzeRegion(
   image: RasterImage,
   region: FaceBox,
   opts: Required<Omit<AnalyzeOptions, "region">>,
+  rgb: Uint8Array = toRgb8(image),
 ): Promise<AnalyzedFace[]> {
   const r = clipBox(region, image.width, image.height);
   if (!(r.width > 0 && r.height > 0)) return [];
@@ -608,7 +626,6 @@ async function analyzeRegion(
   const top = Math.max(0, Math.floor(r.y - r.height));
   const right = Math.min(image.width, Math.ceil(r.x + 2 * r.width));
   const bottom = Math.min(image.height, Math.ceil(r.y + 2 * r.height));
-  const rgb = toRgb8(image);
   const [cw, ch] = [right - left, bottom - top];
   const data = new Uint8Array(cw * ch * 3);
   for (let y = 0; y < ch; y++)
