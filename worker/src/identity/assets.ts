@@ -8,6 +8,7 @@
 import { z } from "zod";
 import { base64urlDecode, base64urlEncode, utf8 } from "../../../contract/encoding.ts";
 import { DESCRIPTOR_CHIPS, type DescriptorChip } from "../../../contract/operations.ts";
+import type { NormBox } from "../../../contract/watermark-geometry.ts";
 import type { AppEnv } from "../env.ts";
 import { newId } from "../lib/ids.ts";
 import { ApiError } from "../problem.ts";
@@ -33,12 +34,7 @@ export const FaceInput = z.object({
 export type FaceInput = z.infer<typeof FaceInput>;
 
 /** A box in fractions of the image's width and height. */
-export interface NormBox {
-  x: number;
-  y: number;
-  width: number;
-  height: number;
-}
+export type { NormBox };
 
 interface StoredFace {
   box: FaceInput["box"];
@@ -101,21 +97,33 @@ export interface AssetRow {
   job_id: string | null;
   protected_at: number;
   deleted_at: number | null;
+  /** The watermark codec that marked the image (watermark.embed's result); NULL in rows from before codec 2 = 1. */
+  codec: 1 | 2 | null;
+  /**
+   * The protected image's size in pixels: verify maps the record's boxes into a cropped copy with it (a tiled
+   * geometry is in units of the original's short side). NULL in rows from before it was stored.
+   */
+  width: number | null;
+  height: number | null;
 }
 
-export interface PublicAsset {
-  id: string;
-  object: "identity_asset";
-  owner: string | null;
-  external_ref: string | null;
-  mode: "face" | "provenance";
-  face_count: number;
-  faces: { box: FaceInput["box"]; score: number }[];
-  master_key_id: string;
-  asset_ref: number;
-  protected_at: string;
-  deleted: boolean;
-}
+/** The `identity_asset` object (GET /v1/assets, /v1/assets/:id). */
+export const PublicAsset = z.object({
+  id: z.string(),
+  object: z.literal("identity_asset"),
+  owner: z.string().nullable(),
+  external_ref: z.string().nullable(),
+  mode: z.enum(["face", "provenance"]),
+  face_count: z.number().int().nonnegative(),
+  faces: z.array(z.object({ box: FaceInput.shape.box, score: z.number() })),
+  /** The watermark codec of the protected image: 1 = whole-frame mark (every asset before codec 2), 2 = tiled mark. */
+  codec: z.union([z.literal(1), z.literal(2)]),
+  master_key_id: z.string(),
+  asset_ref: z.number().int().nonnegative(),
+  protected_at: z.string(),
+  deleted: z.boolean(),
+});
+export type PublicAsset = z.infer<typeof PublicAsset>;
 
 export function publicAsset(row: AssetRow): PublicAsset {
   const faces = row.faces ? (JSON.parse(row.faces) as StoredFace[]) : [];
@@ -126,6 +134,7 @@ export function publicAsset(row: AssetRow): PublicAsset {
     external_ref: row.external_ref,
     mode: row.mode,
     face_count: row.face_count,
+    codec: row.codec ?? 1,
     faces: faces.map((f) => ({ box: f.box, score: f.score })),
     master_key_id: row.master_key_id,
     asset_ref: row.asset_ref,
@@ -241,13 +250,18 @@ async function buildRow(
     job_id: req.jobId ?? null,
     protected_at: Date.now(),
     deleted_at: null,
+    // Known once watermark.embed has run (setAssetImage); the analysed image's size until then.
+    codec: null,
+    width: image?.width ?? null,
+    height: image?.height ?? null,
   };
 }
 
 async function insertRow(env: AssetEnv, r: AssetRow): Promise<void> {
   await env.DB.prepare(
     `INSERT INTO identity_assets (id, tenant_id, master_key_id, key_slot, asset_ref, mode, payload, owner, external_ref, faces,
-       face_count, image_key, job_id, protected_at, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
+       face_count, image_key, job_id, protected_at, deleted_at, codec, width, height)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)`,
   )
     .bind(
       r.id,
@@ -264,6 +278,9 @@ async function insertRow(env: AssetEnv, r: AssetRow): Promise<void> {
       r.image_key,
       r.job_id,
       r.protected_at,
+      r.codec,
+      r.width,
+      r.height,
     )
     .run();
 }
@@ -275,12 +292,31 @@ async function insertRow(env: AssetEnv, r: AssetRow): Promise<void> {
  */
 const ISSUED = "(image_key IS NOT NULL OR deleted_at IS NOT NULL)";
 
-/** Records where the watermarked image lives once watermark.embed has finished: the asset exists from now on. */
-export async function setAssetImage(env: AssetEnv, tenantId: string, assetId: string, imageKey: string): Promise<void> {
+/** What watermark.embed reports about the image it marked (absent from a codec-1 embedder's result). */
+export interface EmbeddedMark {
+  codec?: 1 | 2;
+  width?: number;
+  height?: number;
+}
+
+/**
+ * Records where the watermarked image lives once watermark.embed has finished: the asset exists from now on.
+ * With it, the codec that marked it (1 when the embedder does not say) and the marked image's size (the analysed
+ * size stays when the embedder does not say).
+ */
+export async function setAssetImage(
+  env: AssetEnv,
+  tenantId: string,
+  assetId: string,
+  imageKey: string,
+  mark: EmbeddedMark = {},
+): Promise<void> {
+  const size = mark.width && mark.height ? mark : null;
   await env.DB.prepare(
-    `UPDATE identity_assets SET image_key = ?, protected_at = ? WHERE tenant_id = ? AND id = ? AND deleted_at IS NULL`,
+    `UPDATE identity_assets SET image_key = ?, protected_at = ?, codec = ?, width = COALESCE(?, width), height = COALESCE(?, height)
+       WHERE tenant_id = ? AND id = ? AND deleted_at IS NULL`,
   )
-    .bind(imageKey, Date.now(), tenantId, assetId)
+    .bind(imageKey, Date.now(), mark.codec ?? 1, size?.width ?? null, size?.height ?? null, tenantId, assetId)
     .run();
 }
 
