@@ -199,6 +199,29 @@ describe("codec 2: presence test and fallbacks", () => {
     expect(r).toMatchObject({ bits: HEX, detected: true, codec: 1 });
   });
 
+  it("codec 2 on grey, alpha and 16-bit images and at 16:1 keeps the layout and reads back", async () => {
+    const src = await readFile(root("test/fixtures/photo.jpg"));
+    for (const [w, h, mode] of [
+      [640, 480, "grey"],
+      [640, 480, "alpha"],
+      [640, 480, "16bit"],
+      [4096, 256, "rgb"],
+    ] as const) {
+      let s = sharp(src).resize(w, h, { fit: "fill" });
+      if (mode === "grey") s = s.greyscale();
+      if (mode === "alpha") s = s.ensureAlpha(0.8);
+      const bytes = mode === "16bit" ? await s.toColourspace("rgb16").png().toBuffer() : await s.png().toBuffer();
+      const input = await decodeImage(bytes, LIMITS);
+      const out = await embed(enc, input, HEX, 1, dec);
+      expect(out.codec, `${w}x${h} ${mode}`).toBe(2);
+      expect(out.image.bitDepth).toBe(input.bitDepth);
+      expect(out.image.hasAlpha).toBe(input.hasAlpha);
+      expect(out.psnr).toBeGreaterThanOrEqual(40);
+      const r = await decode(dec, await decodeImage(await encodeImage(out.image, "png"), LIMITS));
+      expect(r, `${w}x${h} ${mode}`).toMatchObject({ bits: HEX, detected: true, codec: 2 });
+    }
+  });
+
   it("the chip grid is 128 chips along the short side, whatever the orientation", () => {
     expect(chipGrid(1200, 800)).toEqual({ cols: 192, rows: 128 });
     expect(chipGrid(800, 1200)).toEqual({ cols: 128, rows: 192 });
