@@ -154,7 +154,7 @@ describe("protect → verify through the routes and the runner protocol", () => 
     expect((await call(`/v1/assets/nope`, key, { method: "DELETE" })).status).toBe(404);
   });
 
-  it("verify analyses only the largest face, protect every face (each job's params as the runner gets them)", async () => {
+  it("verify analyses as many faces as protect seals (each job's params as the runner gets them)", async () => {
     const { key } = await createTenantKey(["protect", "verify"]);
     const paramsOf = async (path: string) => {
       const flow = (await (await call(path, key, { method: "POST", body: IMAGE })).json()) as Flow;
@@ -163,8 +163,10 @@ describe("protect → verify through the routes and the runner protocol", () => 
     };
     // Both ask for descriptors: protect seals them in the asset record, verify compares against them.
     // Verify also asks for the plain eye-levelled chip, which records sealed before the jittered chip hold.
+    // Every protected face is compared at its own place (test/worker/identity-faces.test.ts), so verify looks for
+    // as many faces as protect seals.
     expect(await paramsOf("/v1/verify")).toMatchObject({
-      max_faces: 1,
+      max_faces: 10,
       include_descriptor: true,
       descriptor_chip: "rotated_jitter",
       extra_descriptor_chips: ["rotated"],

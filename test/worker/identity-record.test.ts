@@ -144,7 +144,7 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
     const regionJob = (await jobQueue(env).get((await jobQueue(env).ownerOf(regionId))!, regionId))!;
     // The runner gets the protected box in fractions of the image and no key, code or descriptor.
     expect(regionJob.params).toEqual({
-      max_faces: 1,
+      max_faces: 10,
       include_descriptor: true,
       descriptor_chip: "rotated_jitter",
       extra_descriptor_chips: ["rotated"],

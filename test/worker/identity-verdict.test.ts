@@ -3,7 +3,13 @@ import { testEnv } from "./helpers.ts";
 import { bitsToHex, hexToBits } from "../../worker/src/identity/bits.ts";
 import { createAsset, tracePayload } from "../../worker/src/identity/assets.ts";
 import calibrationFile from "../../models/identity/calibration.json";
-import { Calibration, calibrationFromFile, DecodeResult, decideVerdict } from "../../worker/src/identity/verdict.ts";
+import {
+  Calibration,
+  calibrationFromFile,
+  DecodeResult,
+  decideVerdict,
+  type RecordComparison,
+} from "../../worker/src/identity/verdict.ts";
 
 const env = testEnv;
 const tenant = () => `ten_${crypto.randomUUID().replaceAll("-", "")}`;
@@ -22,6 +28,24 @@ const missFromDetection = (d: { rate: number; low: number; high: number }) => ({
 });
 const decoded = (bits: string, detected = true): DecodeResult =>
   DecodeResult.parse({ bits, detected, p_value: detected ? 1e-12 : 0.4, errors: detected ? 3 : null, corrected: detected });
+
+/**
+ * A one-face record comparison as the flow assembles it: the sealed descriptor and, when a face was found at its
+ * place in the copy, that face's descriptor.
+ */
+const oneFace = (chip: "rotated" | "rotated_jitter" | "box", descriptor: number[], now: number[] | null): RecordComparison => ({
+  faces: [
+    {
+      record_index: 0,
+      chip,
+      descriptor,
+      box: { x: 0.1, y: 0.1, width: 0.2, height: 0.3 },
+      visible_share: 1,
+      presence: "in_copy",
+      now: now ? { descriptor: now, found_by: "analysis" } : null,
+    },
+  ],
+});
 
 /** Flips `n` distinct bits of a hex code. */
 function perturb(hex: string, n: number): string {
@@ -181,7 +205,7 @@ describe("verify decision", () => {
     const traced = await tracePayload(env, t, payloadHex);
     const base = Array.from({ length: 128 }, (_, i) => Math.sin(i) * 0.1);
     const evidenceFor = (chip: "rotated" | "rotated_jitter") =>
-      decideVerdict(decoded(payloadHex), ["a1b2c3d4"], traced, c, { chip, descriptor: base, facesAtPlace: [base] }).evidence;
+      decideVerdict(decoded(payloadHex), ["a1b2c3d4"], traced, c, oneFace(chip, base, base)).evidence;
     for (const chip of ["rotated_jitter", "rotated"] as const) {
       const oos = calibrationFile.record_descriptor.by_chip[chip].out_of_sample;
       expect(evidenceFor(chip)).toMatchObject({
@@ -248,11 +272,13 @@ describe("verify decision against the asset record", () => {
     const { t, payloadHex } = await protectedAsset("a1b2c3d4");
     const traced = await tracePayload(env, t, payloadHex);
     // The payload code alone would call this a swap (15 bits > radius 8): the record decides.
-    const out = decideVerdict(decoded(payloadHex), [perturb("a1b2c3d4", 15)], traced, withRecord, {
-      chip: "rotated",
-      descriptor: base,
-      facesAtPlace: [moved(0.3)],
-    });
+    const out = decideVerdict(
+      decoded(payloadHex),
+      [perturb("a1b2c3d4", 15)],
+      traced,
+      withRecord,
+      oneFace("rotated", base, moved(0.3)),
+    );
     expect(out.verdict).toBe("authentic");
     expect(out.evidence).toMatchObject({
       identity_basis: "record",
@@ -268,11 +294,7 @@ describe("verify decision against the asset record", () => {
   it("beyond the euclidean threshold → face_swapped even when the 32-bit code still matches", async () => {
     const { t, payloadHex } = await protectedAsset("a1b2c3d4");
     const traced = await tracePayload(env, t, payloadHex);
-    const out = decideVerdict(decoded(payloadHex), ["a1b2c3d4"], traced, withRecord, {
-      chip: "rotated",
-      descriptor: base,
-      facesAtPlace: [moved(0.5)],
-    });
+    const out = decideVerdict(decoded(payloadHex), ["a1b2c3d4"], traced, withRecord, oneFace("rotated", base, moved(0.5)));
     expect(out.verdict).toBe("face_swapped");
     expect(out.evidence).toMatchObject({ identity_basis: "record", identity_distance: 0.5, payload_identity_distance: 0 });
   });
@@ -294,7 +316,7 @@ describe("verify decision against the asset record", () => {
     const { t, payloadHex } = await protectedAsset("a1b2c3d4");
     const traced = await tracePayload(env, t, payloadHex);
     const at = (chip: "rotated" | "rotated_jitter" | "box") =>
-      decideVerdict(decoded(payloadHex), ["a1b2c3d4"], traced, twoChips, { chip, descriptor: base, facesAtPlace: [moved(0.4)] });
+      decideVerdict(decoded(payloadHex), ["a1b2c3d4"], traced, twoChips, oneFace(chip, base, moved(0.4)));
     // 0.4: within the older chip's 0.45, beyond the current chip's 0.3.
     expect(at("rotated")).toMatchObject({
       verdict: "authentic",
@@ -321,24 +343,28 @@ describe("verify decision against the asset record", () => {
   it("no face at the protected place, or no record threshold → the payload code decides", async () => {
     const { t, payloadHex } = await protectedAsset("a1b2c3d4");
     const traced = await tracePayload(env, t, payloadHex);
-    const elsewhere = decideVerdict(decoded(payloadHex), [perturb("a1b2c3d4", 2)], traced, withRecord, {
-      chip: "rotated",
-      descriptor: base,
-      facesAtPlace: [],
-    });
+    const elsewhere = decideVerdict(
+      decoded(payloadHex),
+      [perturb("a1b2c3d4", 2)],
+      traced,
+      withRecord,
+      oneFace("rotated", base, null),
+    );
     expect(elsewhere).toMatchObject({
       verdict: "authentic",
       evidence: { identity_basis: "payload", identity_metric: "hamming", threshold: 8 },
     });
-    const noThreshold = decideVerdict(decoded(payloadHex), [perturb("a1b2c3d4", 2)], traced, calibration, {
-      chip: "rotated",
-      descriptor: base,
-      facesAtPlace: [moved(0.9)],
-    });
+    const noThreshold = decideVerdict(
+      decoded(payloadHex),
+      [perturb("a1b2c3d4", 2)],
+      traced,
+      calibration,
+      oneFace("rotated", base, moved(0.9)),
+    );
     expect(noThreshold.evidence).toMatchObject({ identity_basis: "payload", identity_distance: 2 });
     // And with no face at all it stays inconclusive, record or not.
-    expect(
-      decideVerdict(decoded(payloadHex), [], traced, withRecord, { chip: "rotated", descriptor: base, facesAtPlace: [] }).verdict,
-    ).toBe("inconclusive");
+    expect(decideVerdict(decoded(payloadHex), [], traced, withRecord, oneFace("rotated", base, null)).verdict).toBe(
+      "inconclusive",
+    );
   });
 });

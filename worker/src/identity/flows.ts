@@ -6,9 +6,12 @@
  *   verify:  face.analyze ─┐
  *            watermark.decode ─┴─hook (when both are in)──▶ trace ──▶ [region look] ──▶ decide ──▶ output (+ webhook)
  *
- * The region look is a second face.analyze, run only when the payload authenticates, the asset record holds
- * the protected face's box and descriptor, and the first analysis found no face at that place: the detector
- * then searches that box alone with a lower cut (a blended-in swapped face often scores below 0.5).
+ * Verify compares every protected face of the asset record that is in the copy with the face now at its own
+ * place (places.ts): the record's boxes are mapped into the copy's frame with the geometry the decoder found, so
+ * a cropped or resized copy is compared where its faces really are. The region look is a second face.analyze,
+ * run only when the payload authenticates, the asset record holds boxes and descriptors, and the first analysis
+ * found no face at the place of one or more protected faces in the copy: the detector then searches each of
+ * those places alone with a lower cut (a blended-in swapped face often scores below 0.5), in one job.
  *
  * State lives in D1 (identity_flows). Each hook writes only its own column, and the final step is a
  * conditional UPDATE on status = 'running', so the two verify hooks racing each other finish once.
@@ -21,12 +24,12 @@ import { newId } from "../lib/ids.ts";
 import { createJob, registerCompletionHook } from "../lib/jobs-api.ts";
 import { objectKeys, objectUrlSigner } from "../lib/object-urls.ts";
 import { emitEvent } from "../lib/webhooks.ts";
+import { z } from "zod";
 import {
   assetFaceRecords,
   createAsset,
   discardUnissuedAsset,
   FaceInput,
-  normaliseBox,
   publicAsset,
   setAssetImage,
   tracePayload,
@@ -34,14 +37,16 @@ import {
   type TracedPayload,
 } from "./assets.ts";
 import calibrationFile from "../../../models/identity/calibration.json";
+import { planComparison, type VerifyPlan } from "./places.ts";
 import {
   AnalyzedFaces,
   Calibration,
   calibrationFromFile,
   DecodeResult,
   decideVerdict,
+  decodedGeometry,
   recordCalibration,
-  type RecordComparison,
+  WatermarkCodec,
 } from "./verdict.ts";
 import type { DescriptorChip } from "../../../contract/operations.ts";
 
@@ -77,16 +82,24 @@ export interface ProtectParams {
 }
 
 /**
- * What verify asks face.analyze for: the largest face only. The payload seals the code of the face that was
- * largest at protect time, so that is the face to compare. Comparing every face instead would let a
- * bystander whose code happens to lie within the radius (5 % of pairs of different people,
- * models/identity/CARD.md section 3) mask a swap of the main face, and each further face costs the
- * landmark and recognition nets again (0.05-0.1 s per face on CPU, models/identity/CARD.md section 5). Cost: a
- * re-share that makes another face the largest (a tight crop around a bystander) is compared with the wrong
- * face and reads as face_swapped.
+ * How many faces protect seals and verify analyses: face.analyze's default, stated here so that both flows
+ * keep asking for the same number.
+ */
+export const MAX_PROTECTED_FACES = 10;
+
+/**
+ * What verify asks face.analyze for: as many faces as protect seals, so that every protected face in the copy
+ * is compared with its own record. Each record face is compared only with the face at its own place in the copy
+ * (places.ts: best IoU with the mapped record box, one face per record face), so a bystander whose code or
+ * descriptor happens to lie within the radius (5 % of pairs of different people for the code,
+ * models/identity/CARD.md section 3) cannot stand in for a protected face, nor hide a swap of another one: the
+ * swapped face fails at its own place whatever the others do. Comparing the largest face only would make the
+ * verdict depend on which face is the largest, which the protected original, the copy and whoever edited it each
+ * decide on their own: with near-equal faces in a group photo, that ranking flips with a pixel of box size.
+ * Cost: the landmark and recognition nets run once per face (0.05-0.1 s per face on CPU, CARD.md section 5).
  */
 export const VERIFY_ANALYZE_PARAMS = {
-  max_faces: 1,
+  max_faces: MAX_PROTECTED_FACES,
   include_descriptor: true,
   descriptor_chip: "rotated_jitter",
   // Records sealed before the jittered chip hold the plain eye-levelled chip's descriptor; the runner computes
@@ -106,7 +119,11 @@ export const RECORD_CHIP = VERIFY_ANALYZE_PARAMS.descriptor_chip;
  * What protect asks face.analyze for: every face (the default max), with descriptors, which the worker seals
  * into the asset record (never into the payload) for verify's record comparison.
  */
-export const PROTECT_ANALYZE_PARAMS = { include_descriptor: true, descriptor_chip: RECORD_CHIP } as const;
+export const PROTECT_ANALYZE_PARAMS = {
+  max_faces: MAX_PROTECTED_FACES,
+  include_descriptor: true,
+  descriptor_chip: RECORD_CHIP,
+} as const;
 
 /**
  * The region look's detector cut. The inconclusive swaps of the end-to-end evaluation scored 0.07-0.54 at
@@ -115,9 +132,6 @@ export const PROTECT_ANALYZE_PARAMS = { include_descriptor: true, descriptor_chi
  * the confidence the cut would otherwise give.
  */
 export const REGION_MIN_SCORE = 0.05;
-
-/** A face now counts as "at the protected place" when its normalised box overlaps the stored one this much. */
-export const PLACE_MIN_IOU = 0.3;
 
 /** Signed image URLs in protect outputs stay valid this long. */
 const IMAGE_URL_TTL_S = 24 * 3600;
@@ -285,7 +299,12 @@ async function onEmbedded(env: AppEnv, job: JobRecord): Promise<void> {
     await finish(env, flow, null, { type: "bad_child_result", message: "watermark.embed returned no image" });
     return;
   }
-  await setAssetImage(env, flow.tenant_id, flow.asset_id, image.key);
+  const mark = EmbedResult.safeParse(job.result ?? {});
+  if (!mark.success) {
+    await finish(env, flow, null, { type: "bad_child_result", message: "watermark.embed returned an unexpected result" });
+    return;
+  }
+  await setAssetImage(env, flow.tenant_id, flow.asset_id, image.key, mark.data);
   const asset = await env.DB.prepare(`SELECT * FROM identity_assets WHERE id = ?`).bind(flow.asset_id).first();
   const pub = publicAsset(asset as never);
   const expires = Math.floor(Date.now() / 1000) + IMAGE_URL_TTL_S;
@@ -298,6 +317,18 @@ async function onEmbedded(env: AppEnv, job: JobRecord): Promise<void> {
     protected_at: pub.protected_at,
   });
 }
+
+/**
+ * What protect reads from watermark.embed's result: the codec that marked the image and the marked image's
+ * size (a codec-1 embedder reports neither: codec 1, the analysed size).
+ */
+const EmbedResult = z
+  .object({
+    codec: WatermarkCodec.optional(),
+    width: z.number().int().positive().optional(),
+    height: z.number().int().positive().optional(),
+  })
+  .passthrough();
 
 async function onDecoded(env: AppEnv, job: JobRecord): Promise<void> {
   const flow = await flowOfChild(env, job, "mark_job");
@@ -313,57 +344,43 @@ async function onDecoded(env: AppEnv, job: JobRecord): Promise<void> {
   await maybeDecide(env, flow.id);
 }
 
-function boxIou(a: NormBox, b: NormBox): number {
-  const w = Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x);
-  const h = Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y);
-  if (w <= 0 || h <= 0) return 0;
-  return (w * h) / (a.width * a.height + b.width * b.height - w * h);
-}
-
-/**
- * The analysed faces' descriptors of `chip` (the main descriptor or one of extra_descriptors) whose box, in
- * fractions of the analysed image, overlaps `place`.
- */
-function facesAt(analyzed: AnalyzedFaces, place: NormBox, chip: DescriptorChip): number[][] {
-  const image = analyzed.image;
-  if (!image) return [];
-  return analyzed.faces.flatMap((f) => {
-    const d = f.descriptor_chip === chip ? f.descriptor : f.extra_descriptors?.[chip];
-    return f.box && d && boxIou(normaliseBox(f.box, image), place) >= PLACE_MIN_IOU ? [d] : [];
-  });
-}
-
-/**
- * The record side of the decision: the protected main face's sealed descriptor and the faces now at its place.
- * Returns "region" when no face is at the place yet and the region look has not run: the caller starts it.
- */
-async function recordComparison(
-  env: AppEnv,
-  traced: TracedPayload,
-  analyzed: AnalyzedFaces,
-  region: AnalyzedFaces | null,
-): Promise<{ comparison: RecordComparison; place: NormBox } | "region" | null> {
-  if (traced.opened.mode !== "face" || !calibration?.record) return null;
-  const main = (await assetFaceRecords(env, traced.asset))[0];
-  const chip = main?.descriptor_chip;
-  // Records sealed with a chip verify does not compute, or without a calibrated threshold for it (the box
-  // chip, or none): the payload decides.
-  if (!main?.descriptor || !main.box_norm || !chip || !COMPARED_CHIPS.has(chip) || !recordCalibration(calibration, chip))
-    return null;
-  const atPlace = facesAt(analyzed, main.box_norm, chip);
-  if (region) atPlace.push(...facesAt(region, main.box_norm, chip));
-  if (atPlace.length === 0 && !region) return "region";
-  return { comparison: { chip, descriptor: main.descriptor, facesAtPlace: atPlace }, place: main.box_norm };
-}
-
 /** The chips verify's face.analyze returns, so the only record chips it can compare like with like. */
 const COMPARED_CHIPS: ReadonlySet<DescriptorChip> = new Set([
   VERIFY_ANALYZE_PARAMS.descriptor_chip,
   ...VERIFY_ANALYZE_PARAMS.extra_descriptor_chips,
 ]);
 
-/** Starts the region look once per flow (the two verify hooks can both get here). False when it already ran. */
-async function startRegionLook(env: AppEnv, flow: FlowRow, place: NormBox): Promise<boolean> {
+/**
+ * The record side of the decision: every protected face's place in the copy and the face now there.
+ * Records sealed with a chip verify does not compute, or without a calibrated threshold for it (the box chip,
+ * or none), are not compared: the payload decides.
+ */
+async function planVerify(
+  env: AppEnv,
+  traced: TracedPayload | null,
+  decode: DecodeResult,
+  analyzed: AnalyzedFaces,
+  region: AnalyzedFaces | null,
+): Promise<VerifyPlan> {
+  const cal = calibration;
+  const face = traced?.opened.mode === "face" && cal?.record !== undefined;
+  const asset = traced?.asset;
+  return planComparison({
+    records: face && asset ? await assetFaceRecords(env, asset) : [],
+    comparable: (chip) => COMPARED_CHIPS.has(chip) && cal !== null && recordCalibration(cal, chip) !== null,
+    geometry: decodedGeometry(decode),
+    original: asset?.width && asset.height ? { width: asset.width, height: asset.height } : null,
+    analyzed,
+    region,
+  });
+}
+
+/**
+ * Starts the region look once per flow (the two verify hooks can both get here), at every place in `places`:
+ * one face.analyze job, with `region` for one place (what every runner understands) and `regions` for several.
+ * False when it already ran.
+ */
+async function startRegionLook(env: AppEnv, flow: FlowRow, places: NormBox[]): Promise<boolean> {
   const regionId = newId("job");
   const claimed = await env.DB.prepare(
     `UPDATE identity_flows SET region_job = ?, updated_at = ? WHERE id = ? AND status = 'running' AND region_job IS NULL`,
@@ -374,13 +391,18 @@ async function startRegionLook(env: AppEnv, flow: FlowRow, place: NormBox): Prom
   try {
     const input = await env.OBJECTS.head(flow.input_key);
     if (!input) throw new Error("the verify input is gone");
+    const boxes = places.map(clampBox);
     await createJob(env, {
       tenantId: flow.tenant_id,
       operation: "face.analyze",
       inputs: [
         { key: flow.input_key, content_type: input.httpMetadata?.contentType ?? "application/octet-stream", bytes: input.size },
       ],
-      params: { ...VERIFY_ANALYZE_PARAMS, min_score: REGION_MIN_SCORE, region: clampBox(place) },
+      params: {
+        ...VERIFY_ANALYZE_PARAMS,
+        min_score: REGION_MIN_SCORE,
+        ...(boxes.length === 1 ? { region: boxes[0] } : { regions: boxes }),
+      },
       origin: flow.origin,
       jobId: regionId,
     });
@@ -407,19 +429,18 @@ async function maybeDecide(env: AppEnv, flowId: string): Promise<void> {
   const analyzed = AnalyzedFaces.parse(JSON.parse(flow.analyze_result));
   const region = flow.region_result ? AnalyzedFaces.parse(JSON.parse(flow.region_result)) : null;
   const traced = decode.detected ? await tracePayload(env, flow.tenant_id, decode.bits) : null;
-  let record: RecordComparison | null = null;
-  if (traced) {
-    const rc = await recordComparison(env, traced, analyzed, region);
-    if (rc === "region") {
-      const main = (await assetFaceRecords(env, traced.asset))[0]!;
-      await startRegionLook(env, flow, main.box_norm!);
-      return;
-    }
-    record = rc?.comparison ?? null;
+  const plan = await planVerify(env, traced, decode, analyzed, region);
+  if (traced && plan.regionLook.length > 0 && !flow.region_job) {
+    await startRegionLook(
+      env,
+      flow,
+      plan.regionLook.map((r) => r.box),
+    );
+    return;
   }
-  const faces = [...analyzed.faces, ...(region?.faces ?? [])].map((f) => f.identity_code);
+  const faces = plan.facesNow.map((f) => f.identity_code);
   const cal = calibration ?? { code_bits: 32, threshold: -1, false_alarm: NO_RATE, miss: NO_RATE };
-  const outcome = decideVerdict(decode, faces, traced, cal, record);
+  const outcome = decideVerdict(decode, faces, traced, cal, plan.record, plan.payloadFaces);
   outcome.evidence.region_search = flow.region_job !== null;
   if (!calibration && outcome.evidence.payload_mode === "face" && faces.length > 0) {
     outcome.verdict = "inconclusive";
