@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
-import sharp from "sharp";
+import sharp, { type Sharp } from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
 import { decodeImage } from "../../gpu-runner/src/image/decode.ts";
 import { encodeImage } from "../../gpu-runner/src/image/encode.ts";
@@ -50,7 +50,7 @@ async function photo(width: number, height: number): Promise<RasterImage> {
   );
 }
 
-async function copyOf(edit: (s: sharp.Sharp) => sharp.Sharp, format: "png" | "jpeg" = "png", quality = 90): Promise<RasterImage> {
+async function copyOf(edit: (s: Sharp) => Sharp, format: "png" | "jpeg" = "png", quality = 90): Promise<RasterImage> {
   const s = edit(sharp(markedPng));
   const bytes = format === "png" ? await s.png().toBuffer() : await s.jpeg({ quality }).toBuffer();
   return decodeImage(bytes, LIMITS);
@@ -86,7 +86,7 @@ describe("codec 2: reframed copies are read exactly, with their geometry", () =>
   });
 
   // [name, edit, expected origin of the original in the copy, expected short side in the copy, flipped]
-  const cases: [string, (s: sharp.Sharp) => sharp.Sharp, [number, number], number, boolean][] = [
+  const cases: [string, (s: Sharp) => Sharp, [number, number], number, boolean][] = [
     ["centre crop 80 %", (s) => s.extract({ left: 120, top: 80, width: 960, height: 640 }), [-120, -80], 800, false],
     [
       "corner crop 90 % (bottom right)",
@@ -175,7 +175,7 @@ describe("codec 2: presence test and fallbacks", () => {
   it("an unmarked photo and crops of it are not detected, and report no codec or geometry", async () => {
     const plain = await photo(W, H);
     const png = await encodeImage(plain, "png");
-    for (const edit of [(s: sharp.Sharp) => s, (s: sharp.Sharp) => s.extract({ left: 100, top: 50, width: 700, height: 600 })]) {
+    for (const edit of [(s: Sharp) => s, (s: Sharp) => s.extract({ left: 100, top: 50, width: 700, height: 600 })]) {
       const r = await decode(dec, await decodeImage(await edit(sharp(png)).png().toBuffer(), LIMITS));
       expect(r.detected).toBe(false);
       expect(r.p_value).toBeGreaterThan(1e-6);
