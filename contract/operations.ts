@@ -47,11 +47,12 @@ export interface OperationSpec<P extends z.ZodType = z.ZodType> {
 const MB = 1024 * 1024;
 
 /**
- * watermark.embed and .decode: the mark lives in the whole image squeezed to 128 x 128 (gpu-runner/src/operations/
- * watermark.ts). At least 32 px per side, below which the stretched residual loses the mark (the pipeline's
- * long-standing limit). At most 16:1: embedding and decoding are tested at 12.5:1 (2000 x 160, 150 x 1800 in
- * test/runner/watermark.test.ts) and at 16:1 (2048 x 128, test/runner/fuzz.test.ts); beyond that one working pixel
- * spans 16x more of the image along one axis than the other, which nothing has measured. decode accepts what
+ * watermark.embed and .decode (gpu-runner/src/operations/watermark.ts): codec 2, the tiled mark on a grid of 128
+ * chips along the short side, for images whose short side is at least 256 px; codec 1, the whole image squeezed to
+ * 128 x 128, below that and for images marked before codec 2. At least 32 px per side, below which codec 1's
+ * stretched residual loses the mark. At most 16:1: both codecs are tested at 16:1 (4096 x 256 in
+ * test/runner/watermark-tiled.test.ts, 2048 x 128 in test/runner/fuzz.test.ts); beyond that codec 1's working
+ * pixel spans 16x more of the image along one axis than the other, which nothing has measured. decode accepts what
  * embed does, so every protected image can be verified.
  */
 const WATERMARK_GEOMETRY = { min_side: 32, max_aspect_ratio: 16 } as const;
@@ -100,8 +101,9 @@ export const OPERATIONS = {
       })
       .strict(),
     inputs: { min: 1, max: 1 },
-    // The encoder as its two cuts (gain map once per image, message pattern once per round: watermark-encoder.ts),
-    // and the decoder: embedding reads its own mark back to re-weight weak bits (watermark-informed.ts).
+    // Codec 1's encoder as its two cuts (gain map once per image, message pattern once per round:
+    // watermark-encoder.ts) and its decoder (its embedding reads the mark back to re-weight weak bits); codec 2
+    // runs no model.
     models: ["watermark-encoder-gain", "watermark-encoder-message", "watermark-decoder"],
     limits: WATERMARK_LIMITS,
     artifacts: [{ name: "image", content_type: "image/png" }],
@@ -109,7 +111,7 @@ export const OPERATIONS = {
   "watermark.decode": {
     name: "watermark.decode",
     path: null,
-    summary: "Recover a watermark payload with soft bits and a presence p-value.",
+    summary: "Recover a watermark payload with soft bits, a presence p-value, and where the original sits in the copy.",
     scope: "verify",
     params: z.object({}).strict(),
     inputs: { min: 1, max: 1 },
