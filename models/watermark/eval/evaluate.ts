@@ -341,7 +341,14 @@ async function main(): Promise<void> {
       `[${k + 1}/${jobs.length}] ${job.name} ${img.width}x${img.height} psnr ${q.psnr.toFixed(2)} ssim ${q.ssim.toFixed(4)} (${s}s)`,
     );
   }
-  const fp = args.only === "attacks" ? null : await falsePositives(dec, photos);
+  // The false-positive pass is sharded by photo too ("--only fp --shard k/n"; the shards' counts add up in --merge).
+  const fp =
+    args.only === "attacks"
+      ? null
+      : await falsePositives(
+          dec,
+          photos.filter((_, i) => i % SHARDS === SHARD),
+        );
   const attacks = [...rows].map(([name, r]) => ({
     attack: name,
     raw_bit_acc: r.raw / r.n,
@@ -452,7 +459,17 @@ async function mergeShards(files: string[]): Promise<void> {
     detection_rate: wavg((p) => p.attacks[i].detection_rate),
     images,
   }));
-  const fp = parts.find((p) => p.false_positives)?.false_positives;
+  const fps = parts.map((p) => p.false_positives).filter(Boolean);
+  const minErrors = fps.map((f) => f.min_errors_when_decodable).filter((e) => e !== null);
+  const fp = fps.length
+    ? {
+        tested: fps.reduce((s, f) => s + f.tested, 0),
+        detected: fps.reduce((s, f) => s + f.detected, 0),
+        decodable_within_t: fps.reduce((s, f) => s + f.decodable_within_t, 0),
+        min_errors_when_decodable: minErrors.length ? Math.min(...minErrors) : null,
+        threshold_p: fps[0].threshold_p,
+      }
+    : undefined;
   const results = {
     measured_at: new Date().toISOString(),
     strength: withAttacks[0].strength,
