@@ -1,7 +1,14 @@
 import { readFileSync } from "node:fs";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
-import { analyzeFaces, REGION_MIN_IOU, rotatedChipPixels, toRgb8, type AnalyzedFace } from "../../gpu-runner/src/face/analyze.ts";
+import {
+  analyzeFaces,
+  REGION_MIN_IOU,
+  rotatedChipPixels,
+  toRgb8,
+  type AnalyzedFace,
+  type FaceBox,
+} from "../../gpu-runner/src/face/analyze.ts";
 import { loadFaceModels } from "../../gpu-runner/src/face/models.ts";
 import {
   bitsToHex,
@@ -380,6 +387,82 @@ describe("face.analyze pipeline", { timeout: 120_000 }, () => {
       context([await raster(ASTRONAUT)], { region: { x: 0.02, y: 0.02, width: 0.15, height: 0.15 }, min_score: 0.05 }),
     );
     expect((empty.result as { faces: unknown[] }).faces).toEqual([]);
+  });
+
+  // verify's region look at several protected faces' places in one job (worker/src/identity/flows.ts).
+  describe("regions: the region look at several boxes in one job", () => {
+    type Out = {
+      box: { x: number; y: number; width: number; height: number };
+      score: number;
+      descriptor: number[];
+      region_index?: number;
+    };
+    const facesOf = (out: { result: unknown }) => (out.result as { faces: Out[] }).faces;
+    let group: RasterImage;
+    let boxes: { x: number; y: number; width: number; height: number }[];
+    const norm = (b: FaceBox, img: RasterImage) => ({
+      x: b.x / img.width,
+      y: b.y / img.height,
+      width: b.width / img.width,
+      height: b.height / img.height,
+    });
+    const overlap = (a: FaceBox, b: FaceBox) => {
+      const w = Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x);
+      const h = Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y);
+      return w > 0 && h > 0 ? (w * h) / (a.width * a.height + b.width * b.height - w * h) : 0;
+    };
+    beforeAll(async () => {
+      group = await raster(GROUP);
+      // The largest and the smallest of sample1.jpg's three people, in that order.
+      const found = await analyzeFaces(group);
+      expect(found).toHaveLength(3);
+      boxes = [found[0]!.box, found[2]!.box];
+    }, 120_000);
+
+    it("gives at most one face per box, tagged with its box's index, the same face a single `region` gives", async () => {
+      const params = { include_descriptor: true, max_faces: 10 };
+      const out = facesOf(
+        await faceAnalyzePipeline.run(context([group], { ...params, regions: boxes.map((b) => norm(b, group)) })),
+      );
+      expect(out.map((f) => f.region_index)).toEqual([0, 1]);
+      for (const [i, box] of boxes.entries()) {
+        const [f] = out.filter((o) => o.region_index === i);
+        expect(overlap(f!.box, box)).toBeGreaterThanOrEqual(REGION_MIN_IOU);
+        // One box's look on its own: the same face, box and descriptor, without a region_index.
+        const single = facesOf(await faceAnalyzePipeline.run(context([group], { ...params, region: norm(box, group) })));
+        expect(single).toHaveLength(1);
+        expect(single[0]).not.toHaveProperty("region_index");
+        const { region_index, ...rest } = f!;
+        expect(region_index).toBe(i);
+        expect(rest).toEqual(single[0]);
+      }
+      // The two people are different faces (not one face found twice).
+      expect(hammingHex(identityCode(out[0]!.descriptor), identityCode(out[1]!.descriptor))).toBeGreaterThan(RADIUS);
+    });
+
+    it("finds a low-score face at its box and nothing at a box without a face, in one job", async () => {
+      const swapped = await raster(SWAP_LOW_SCORE);
+      // The protected face's box in this image (see the single-region case above), then the top-left corner.
+      const target = { x: 139.2, y: 145.5, width: 155.2, height: 245.4 };
+      const regions = [{ x: 0.01, y: 0.01, width: 0.12, height: 0.08 }, norm(target, swapped)];
+      const out = facesOf(
+        await faceAnalyzePipeline.run(context([swapped], { regions, min_score: 0.05, include_descriptor: true })),
+      );
+      expect(out).toHaveLength(1);
+      expect(out[0]!.region_index).toBe(1);
+      expect(out[0]!.score).toBeLessThan(0.5);
+      expect(overlap(out[0]!.box, target)).toBeGreaterThanOrEqual(REGION_MIN_IOU);
+    });
+
+    it("refuses `region` and `regions` together, and an empty `regions`", async () => {
+      const region = norm(boxes[0]!, group);
+      const both = faceAnalyzePipeline.run(context([group], { region, regions: [region] }));
+      await expect(both).rejects.toMatchObject({ code: "invalid_params" });
+      await expect(both).rejects.toThrow(/regions: region and regions exclude each other/);
+      await expect(faceAnalyzePipeline.run(context([group], { regions: [] }))).rejects.toMatchObject({
+        code: "invalid_params",
+      });
+    });
   });
 
   it("refuses a detector cut below 0.5 over the whole image (it admits non-faces)", async () => {
