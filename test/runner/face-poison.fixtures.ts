@@ -20,9 +20,10 @@ export async function poisonPng(width = 20_000, height = 50): Promise<Buffer> {
 
 /**
  * face.analyze's params as the two flows send them: worker/src/identity/flows.ts VERIFY_ANALYZE_PARAMS and
- * PROTECT_ANALYZE_PARAMS (copied: flows.ts imports cloudflare:workers and cannot load in Node).
+ * PROTECT_ANALYZE_PARAMS, both with MAX_PROTECTED_FACES (10) since verify compares every protected face (copied:
+ * flows.ts imports cloudflare:workers and cannot load in Node; keep the two in step).
  */
 export const POISON_PARAMS = {
-  verify: { max_faces: 1, include_descriptor: true, descriptor_chip: "rotated_jitter", extra_descriptor_chips: ["rotated"] },
-  protect: { include_descriptor: true, descriptor_chip: "rotated_jitter" },
+  verify: { max_faces: 10, include_descriptor: true, descriptor_chip: "rotated_jitter", extra_descriptor_chips: ["rotated"] },
+  protect: { max_faces: 10, include_descriptor: true, descriptor_chip: "rotated_jitter" },
 } as const;
