@@ -68,6 +68,42 @@ async function facesSeenBy(call: Call, flow: any): Promise<{ box: any; landmarks
   return data.output.faces;
 }
 
+type Box = { x: number; y: number; width: number; height: number };
+
+/** A crop of `image` (PNG) and where it sits in it, in pixels. */
+async function cropOf(image: Buffer, pick: (w: number, h: number) => Box): Promise<{ bytes: Buffer; crop: Box }> {
+  const { width, height } = await sharp(image).metadata();
+  const crop = pick(width!, height!);
+  const bytes = await sharp(image)
+    .extract({ left: crop.x, top: crop.y, width: crop.width, height: crop.height })
+    .png()
+    .toBuffer();
+  return { bytes, crop };
+}
+/** The centred crop keeping `keep` of each side. */
+const centreCrop = (keep: number) => (w: number, h: number) => {
+  const [cw, ch] = [Math.round(w * keep), Math.round(h * keep)];
+  return { x: Math.floor((w - cw) / 2), y: Math.floor((h - ch) / 2), width: cw, height: ch };
+};
+/** The largest centred 1:1 crop. */
+const squareCrop = (w: number, h: number) => {
+  const s = Math.min(w, h);
+  return { x: Math.floor((w - s) / 2), y: Math.floor((h - s) / 2), width: s, height: s };
+};
+
+/** A box of the protected image (pixels) in fractions of a crop of it. */
+const boxInCrop = (b: Box, crop: Box): Box => ({
+  x: (b.x - crop.x) / crop.width,
+  y: (b.y - crop.y) / crop.height,
+  width: b.width / crop.width,
+  height: b.height / crop.height,
+});
+function iou(a: Box, b: Box): number {
+  const w = Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x);
+  const h = Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y);
+  return w > 0 && h > 0 ? (w * h) / (a.width * a.height + b.width * b.height - w * h) : 0;
+}
+
 describe("identity end to end: protect, re-share, swap, verify (real stack, real models)", () => {
   let stack: LocalStack;
   let cleanup: () => Promise<void>;
@@ -92,6 +128,42 @@ describe("identity end to end: protect, re-share, swap, verify (real stack, real
       lines.push(`${name}: ${f.output?.verdict ?? f.status} d=${ev?.identity_distance} p=${ev?.p_value?.toExponential(1)}`);
     }
     console.log(`identity e2e (radius ${RADIUS}):\n  ${lines.join("\n  ")}`);
+  };
+
+  /**
+   * models/identity/swap.py (Poisson blending) of the source's face onto the target, on the landmarks the
+   * service itself found (the analyze stages of flows that saw each image); made once per name.
+   */
+  const swaps = new Map<string, Promise<Buffer>>();
+  const swapFace = (name: string, target: Buffer, targetLandmarks: unknown, source: Buffer, sourceLandmarks: unknown) => {
+    if (!swaps.has(name))
+      swaps.set(
+        name,
+        (async () => {
+          const paths = {
+            target: join(dir, `${name}-target.png`),
+            source: join(dir, `${name}-source.img`),
+            out: join(dir, `${name}-swapped.png`),
+          };
+          writeFileSync(paths.target, target);
+          writeFileSync(paths.source, source);
+          const jobs = [{ ...paths, target_landmarks: targetLandmarks, source_landmarks: sourceLandmarks, blend: "seamless" }];
+          writeFileSync(join(dir, `${name}-jobs.json`), JSON.stringify(jobs));
+          const py = spawnSync(PYTHON, [join(root, "models/identity/swap.py"), join(dir, `${name}-jobs.json`)], {
+            encoding: "utf8",
+          });
+          expect(py.status, py.stderr).toBe(0);
+          expect(py.stdout).toContain("1 swaps written");
+          return readFileSync(paths.out);
+        })(),
+      );
+    return swaps.get(name)!;
+  };
+  /** The astronaut's protected image with the other person's face (the swap the first swap case checks). */
+  const astronautSwap = async () => {
+    const [target] = await facesSeenBy(call, await verify("protected", protectedImage, "image/png"));
+    const [source] = await facesSeenBy(call, await verify("other person", otherPerson, "image/jpeg"));
+    return { swapped: await swapFace("astronaut", protectedImage, target!.landmarks, otherPerson, source!.landmarks), target };
   };
 
   beforeAll(async () => {
@@ -209,17 +281,7 @@ describe("identity end to end: protect, re-share, swap, verify (real stack, real
     "a face swap on the protected image is face_swapped, traced to the source asset, with a signed webhook",
     async () => {
       // Landmarks as the service itself sees them: the analyze stages of the two verifications.
-      const [target] = await facesSeenBy(call, await verify("protected", protectedImage, "image/png"));
-      const [source] = await facesSeenBy(call, await verify("other person", otherPerson, "image/jpeg"));
-      const paths = { target: join(dir, "protected.png"), source: join(dir, "source.jpg"), out: join(dir, "swapped.png") };
-      writeFileSync(paths.target, protectedImage);
-      writeFileSync(paths.source, otherPerson);
-      const jobs = [{ ...paths, target_landmarks: target!.landmarks, source_landmarks: source!.landmarks, blend: "seamless" }];
-      writeFileSync(join(dir, "jobs.json"), JSON.stringify(jobs));
-      const py = spawnSync(PYTHON, [join(root, "models/identity/swap.py"), join(dir, "jobs.json")], { encoding: "utf8" });
-      expect(py.status, py.stderr).toBe(0);
-      expect(py.stdout).toContain("1 swaps written");
-      const swapped = readFileSync(paths.out);
+      const { swapped, target } = await astronautSwap();
 
       // The swap replaced the face and left the rest of the picture alone.
       const before = await sharp(protectedImage).removeAlpha().raw().toBuffer();
@@ -258,6 +320,113 @@ describe("identity end to end: protect, re-share, swap, verify (real stack, real
       // Only the swap raised the alarm: the authentic and unprotected verifications sent nothing.
       await new Promise((r) => setTimeout(r, 1500));
       expect(receiver.events.filter((e) => e.type === "verification.face_swap_detected")).toHaveLength(1);
+    },
+  );
+
+  // Issue 13 item 4: reframed copies. Codec 2 (the tiled watermark) reports where the marked original sits in the
+  // copy, and verify compares the protected face at its place mapped with that geometry.
+  /** A second protected photo, a portrait (558x650), so that its largest centred 1:1 crop cuts something off. */
+  let portraitFlow: Promise<{ flow: any; image: Buffer }> | undefined;
+  const portrait = () =>
+    (portraitFlow ??= (async () => {
+      const flow = await runFlow(call, "/v1/protect?owner=e2e-owner&external_ref=photo-2", otherPerson, "image/jpeg", true);
+      expect(flow.status, JSON.stringify(flow.error)).toBe("succeeded");
+      expect(flow.output.faces).toHaveLength(1);
+      const image = Buffer.from(await (await fetch(flow.output.image_url)).arrayBuffer());
+      return { flow, image };
+    })());
+  const astronautAsset = async () => ({ flow: protectedFlow, image: protectedImage });
+  const mirror = async (image: Buffer) => {
+    const { width, height } = await sharp(image).metadata();
+    return { bytes: await sharp(image).flop().png().toBuffer(), crop: { x: 0, y: 0, width: width!, height: height! } };
+  };
+  /** The protected face's box (pixels of the protected image) in fractions of the copy. */
+  const expectedPlace = (protectedBox: Box, crop: Box, flipped: boolean) => {
+    const b = boxInCrop(protectedBox, crop);
+    return flipped ? { ...b, x: 1 - b.x - b.width } : b;
+  };
+
+  /** What every reframed copy's verify must show, whatever the verdict: the source, codec 2 and the face's place. */
+  async function expectTracedReframe(flow: any, asset: any, place: Box, flipped: boolean) {
+    expect(flow.status, JSON.stringify(flow.error)).toBe("succeeded");
+    const { source, evidence } = flow.output;
+    const seen = `${flow.output.reason} ${JSON.stringify(evidence)}`;
+    // A lost watermark reads not_protected; say so before any identity assertion.
+    expect(evidence.watermark_detected, seen).toBe(true);
+    expect(evidence.payload_authenticated, seen).toBe(true);
+    expect(source).toMatchObject({ asset_id: asset.output.asset_id, owner: "e2e-owner" });
+    // The asset record says which codec marked the protected image (codec 2 from 256 px on the short side).
+    const record = await call(`/v1/assets/${asset.output.asset_id}`);
+    expect(record.status).toBe(200);
+    expect(record.data.codec).toBe(2);
+    expect(evidence.watermark_codec).toBe(2);
+    expect(evidence.geometry, seen).toMatchObject({ codec: 2, flipped });
+    expect(Math.abs(evidence.geometry.scale - 1), seen).toBeLessThan(0.02);
+    expect(Math.abs(evidence.geometry.rotation_deg), seen).toBeLessThan(1);
+    expect(evidence.identity_basis, seen).toBe("record");
+    expect(evidence.protected_faces, seen).toHaveLength(1);
+    const [face] = evidence.protected_faces;
+    expect(face.record_index).toBe(0);
+    // The record's box, mapped with the decoded geometry, lands where the face is in the copy.
+    expect(iou(face.box, place), `${JSON.stringify(face.box)} vs ${JSON.stringify(place)}`).toBeGreaterThan(0.7);
+    expect(face.visible_share).toBeGreaterThan(0.99);
+    return { evidence, face, seen };
+  }
+
+  it.each([
+    ["centre crop 80 %", astronautAsset, (b: Buffer) => cropOf(b, centreCrop(0.8)), false],
+    ["largest centred 1:1 crop of a portrait", portrait, (b: Buffer) => cropOf(b, squareCrop), false],
+    ["horizontal mirror", astronautAsset, mirror, true],
+  ] as const)(
+    "a benign reframe (%s) is still authentic, traced to its asset, the face compared at its new place",
+    async (name, asset, edit, flipped) => {
+      const { flow: protect, image } = await asset();
+      const { bytes, crop } = await edit(image);
+      const { width, height } = await sharp(image).metadata();
+      // A crop that really cuts (the 1:1 crop of the square astronaut would not).
+      if (!flipped) expect(crop.width * crop.height).toBeLessThan(0.9 * width! * height!);
+      const flow = await verify(name, bytes, "image/png");
+      const place = expectedPlace(protect.output.faces[0].box, crop, flipped);
+      const { evidence, face, seen } = await expectTracedReframe(flow, protect, place, flipped);
+      expect(flow.output.verdict, seen).toBe("authentic");
+      expect(face.outcome).toBe("match");
+      expect(evidence.swapped_faces).toEqual([]);
+      expect(evidence.identity_distance).toBeLessThanOrEqual(RECORD_THRESHOLD);
+    },
+  );
+
+  it.skipIf(!HAS_OPENCV && !process.env.CI).each([
+    ["swap, then centre crop 80 %", false, (b: Buffer) => cropOf(b, centreCrop(0.8)), false],
+    ["swap onto the portrait, then its largest centred 1:1 crop", true, (b: Buffer) => cropOf(b, squareCrop), false],
+    ["swap, then a horizontal mirror", false, mirror, true],
+  ] as const)(
+    "a face swap reframed (%s) is face_swapped, traced to the source, naming the swapped face",
+    async (name, onPortrait, edit, flipped) => {
+      let swapped: Buffer;
+      let protect: any;
+      if (onPortrait) {
+        // The astronaut's face onto the protected portrait, landmarks from the two protect flows' analyze stages.
+        const p = await portrait();
+        protect = p.flow;
+        const [target] = await facesSeenBy(call, p.flow);
+        const [source] = await facesSeenBy(call, protectedFlow);
+        swapped = await swapFace("portrait", p.image, target!.landmarks, astronaut, source!.landmarks);
+      } else {
+        protect = protectedFlow;
+        swapped = (await astronautSwap()).swapped;
+      }
+      const { bytes, crop } = await edit(swapped);
+      const flow = await verify(name, bytes, "image/png");
+      const place = expectedPlace(protect.output.faces[0].box, crop, flipped);
+      const { evidence, face, seen } = await expectTracedReframe(flow, protect, place, flipped);
+      expect(flow.output.verdict, seen).toBe("face_swapped");
+      expect(face.outcome, seen).toBe("swapped");
+      expect(face.distance).toBeGreaterThan(RECORD_THRESHOLD);
+      expect(evidence.swapped_faces).toEqual([0]);
+      expect(evidence.identity_distance).toBeGreaterThan(RECORD_THRESHOLD);
+      const event = await receiver.waitFor((e) => e.payload?.data?.verification_id === flow.id, 30_000);
+      expect(event.type).toBe("verification.face_swap_detected");
+      expect(event.payload.data.evidence.swapped_faces).toEqual([0]);
     },
   );
 });
