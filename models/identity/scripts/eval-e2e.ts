@@ -5,13 +5,16 @@
  *
  * 1. The 23 faces of the offline photos (face-api demo sample1-6.jpg, scikit-image astronaut.png) are found
  *    in-process with the runner's analyzeFaces, as collect.ts does.
- * 2. Each person is protected through POST /v1/protect. Protect seals the largest face, so group photos are
- *    cropped around the person (3x the face box, shrunk until no neighbour's visible part could be as large)
- *    and the sealed face is checked against the person's box; a person whose crop seals someone else is dropped.
+ * 2. Each person is protected through POST /v1/protect. Protect seals every face (up to 10) and lists the largest
+ *    first; group photos are cropped around the person (3x the face box, shrunk until no neighbour's visible part
+ *    could be as large) so that the person is record face 0, and the sealed face is checked against the person's
+ *    box; a person whose crop seals someone else first is dropped.
  * 3. Benign copies of each protected image (sharp; the edits of common.ts: JPEG q75 and q50, 0.5x resize,
- *    10 % crop of each side, brightness +-30 %, plus the protected image unedited as a control) and face swaps
- *    (models/identity/swap.py on the protected image, sources pose-paired as collect.ts does, each verified
- *    as is and re-shared as JPEG q75) are verified with POST /v1/verify, `Prefer: wait=60`.
+ *    10 % crop of each side, brightness +-30 %; the reframes of issue 13, defined here: centre crop keeping 80 %
+ *    of each side, the largest centred 1:1 crop, centre crop 85 % + resize to 720 px long side + JPEG q80; plus
+ *    the protected image unedited as a control) and face swaps (models/identity/swap.py on the protected image,
+ *    sources pose-paired as collect.ts does, each verified as is, re-shared as JPEG q75, and cropped after the
+ *    swap with each of the three reframes) are verified with POST /v1/verify, `Prefer: wait=60`.
  * 4. Raw per-probe results go to models/identity/eval-e2e-raw.json, tables to models/identity/RESULTS-E2E.md
  *    (Wilson 95 % intervals for rates, a people-level bootstrap for the AUC of evidence.identity_distance).
  *
@@ -25,9 +28,75 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
 import { analyzeFaces, type FaceBox } from "../../../gpu-runner/src/face/analyze.ts";
-import { mulberry32 } from "../../../gpu-runner/src/face/identity-code.ts";
+import { mulberry32 } from "../../../contract/random.ts";
 import { LocalStack } from "../../../scripts/local-stack.ts";
-import { BENIGN_EDITS, decodeRaster, FACE_API_SAMPLES, iou, loadRaster, type Rate, SKIMAGE_DATA, wilson } from "./common.ts";
+import {
+  BENIGN_EDITS,
+  decodeRaster,
+  FACE_API_SAMPLES,
+  iou,
+  loadRaster,
+  type BenignEdit,
+  type Rate,
+  SKIMAGE_DATA,
+  wilson,
+} from "./common.ts";
+import type { RasterImage } from "../../../gpu-runner/src/operations/types.ts";
+
+/** A centred crop keeping `keepX` x `keepY` of the sides (pixels, rounded as the issue's OpenCV edits). */
+function centred(img: { width: number; height: number }, keepX: number, keepY = keepX) {
+  const [width, height] = [Math.round(img.width * keepX), Math.round(img.height * keepY)];
+  return { left: Math.floor((img.width - width) / 2), top: Math.floor((img.height - height) / 2), width, height };
+}
+
+/** Sharp on an encoded image or a raster. */
+const open = (img: Buffer | RasterImage) =>
+  Buffer.isBuffer(img)
+    ? sharp(img)
+    : sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength), {
+        raw: { width: img.width, height: img.height, channels: img.channels as 3 },
+      });
+
+/**
+ * The reframes of issue 13 (what platforms do at upload), for benign copies and for swaps after the swap:
+ * codec 2 of the watermark finds the original's place in the copy and verify maps the protected face there.
+ */
+const CROP_EDITS: { name: string; apply(img: Buffer | RasterImage, size: { width: number; height: number }): Promise<Buffer> }[] =
+  [
+    {
+      name: "crop_centre_80",
+      apply: (img, size) => open(img).extract(centred(size, 0.8)).png({ compressionLevel: 1 }).toBuffer(),
+    },
+    {
+      name: "crop_square",
+      apply: (img, size) => {
+        const s = Math.min(size.width, size.height);
+        return open(img)
+          .extract(centred(size, s / size.width, s / size.height))
+          .png({ compressionLevel: 1 })
+          .toBuffer();
+      },
+    },
+    {
+      name: "crop_85+720px+jpeg_q80",
+      apply: (img, size) => {
+        const c = centred(size, 0.85);
+        const long = c.width >= c.height ? { width: 720 } : { height: 720 };
+        return open(img)
+          .extract(c)
+          .resize({ ...long, kernel: "lanczos3" })
+          .jpeg({ quality: 80 })
+          .toBuffer();
+      },
+    },
+  ];
+const CROP_NAMES = CROP_EDITS.map((e) => e.name);
+/** A benign edit by name: common.ts's, or one of the reframes. */
+function benignEdit(name: string): BenignEdit["apply"] {
+  const crop = CROP_EDITS.find((e) => e.name === name);
+  if (crop) return async (img) => ({ bytes: await crop.apply(img, img), mapBox: (b) => b });
+  return BENIGN_EDITS.find((e) => e.name === name)!.apply;
+}
 
 /**
  * --extra-edits adds the calibration's harsher edits (rotation +-5 deg, 0.5x + JPEG q75), which set the record
@@ -43,11 +112,13 @@ const EDITS = [
   "crop_10pct",
   "brightness_+30",
   "brightness_-30",
+  ...CROP_NAMES,
   ...(EXTRA ? ["rotate_5deg", "rotate_-5deg", "resize_0.5+jpeg_q75"] : []),
 ];
 const N_EDITS =
   ["", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"][EDITS.length] ?? String(EDITS.length);
-const SWAP_VARIANTS = ["none", "jpeg_q75"];
+/** How each swap is re-shared: as swap.py wrote it, as JPEG q75, and each reframe applied after the swap. */
+const SWAP_VARIANTS = ["none", "jpeg_q75", ...CROP_NAMES];
 const VERDICTS = ["authentic", "face_swapped", "not_protected", "inconclusive"] as const;
 const BOOTSTRAP = 2000;
 
@@ -87,6 +158,12 @@ export interface Probe {
   payload_identity_distance?: number | null;
   /** Whether verify looked a second time at the protected face's place. */
   region_search?: boolean | null;
+  /** The codec that marked the copy (evidence.watermark_codec) and the decoded geometry's flip and scale. */
+  watermark_codec?: 1 | 2 | null;
+  geometry?: { flipped: boolean | null; scale: number | null; rotation_deg: number } | null;
+  /** Each protected face's outcome (evidence.protected_faces), record order; swapped_faces as reported. */
+  face_outcomes?: string[];
+  swapped_faces?: number[];
   p_value: number | null;
   watermark_detected: boolean | null;
   payload_authenticated: boolean | null;
@@ -301,10 +378,7 @@ async function collect(): Promise<void> {
       const raster = await decodeRaster(bytes);
       const base = { kind: "benign" as const, target: t.id, expected_asset: flow.output.asset_id };
       const v = await verifyProbe(bytes, { ...base, variant: "none" });
-      for (const name of EDITS) {
-        const edit = BENIGN_EDITS.find((e) => e.name === name)!;
-        await verifyProbe((await edit.apply(raster)).bytes, { ...base, variant: name });
-      }
+      for (const name of EDITS) await verifyProbe((await benignEdit(name)(raster)).bytes, { ...base, variant: name });
       console.log(
         `${t.id}: protected ${Math.round(protect_ms)} ms (${raster.width}x${raster.height}), ` +
           `unedited verify ${v.verdict} d=${v.identity_distance} ${Math.round(v.client_ms)} ms (${elapsed()})`,
@@ -348,9 +422,16 @@ async function collect(): Promise<void> {
         continue;
       }
       const swapped = readFileSync(job.out as string);
+      const size = (await sharp(swapped).metadata()) as { width: number; height: number };
       const base = { kind: "swap" as const, target: t.id, source_person: s.id, mirrored: mirror };
       for (const variant of SWAP_VARIANTS) {
-        const bytes = variant === "none" ? swapped : await sharp(swapped).jpeg({ quality: 75 }).toBuffer();
+        const crop = CROP_EDITS.find((e) => e.name === variant);
+        const bytes =
+          variant === "none"
+            ? swapped
+            : crop
+              ? await crop.apply(swapped, size)
+              : await sharp(swapped).jpeg({ quality: 75 }).toBuffer();
         const pr = await verifyProbe(bytes, { ...base, variant, expected_asset: protectedImages.get(t.id)!.asset });
         if (variant === "none") console.log(`swap ${t.id} <- ${s.id}: ${pr.verdict} d=${pr.identity_distance} (${elapsed()})`);
       }
@@ -394,6 +475,10 @@ const empty = {
   identity_basis: null,
   payload_identity_distance: null,
   region_search: null,
+  watermark_codec: null,
+  geometry: null,
+  face_outcomes: [],
+  swapped_faces: [],
   p_value: null,
   watermark_detected: null,
   payload_authenticated: null,
@@ -413,6 +498,12 @@ async function outcome(flow: any, c0: number) {
     identity_basis: ev.identity_basis ?? null,
     payload_identity_distance: ev.payload_identity_distance ?? null,
     region_search: ev.region_search ?? null,
+    watermark_codec: ev.watermark_codec ?? null,
+    geometry: ev.geometry
+      ? { flipped: ev.geometry.flipped ?? null, scale: ev.geometry.scale ?? null, rotation_deg: ev.geometry.rotation_deg }
+      : null,
+    face_outcomes: (ev.protected_faces ?? []).map((f: { outcome: string }) => f.outcome),
+    swapped_faces: ev.swapped_faces ?? [],
     p_value: ev.p_value ?? null,
     watermark_detected: ev.watermark_detected ?? null,
     payload_authenticated: ev.payload_authenticated ?? null,
@@ -499,12 +590,23 @@ function report(raw: Raw): void {
   L("| probes | n | authentic | face_swapped | not_protected | inconclusive | no verdict |");
   L("|---|---|---|---|---|---|---|");
   L(`| face swaps, all | ${swaps.length} | ${split(swaps).join(" | ")} |`);
+  const swapsCropped = swaps.filter((p) => CROP_NAMES.includes(p.variant));
+  if (swapsCropped.length)
+    L(
+      `| face swaps, cropped after the swap (${CROP_NAMES.length} reframes) | ${swapsCropped.length} | ${split(swapsCropped).join(" | ")} |`,
+    );
   for (const v of SWAP_VARIANTS) {
     const ps = swaps.filter((p) => p.variant === v);
     L(`| face swaps, re-share ${v} | ${ps.length} | ${split(ps).join(" | ")} |`);
   }
   const edited = benign.filter((p) => p.variant !== "none");
   L(`| benign edits, all ${N_EDITS} | ${edited.length} | ${split(edited).join(" | ")} |`);
+  const reframed = edited.filter((p) => CROP_NAMES.includes(p.variant));
+  if (reframed.length) {
+    const others = edited.filter((p) => !CROP_NAMES.includes(p.variant));
+    L(`| benign edits other than the reframes | ${others.length} | ${split(others).join(" | ")} |`);
+    L(`| benign reframes (${CROP_NAMES.length}) | ${reframed.length} | ${split(reframed).join(" | ")} |`);
+  }
   for (const v of ["none", ...EDITS]) {
     const ps = benign.filter((p) => p.variant === v);
     L(`| benign: ${v === "none" ? "protected image, unedited (control)" : v} | ${ps.length} | ${split(ps).join(" | ")} |`);
@@ -516,6 +618,41 @@ function report(raw: Raw): void {
       "inconclusive means a watermark with a face payload authenticated but verify found no face.",
   );
   L();
+
+  const crops = probes.filter((p) => CROP_NAMES.includes(p.variant));
+  if (crops.length) {
+    L("## Reframes: the watermark's geometry");
+    L();
+    L(
+      "Per reframe (benign copies and swaps cropped after the swap): the copies whose watermark was detected, marked by " +
+        "codec 2 (evidence.watermark_codec), with the decoded geometry's scale (copy pixels per original pixel; 1 for the " +
+        "crops, 720 / the 85 % crop's long side for the resized one), and the protected face's outcome at its mapped place " +
+        "(evidence.protected_faces: match, swapped, not_found, not_in_copy, too_small).",
+    );
+    L();
+    L("| reframe | kind | n | watermark detected | codec 2 | scale (median, min - max) | face outcomes |");
+    L("|---|---|---|---|---|---|---|");
+    for (const name of CROP_NAMES)
+      for (const kind of ["benign", "swap"] as const) {
+        const ps = crops.filter((p) => p.variant === name && p.kind === kind);
+        if (!ps.length) continue;
+        const sc = ps
+          .map((p) => p.geometry?.scale)
+          .filter((v): v is number => typeof v === "number")
+          .sort((a, b) => a - b);
+        const outcomes = new Map<string, number>();
+        for (const p of ps) for (const o of p.face_outcomes ?? []) outcomes.set(o, (outcomes.get(o) ?? 0) + 1);
+        L(
+          `| ${name} | ${kind} | ${ps.length} | ${fmt(count(ps, (p) => p.watermark_detected === true))} | ` +
+            `${ps.filter((p) => p.watermark_codec === 2).length} | ` +
+            (sc.length
+              ? `${sc[Math.floor(sc.length / 2)]!.toFixed(3)} (${sc[0]!.toFixed(3)} - ${sc[sc.length - 1]!.toFixed(3)})`
+              : "-") +
+            ` | ${[...outcomes].map(([o, n]) => `${o} ${n}`).join(", ") || "-"} |`,
+        );
+      }
+    L();
+  }
 
   L("## Which comparison decided");
   L();
@@ -618,6 +755,7 @@ function report(raw: Raw): void {
       if (!Number.isNaN(v)) values.push(v);
     }
     values.sort((a, b) => a - b);
+    if (!values.length) return { low: NaN, high: NaN };
     return { low: values[Math.floor(0.025 * values.length)]!, high: values[Math.ceil(0.975 * values.length) - 1]! };
   };
   L(
