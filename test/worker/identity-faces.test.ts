@@ -203,6 +203,22 @@ describe("every protected face is compared with its own record, at its own place
     ]);
   });
 
+  it("a face the protected image's border cut differs alone → inconclusive, not face_swapped; with a whole face that differs, both are named", async () => {
+    const { key } = await createTenantKey(["protect", "verify"]);
+    // Face 1 reaches the protected frame's right edge: its sealed descriptor is of part of a face.
+    const pair = [GROUP[0]!, { x: 1080, y: 220, width: 120, height: 228 }];
+    const { bits } = await protect(key, pair);
+    const alone = await startVerify(key, bits, { faces: [face(0, pair[0]!, 1), face(9, pair[1]!)], image: ORIGINAL });
+    expect(alone.output).toMatchObject({ verdict: "inconclusive", evidence: { swapped_faces: [] } });
+    expect(alone.output!.reason).toMatch(/border cut that face at protect time/);
+    expect(outcomes(alone)).toEqual([
+      [0, "match"],
+      [1, "swapped"],
+    ]);
+    const both = await startVerify(key, bits, { faces: [face(8, pair[0]!), face(9, pair[1]!)], image: ORIGINAL });
+    expect(both.output).toMatchObject({ verdict: "face_swapped", evidence: { swapped_faces: [0, 1] } });
+  });
+
   it("every face present and matching → authentic", async () => {
     const { key } = await createTenantKey(["protect", "verify"]);
     const { bits } = await protect(key, GROUP);

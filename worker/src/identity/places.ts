@@ -59,6 +59,15 @@ export interface Place {
   presence: ProtectedFace["presence"];
 }
 
+/** A box within this share of the frame's edge was cut by it (detector boxes of whole faces stop short of it). */
+export const FRAME_CUT_MARGIN = 0.005;
+
+/** Whether a box in fractions of its image reaches the image's border. */
+export function cutByFrame(b: NormBox): boolean {
+  const m = FRAME_CUT_MARGIN;
+  return b.x <= m || b.y <= m || b.x + b.width >= 1 - m || b.y + b.height >= 1 - m;
+}
+
 export function boxIou(a: NormBox, b: NormBox): number {
   const w = Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x);
   const h = Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y);
@@ -247,6 +256,7 @@ export function planComparison(input: PlanInput): VerifyPlan {
         // A face found where the record's box maps below the analysable size is compared all the same.
         presence: m && p.presence === "too_small" ? "in_copy" : p.presence,
         now: m ? { descriptor: descriptorOf(m.face, chip)!, found_by: m.found_by } : null,
+        cut_at_protect: cutByFrame(input.records[p.record_index]!.box_norm!),
       },
     ];
   });

@@ -234,6 +234,11 @@ export interface ProtectedFace {
   presence: "in_copy" | "not_in_copy" | "too_small";
   /** The face now at that place, matched to this record face alone (places.ts matchFaces); null when none. */
   now: { descriptor: ArrayLike<number>; found_by: "analysis" | "region" } | null;
+  /**
+   * The protected image's own border cut this face at protect time (its box reached the frame), so its sealed
+   * descriptor is of part of a face: see the decision rule.
+   */
+  cut_at_protect?: boolean;
 }
 
 /** What the asset record lets verify compare, assembled by the flow (assets.ts assetFaceRecords, places.ts). */
@@ -255,6 +260,8 @@ export interface FaceEvidence {
   distance: number | null;
   /** Which analysis found the face now: the whole image, or the region look at this place. */
   found_by: "analysis" | "region" | null;
+  /** The protected image's border cut this face at protect time (its difference alone is inconclusive). */
+  cut_at_protect: boolean;
 }
 
 export function euclidean(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -455,6 +462,7 @@ export function decideVerdict(
       outcome: j.outcome,
       distance: j.distance === null ? null : round(j.distance, 4),
       found_by: j.outcome === "match" || j.outcome === "swapped" ? (j.face.now?.found_by ?? null) : null,
+      cut_at_protect: j.face.cut_at_protect ?? false,
     }));
     const swapped = judged.filter((j) => j.outcome === "swapped");
     const matched = judged.filter((j) => j.outcome === "match");
@@ -476,6 +484,22 @@ export function decideVerdict(
       });
     }
     const names = (js: Judged[]) => faceNames(js.map((j) => j.face.record_index));
+    // A face that the protected image's border already cut was sealed from part of a face, and that descriptor
+    // moves under benign edits: in the end-to-end evaluation one such neighbour (96 of ~190 px inside the frame)
+    // read 0.24-0.29 under brightness changes and 0.397 in a benign 1:1 crop, over the 0.346 threshold. Alone,
+    // its difference makes the verdict inconclusive, not face_swapped; with a whole face that differs, it is
+    // named next to it.
+    const reliable = swapped.filter((j) => !j.face.cut_at_protect);
+    if (swapped.length && !reliable.length) {
+      evidence.swapped_faces = [];
+      return out(
+        "inconclusive",
+        `the face at the place of ${names(swapped)} differs from its descriptor in the asset record, but the protected` +
+          ` image's border cut ${swapped.length === 1 ? "that face" : "those faces"} at protect time, so the descriptor` +
+          ` is of part of a face` +
+          (matched.length ? ` (${names(matched)} match)` : ""),
+      );
+    }
     if (swapped.length) {
       evidence.swapped_faces = swapped.map((j) => j.face.record_index);
       return judged.length === 1
