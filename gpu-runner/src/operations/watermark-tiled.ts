@@ -195,8 +195,8 @@ export interface WorkingView {
   offsetY: number;
 }
 
-/** 8-bit luminance of an image at w x h (sharp's resize, the same kernel for embedder and decoder). */
-export async function luminanceAt(image: RasterImage, w: number, h: number): Promise<Float32Array> {
+/** An image resized to w x h (fit: fill) as 8-bit samples without alpha: both codecs' working views start here. */
+export async function resized8(image: RasterImage, w: number, h: number) {
   const { width, height, channels } = image;
   let data: Uint8Array;
   if (image.bitDepth === 16) {
@@ -205,7 +205,12 @@ export async function luminanceAt(image: RasterImage, w: number, h: number): Pro
   } else data = image.data as Uint8Array;
   let p = sharp(data, { raw: { width, height, channels } });
   if (image.hasAlpha) p = p.removeAlpha();
-  const { data: px, info } = await p.resize(w, h, { fit: "fill" }).raw().toBuffer({ resolveWithObject: true });
+  return p.resize(w, h, { fit: "fill" }).raw().toBuffer({ resolveWithObject: true });
+}
+
+/** 8-bit luminance of an image at w x h (sharp's resize, the same kernel for embedder and decoder). */
+export async function luminanceAt(image: RasterImage, w: number, h: number): Promise<Float32Array> {
+  const { data: px, info } = await resized8(image, w, h);
   const out = new Float32Array(w * h);
   const c = info.channels;
   for (let i = 0; i < w * h; i++)
@@ -327,22 +332,29 @@ export function whiten(lum: Float32Array, w: number, h: number): Float32Array {
   return hp;
 }
 
-/** The decoder's view of a copy: luminance at short side 256, long side cut to DECODE_LONG_MAX, whitened. */
-export async function workingViewOf(image: RasterImage): Promise<WorkingView> {
-  const full = workingSize(image.width, image.height);
-  const lum = await luminanceAt(image, full.w, full.h);
+/** The centred part of a full.w x full.h working plane that the decoder reads: at most DECODE_LONG_MAX a side. */
+export function centreCut(full: { w: number; h: number }) {
   const w = Math.min(full.w, DECODE_LONG_MAX);
   const h = Math.min(full.h, DECODE_LONG_MAX);
   const x0 = Math.floor((full.w - w) / 2);
   const y0 = Math.floor((full.h - h) / 2);
-  let cut = lum;
-  if (w !== full.w || h !== full.h) {
-    cut = new Float32Array(w * h);
-    for (let y = 0; y < h; y++) cut.set(lum.subarray((y + y0) * full.w + x0, (y + y0) * full.w + x0 + w), y * w);
-  }
+  const cut = (plane: Float32Array) => {
+    if (w === full.w && h === full.h) return plane;
+    const out = new Float32Array(w * h);
+    for (let y = 0; y < h; y++) out.set(plane.subarray((y + y0) * full.w + x0, (y + y0) * full.w + x0 + w), y * w);
+    return out;
+  };
+  return { w, h, x0, y0, cut };
+}
+
+/** The decoder's view of a copy: luminance at short side 256, long side cut to DECODE_LONG_MAX, whitened. */
+export async function workingViewOf(image: RasterImage): Promise<WorkingView> {
+  const full = workingSize(image.width, image.height);
+  const { w, h, x0, y0, cut } = centreCut(full);
+  const lum = cut(await luminanceAt(image, full.w, full.h));
   const scaleX = image.width / full.w;
   const scaleY = image.height / full.h;
-  return { data: whiten(cut, w, h), w, h, scaleX, scaleY, offsetX: x0 * scaleX, offsetY: y0 * scaleY };
+  return { data: whiten(lum, w, h), w, h, scaleX, scaleY, offsetX: x0 * scaleX, offsetY: y0 * scaleY };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -962,16 +974,7 @@ export async function tiledResidual(image: RasterImage, sent: Uint8Array, streng
   const { cols, rows } = chipGrid(image.width, image.height);
   const full = workingSize(image.width, image.height);
   const host = await luminanceAt(image, full.w, full.h);
-  const w = Math.min(full.w, DECODE_LONG_MAX);
-  const h = Math.min(full.h, DECODE_LONG_MAX);
-  const x0 = Math.floor((full.w - w) / 2);
-  const y0 = Math.floor((full.h - h) / 2);
-  const cut = (plane: Float32Array) => {
-    if (w === full.w && h === full.h) return plane;
-    const out = new Float32Array(w * h);
-    for (let y = 0; y < h; y++) out.set(plane.subarray((y + y0) * full.w + x0, (y + y0) * full.w + x0 + w), y * w);
-    return out;
-  };
+  const { w, h, x0, y0, cut } = centreCut(full);
   const target = 255 * strength * 10 ** (-TARGET_PSNR_DB / 20);
 
   const amp = defaultAmplitudes();

@@ -1,6 +1,5 @@
 import type { InferenceSession } from "onnxruntime-node";
 import { Tensor } from "onnxruntime-node";
-import sharp from "sharp";
 import { OPERATIONS } from "../../../contract/operations.ts";
 import { RunnerError } from "../errors.ts";
 import { modelOutput } from "../models/output.ts";
@@ -41,15 +40,7 @@ function checkSize(image: RasterImage): void {
 
 /** The whole image squeezed to the working size, NCHW float [0, 1] RGB (grey replicated, alpha ignored). */
 export async function workingView(image: RasterImage, size = WORKING_SIZE): Promise<Float32Array> {
-  const { width, height, channels } = image;
-  let data: Uint8Array;
-  if (image.bitDepth === 16) {
-    data = new Uint8Array(image.data.length);
-    for (let i = 0; i < data.length; i++) data[i] = image.data[i]! >> 8;
-  } else data = image.data as Uint8Array;
-  let pipeline = sharp(data, { raw: { width, height, channels } });
-  if (image.hasAlpha) pipeline = pipeline.removeAlpha();
-  const { data: px, info } = await pipeline.resize(size, size, { fit: "fill" }).raw().toBuffer({ resolveWithObject: true });
+  const { data: px, info } = await tiled.resized8(image, size, size);
   const plane = size * size;
   const out = new Float32Array(3 * plane);
   for (let p = 0; p < plane; p++)
