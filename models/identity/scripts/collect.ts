@@ -23,7 +23,8 @@ import {
   type FaceBox,
   type RecordChip,
 } from "../../../gpu-runner/src/face/analyze.ts";
-import { identityBits, mulberry32 } from "../../../gpu-runner/src/face/identity-code.ts";
+import { identityBits } from "../../../gpu-runner/src/face/identity-code.ts";
+import { mulberry32 } from "../../../contract/random.ts";
 import type { RasterImage } from "../../../gpu-runner/src/operations/types.ts";
 import { BENIGN_EDITS, decodeRaster, FACE_API_SAMPLES, loadRaster, matchFace, SKIMAGE_DATA } from "./common.ts";
 

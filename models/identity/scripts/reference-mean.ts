@@ -34,7 +34,11 @@ async function lfwDescriptors(): Promise<Float32Array[]> {
       );
       return tf.image.resizeBilinear(tf.tile(g, [1, 1, 3]), [150, 150]).toInt();
     });
-    out.push((await faceapi.computeFaceDescriptor(face as unknown as tf.Tensor3D)) as Float32Array);
+    out.push(
+      (await faceapi.computeFaceDescriptor(
+        face as unknown as Parameters<typeof faceapi.computeFaceDescriptor>[0],
+      )) as Float32Array,
+    );
     face.dispose();
   }
   return out;

@@ -16,7 +16,8 @@
  * Run: npx tsx models/identity/scripts/report.ts
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { IDENTITY_CODE_BITS, IDENTITY_CODE_SEED, identityBits, mulberry32 } from "../../../gpu-runner/src/face/identity-code.ts";
+import { IDENTITY_CODE_BITS, IDENTITY_CODE_SEED, identityBits } from "../../../gpu-runner/src/face/identity-code.ts";
+import { mulberry32 } from "../../../contract/random.ts";
 import { REFERENCE_MEAN } from "../../../gpu-runner/src/face/reference-mean.ts";
 import type { RecordChip } from "../../../gpu-runner/src/face/analyze.ts";
 import { type Rate, wilson } from "./common.ts";
