@@ -217,6 +217,11 @@ describe("codec 2: presence test and fallbacks", () => {
       expect(out.image.bitDepth).toBe(input.bitDepth);
       expect(out.image.hasAlpha).toBe(input.hasAlpha);
       expect(out.psnr).toBeGreaterThanOrEqual(40);
+      if (mode === "grey") {
+        // A grey photo gets a luminance-only mark: it stays grey (the chroma part is for colour images).
+        const d = out.image.data;
+        for (let i = 0; i < d.length; i += out.image.channels) expect(d[i] === d[i + 1] && d[i] === d[i + 2]).toBe(true);
+      }
       const r = await decode(dec, await decodeImage(await encodeImage(out.image, "png"), LIMITS));
       expect(r, `${w}x${h} ${mode}`).toMatchObject({ bits: HEX, detected: true, codec: 2 });
     }
