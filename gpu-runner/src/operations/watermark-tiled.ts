@@ -1015,13 +1015,33 @@ const { CHIP_RESPONSE, HP_MARK_VARIANCE, UNIT_CHIP_MEAN_SQUARE } = (() => {
   };
 })();
 
+/**
+ * Whether an image is grey: one channel, or R, G and B within 2 levels of each other at 99.5 % of a sample of
+ * pixels (every 7th; a grey photo saved as RGB, or its JPEG with slight chroma noise).
+ */
+export function looksGrey(image: RasterImage): boolean {
+  if (image.channels < 3) return true;
+  const { data, channels } = image;
+  const shift = image.bitDepth === 16 ? 8 : 0;
+  let n = 0;
+  let grey = 0;
+  for (let i = 0; i + 2 < data.length; i += 7 * channels) {
+    const r = data[i]! >> shift;
+    const g = data[i + 1]! >> shift;
+    const b = data[i + 2]! >> shift;
+    n++;
+    if (Math.abs(r - g) <= 2 && Math.abs(g - b) <= 2) grey++;
+  }
+  return grey >= 0.995 * n;
+}
+
 export async function tiledResidual(image: RasterImage, sent: Uint8Array, strength: number): Promise<TiledEmbedding> {
   const { cols, rows } = chipGrid(image.width, image.height);
   const full = workingSize(image.width, image.height);
   const planes = await planesAt(image, full.w, full.h);
   const { w, h, x0, y0, cut } = centreCut(full);
-  // Grey images stay grey: their mark is luminance only.
-  const colour = image.channels >= 3 && CHROMA_SHARE > 0;
+  // Grey images stay grey: their mark is luminance only (chroma noise on a black-and-white photo would show).
+  const colour = CHROMA_SHARE > 0 && !looksGrey(image);
   const lumaGain = colour ? LUMA_GAIN : 1;
   const chromaGain = colour ? CHROMA_GAIN : 0;
   const target = 255 * strength * 10 ** (-TARGET_PSNR_DB / 20);
