@@ -219,15 +219,16 @@ export const CHROMA = (() => {
   return c.map((v) => v / n) as [number, number, number];
 })();
 /**
- * Share of the mark's energy (mean square over R, G, B) in the chroma direction. A unit of chroma costs a third of
- * the mean square of a unit of luminance (it is spread over the three channels instead of added to each), and
- * photos' fine texture is mostly luminance. Chosen on the 24 training photos, each marked and edited 7 ways (centre
- * crop 80 %, off-centre 70 x 85 %, largest 16:9, 50 % of the area + JPEG q80, JPEG q50, crop 85 % + 720 px + JPEG
- * q80, quarter size + JPEG q90): exact recovery 143/168 with luminance only, 158/168 at 0.5 (every crop edit
- * 21/24 -> 24/24, JPEG q50 22/24 both), 151/168 at 0.7 (JPEG q50 fell to 17/24: 4:2:0 chroma subsampling and
- * chroma quantisation take more of it).
+ * Share of the mark's energy (mean square over R, G, B) in the chroma direction; 0 ships (luminance only). A unit of
+ * chroma costs a third of the mean square of a unit of luminance, and photos' fine texture is mostly luminance, so
+ * chroma helps against host texture: on the 24 training photos x 7 edits, exact recovery 143/168 with luminance
+ * only, 158/168 at 0.5 (every crop edit 21/24 -> 24/24). On the 109 held-out photos (models/watermark/CARD.md,
+ * "chroma ablation") 0.5 lifted every crop row to 98-99 % but JPEG q75 fell from 98.2 % to 92.7 % and resize 0.5 +
+ * JPEG q75 from 89.9 % to 62.4 %: on small photos 4:2:0 subsampling removes the chroma part, and the decoder's fixed
+ * plane weight then adds the chroma plane's noise to the luminance reading. A downscale plus JPEG is what every
+ * platform's ingest does, so the chroma part stays off until the decoder weighs the planes per copy.
  */
-export const CHROMA_SHARE = 0.5;
+export const CHROMA_SHARE: number = 0;
 const LUMA_GAIN = Math.sqrt(1 - CHROMA_SHARE);
 const CHROMA_GAIN = Math.sqrt(3 * CHROMA_SHARE);
 /** Weight of the whitened chroma plane in the decoder's view: the two parts' amplitude ratio. */
