@@ -1,13 +1,10 @@
-import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
 import { createTenantKey, completeJob, detectedReading, type FlowJson, PNG_1x1, pngOf, testEnv } from "./helpers.ts";
 import { jobQueue } from "../../worker/src/durable/job-queue.ts";
 import type { HonoEnv } from "../../worker/src/env.ts";
-import { apiAuth } from "../../worker/src/middleware/auth.ts";
-import { ApiError, problemResponse } from "../../worker/src/problem.ts";
 import calibrationFile from "../../models/identity/calibration.json";
 import "../../worker/src/identity/flows.ts";
-import { identityRoutes } from "../../worker/src/identity/routes.ts";
+import { identityApp } from "./identity-app.ts";
 import { canonicalOrder, matchFaces, type Candidate, type Place } from "../../worker/src/identity/places.ts";
 import type { TiledGeometry } from "../../contract/watermark-geometry.ts";
 
@@ -17,10 +14,7 @@ import type { TiledGeometry } from "../../contract/watermark-geometry.ts";
  * complete) the way identity-record.test.ts does, with group photos: boxes in pixels, descriptors, image sizes.
  */
 const IMAGE = await pngOf(64, 64);
-const app = new Hono<HonoEnv>();
-app.use("/v1/*", apiAuth);
-app.route("/", identityRoutes);
-app.onError((err) => (err instanceof ApiError ? problemResponse(err) : new Response(String(err), { status: 500 })));
+const app = identityApp();
 const env = testEnv as unknown as HonoEnv["Bindings"];
 const recordThreshold = calibrationFile.record_descriptor.threshold;
 

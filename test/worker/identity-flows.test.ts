@@ -1,4 +1,3 @@
-import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
 import {
   call as workerCall,
@@ -14,12 +13,10 @@ import {
 } from "./helpers.ts";
 import { jobQueue } from "../../worker/src/durable/job-queue.ts";
 import type { HonoEnv } from "../../worker/src/env.ts";
-import { apiAuth } from "../../worker/src/middleware/auth.ts";
-import { ApiError, problemResponse } from "../../worker/src/problem.ts";
 import { bitsToHex, hexToBits } from "../../worker/src/identity/bits.ts";
 import calibrationFile from "../../models/identity/calibration.json";
 import "../../worker/src/identity/flows.ts";
-import { identityRoutes } from "../../worker/src/identity/routes.ts";
+import { identityApp } from "./identity-app.ts";
 
 // Protect and verify refuse images under 32 px per side up front (watermark.embed's min_side): a real 64x64 PNG.
 const IMAGE = await pngOf(64, 64);
@@ -28,10 +25,7 @@ const IMAGE = await pngOf(64, 64);
  * The identity routes mounted the way index.ts would mount them (behind the real API-key middleware),
  * with this test acting as the GPU runner through the real runner protocol (lease, upload, complete).
  */
-const app = new Hono<HonoEnv>();
-app.use("/v1/*", apiAuth);
-app.route("/", identityRoutes);
-app.onError((err) => (err instanceof ApiError ? problemResponse(err) : new Response(String(err), { status: 500 })));
+const app = identityApp();
 
 const env = testEnv as unknown as HonoEnv["Bindings"];
 // The decision uses the face engineer's bundled calibration (models/identity/calibration.json).

@@ -1,13 +1,10 @@
-import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
 import { createTenantKey, completeJob, detectedReading, type FlowJson, PNG_1x1, pngOf, testEnv } from "./helpers.ts";
 import { jobQueue } from "../../worker/src/durable/job-queue.ts";
 import type { HonoEnv } from "../../worker/src/env.ts";
-import { apiAuth } from "../../worker/src/middleware/auth.ts";
-import { ApiError, problemResponse } from "../../worker/src/problem.ts";
 import calibrationFile from "../../models/identity/calibration.json";
 import "../../worker/src/identity/flows.ts";
-import { identityRoutes } from "../../worker/src/identity/routes.ts";
+import { identityApp } from "./identity-app.ts";
 
 // Protect and verify refuse images under 32 px per side up front (watermark.embed's min_side): a real 64x64 PNG.
 const IMAGE = await pngOf(64, 64);
@@ -17,10 +14,7 @@ const IMAGE = await pngOf(64, 64);
  * test plays the runner (lease, complete) and sends face.analyze results the way the runner shapes them
  * (boxes in pixels, descriptors, the analysed image's size).
  */
-const app = new Hono<HonoEnv>();
-app.use("/v1/*", apiAuth);
-app.route("/", identityRoutes);
-app.onError((err) => (err instanceof ApiError ? problemResponse(err) : new Response(String(err), { status: 500 })));
+const app = identityApp();
 const env = testEnv as unknown as HonoEnv["Bindings"];
 const recordThreshold = calibrationFile.record_descriptor.threshold;
 
