@@ -234,11 +234,15 @@ const CHROMA_GAIN = Math.sqrt(3 * CHROMA_SHARE);
 /** Weight of the whitened chroma plane in the decoder's view: the two parts' amplitude ratio. */
 const CHROMA_WEIGHT = CHROMA_GAIN / LUMA_GAIN;
 
-/** 8-bit luminance and chroma (CHROMA) planes of an image at w x h (sharp's resize, one kernel for both sides). */
+/**
+ * 8-bit luminance and, when the mark has a chroma part, chroma (CHROMA) planes of an image at w x h (sharp's
+ * resize, one kernel for embedder and decoder). Without a chroma part the chroma plane is empty.
+ */
 export async function planesAt(image: RasterImage, w: number, h: number): Promise<{ lum: Float32Array; chroma: Float32Array }> {
   const { data: px, info } = await resized8(image, w, h);
   const lum = new Float32Array(w * h);
-  const chroma = new Float32Array(w * h);
+  const withChroma = CHROMA_SHARE > 0;
+  const chroma = new Float32Array(withChroma ? w * h : 0);
   const c = info.channels;
   const [cr, cg, cb] = CHROMA;
   for (let i = 0; i < w * h; i++) {
@@ -247,15 +251,10 @@ export async function planesAt(image: RasterImage, w: number, h: number): Promis
       const g = px[i * c + 1]!;
       const b = px[i * c + 2]!;
       lum[i] = 0.299 * r + 0.587 * g + 0.114 * b;
-      chroma[i] = cr * r + cg * g + cb * b;
+      if (withChroma) chroma[i] = cr * r + cg * g + cb * b;
     } else lum[i] = px[i * c]!;
   }
   return { lum, chroma };
-}
-
-/** 8-bit luminance of an image at w x h. */
-export async function luminanceAt(image: RasterImage, w: number, h: number): Promise<Float32Array> {
-  return (await planesAt(image, w, h)).lum;
 }
 
 /** Working size of a w x h image: short side DECODE_SHORT. */
