@@ -55,8 +55,6 @@ const SYNC_CHIPS = 256;
 const POSITION_CHIPS = 128;
 const SEED = 0x76696731; // "vig1": the layout key (the payload's secrecy is the tenant cipher's, not this)
 
-export type ChipRole = { kind: "sync" } | { kind: "position" } | { kind: "bit"; bit: number };
-
 interface Layout {
   /** Per chip of a tile (row-major 32 x 32): 0 = sync, 1 = position, 2 + b = channel bit b. */
   role: Int16Array;
@@ -862,11 +860,6 @@ export function softBits(stats: Float64Array): number[] {
   const mean = abs.reduce((a, b) => a + b, 0) / abs.length;
   const variance = abs.reduce((a, b) => a + (b - mean) ** 2, 0) / abs.length || mean * mean || 1;
   return Array.from(stats, (s) => 1 / (1 + Math.exp(Math.max(-50, Math.min(50, (-2 * mean * s) / variance)))));
-}
-
-export interface TiledHypothesis {
-  hypothesis: Hypothesis;
-  reading: ChipReading;
 }
 
 /** The READINGS best synchronisation hypotheses of a copy (best first), or none when no tiled mark is there. */
