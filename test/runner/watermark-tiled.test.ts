@@ -9,7 +9,21 @@ import type { RasterImage } from "../../gpu-runner/src/operations/types.ts";
 import { DECODE_READINGS, decode, embed } from "../../gpu-runner/src/operations/watermark.ts";
 import { presencePValue } from "../../gpu-runner/src/operations/watermark-code.ts";
 import { openEncoder, type EncoderSessions } from "../../gpu-runner/src/operations/watermark-encoder.ts";
-import { MIN_SIDE, READINGS, chipGrid, tileShift, tileSign } from "../../gpu-runner/src/operations/watermark-tiled.ts";
+import {
+  MIN_SIDE,
+  READINGS,
+  TILE,
+  chipGrid,
+  fullFrameHypothesis,
+  polish,
+  readChips,
+  softBits,
+  tileShift,
+  tileSign,
+  workingViewOf,
+  type Hypothesis,
+} from "../../gpu-runner/src/operations/watermark-tiled.ts";
+import { decodeChannel } from "../../gpu-runner/src/operations/watermark-code.ts";
 import { uniform } from "../../contract/random.ts";
 import { mapBoxToCopy, visibleShare, type TiledGeometry } from "../../contract/watermark-geometry.ts";
 
@@ -77,6 +91,8 @@ describe("codec 2: reframed copies are read exactly, with their geometry", () =>
     expect(r).toMatchObject({ bits: HEX, detected: true, codec: 2 });
     expect(r.p_value).toBeCloseTo(DECODE_READINGS * presencePValue(r.errors!), 12);
     expect(DECODE_READINGS).toBe(READINGS + 9);
+    // The whole search still leaves d <= 8 detected: 12 x 8.3e-8 <= 1e-6.
+    expect(DECODE_READINGS * presencePValue(8)).toBeLessThanOrEqual(1e-6);
     const g = tiledOf(r.geometry);
     expect(g.flipped).toBe(false);
     expect(Math.abs(g.rotation_deg)).toBeLessThan(0.3);
@@ -168,6 +184,69 @@ describe("codec 2: reframed copies are read exactly, with their geometry", () =>
         mapBoxToCopy(g, { width: W, height: H }, { width: 960, height: 640 }, { x: 0, y: 0, width: 0.05, height: 0.05 }),
       ),
     ).toBe(0);
+  });
+});
+
+/** The 64 bits read at one hypothesis, or null when no codeword is within d <= 8. */
+async function bitsAt(copy: RasterImage, hyp: Hypothesis): Promise<string | null> {
+  const r = decodeChannel(softBits(readChips(await workingViewOf(copy), hyp, false).bitStats));
+  return r.errors !== null && r.errors <= 8 ? r.bits : null;
+}
+
+/** The true hypothesis of a crop (left, top) of the marked W x H original kept at full size, as the view sees it. */
+async function trueHypothesis(copy: RasterImage, left: number, top: number): Promise<Hypothesis> {
+  const view = await workingViewOf(copy);
+  const { cols, rows } = chipGrid(W, H);
+  const [cx, cy] = [W / cols, H / rows];
+  const [px, py] = [(TILE * cx) / view.scaleX, (TILE * cy) / view.scaleY];
+  return {
+    lattice: { e1: [px, 0], e2: [0, py] },
+    flip: 1,
+    ta: (left + view.offsetX) / (TILE * cx),
+    tb: (top + view.offsetY) / (TILE * cy),
+    z: 0,
+  };
+}
+
+describe("codec 2: the parts of the search", () => {
+  it("the full-frame hypothesis is the original's own grid, plain or mirrored, and reads the payload", async () => {
+    const plainView = await workingViewOf(marked);
+    const plain = fullFrameHypothesis(plainView);
+    const { cols } = chipGrid(W, H);
+    expect(plain.flip).toBe(1);
+    expect(plain.lattice.e1[0]).toBeCloseTo((TILE * plainView.w) / cols, 6);
+    expect([plain.ta, plain.tb]).toEqual([0, 0]);
+    expect(await bitsAt(marked, plain)).toBe(HEX);
+
+    const mirrored = await copyOf((s) => s.flop());
+    const m = fullFrameHypothesis(await workingViewOf(mirrored));
+    expect(m.flip).toBe(-1);
+    expect(await bitsAt(mirrored, m)).toBe(HEX);
+  });
+
+  it("polishing moves a slightly wrong alignment back to the true one", async () => {
+    const copy = await copyOf((s) => s.extract({ left: 120, top: 80, width: 960, height: 640 }));
+    const view = await workingViewOf(copy);
+    const truth = await trueHypothesis(copy, 120, 80);
+    // 0.4 % too large, a third of a chip off in both offsets.
+    const k = 1.004;
+    const off: Hypothesis = {
+      ...truth,
+      lattice: { e1: [truth.lattice.e1[0] * k, 0], e2: [0, truth.lattice.e2[1] * k] },
+      ta: truth.ta + 1 / (3 * TILE),
+      tb: truth.tb - 1 / (3 * TILE),
+    };
+    const p = polish(view, off);
+    expect(Math.abs(p.lattice.e1[0] / truth.lattice.e1[0] - 1)).toBeLessThan(0.0015);
+    // Compare where the view's centre lands in the original (chips), the quantity the payload reading depends on.
+    const centreChip = (h: Hypothesis) => [
+      TILE * ((view.w / 2) / h.lattice.e1[0] + h.ta),
+      TILE * ((view.h / 2) / h.lattice.e2[1] + h.tb),
+    ];
+    const [tu, tv] = centreChip(truth);
+    const [pu, pv] = centreChip(p);
+    expect(Math.hypot(pu! - tu!, pv! - tv!)).toBeLessThan(0.2);
+    expect(await bitsAt(copy, p)).toBe(HEX);
   });
 });
 

@@ -107,8 +107,9 @@ export async function embed(
  * Rotations (degrees) that codec-1 decoding tries to undo, in order. A re-shared photo is sometimes straightened
  * or slightly rotated; the codec-1 decoder reads the 128-bit word at one geometry, so a rotation of a degree or two
  * costs it most of its margin. Trying derotations in 1-degree steps is cheap at the working size (0.5 ms a
- * reading). With codec 2's readings, eleven is the most the search can take while d <= 8 still counts as detected
- * (11 x 8.3e-8 < 1e-6); codec 2 finds rotation itself, so codec 1 keeps +-4 degrees (its +-5 readings went to it).
+ * reading). With codec 2's three readings, twelve is the most a decode can take while d <= 8 still counts as
+ * detected (12 x 8.3e-8 = 9.95e-7 <= 1e-6); codec 2 finds rotation itself, so codec 1 keeps +-4 degrees (its +-5
+ * readings went to codec 2).
  */
 export const DECODE_ROTATIONS = [0, 1, -1, 2, -2, 3, -3, 4, -4] as const;
 /** Every reading a decode may take: the union bound's factor on the exact single-reading p-value. */
@@ -125,7 +126,7 @@ export type WatermarkReading = DecodedPayload & {
  * Decodes at each of DECODE_ROTATIONS until a word is detected. The presence test then accounts for the search:
  * the false-positive probability of "any of H readings lies within d of a codeword" is at most H times that of
  * one reading (union bound), so the reported p-value is H x the exact single-reading one, and `detected` is that
- * adjusted p-value <= 1e-6 (still d <= 8 for H = 11: 11 x 8.3e-8 = 9.1e-7).
+ * adjusted p-value <= 1e-6 (still d <= 8 for H = 12: 12 x 8.3e-8 = 9.95e-7).
  */
 /**
  * Whether the image looks rotated onto an enlarged canvas (sharp's and many libraries' default rotate): the
