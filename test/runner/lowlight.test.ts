@@ -5,14 +5,8 @@ import * as ort from "onnxruntime-node";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
 import { RunnerError } from "../../gpu-runner/src/errors.ts";
-import {
-  areaThumbnail,
-  areaThumbnailRaster,
-  enhancePlanar,
-  enhanceRaster,
-  lowlightPipeline,
-  THUMB,
-} from "../../gpu-runner/src/operations/lowlight.ts";
+import { enhancePlanar, enhanceRaster, lowlightPipeline, THUMB } from "../../gpu-runner/src/operations/lowlight.ts";
+import { areaThumbnail, areaThumbnailRaster } from "../../gpu-runner/src/restoration/thumbnail.ts";
 import {
   axisWeights,
   cropPlanar,
@@ -20,7 +14,7 @@ import {
   planTiles,
   rampWeight,
   tileStarts,
-} from "../../gpu-runner/src/operations/lowlight-tiles.ts";
+} from "../../gpu-runner/src/restoration/tiles.ts";
 import { alphaOf, nchwToRaster, rasterToNchw } from "../../gpu-runner/src/image/tensor.ts";
 import type { OperationContext, RasterImage } from "../../gpu-runner/src/operations/types.ts";
 
@@ -85,15 +79,15 @@ describe("lowlight tiling", () => {
     expect(starts.at(-1)! + 1024).toBe(3000);
     for (let i = 1; i < starts.length; i++) expect(starts[i - 1]! + 1024 - starts[i]!).toBeGreaterThanOrEqual(32);
     expect(planTiles(3000, 4000, 1024, 32)).toHaveLength(starts.length * tileStarts(4000, 1024, 32).length);
-    expect(rampWeight(0, 1024, 0, 3000, 32)).toBe(1); // image border keeps full weight
-    expect(rampWeight(0, 1024, 500, 3000, 32)).toBe(0); // shared edge: the neighbour's interior wins
-    expect(rampWeight(20, 1024, 500, 3000, 32)).toBeGreaterThan(0.5);
+    expect(rampWeight(0, 1024, 0, 3000, 32, 4)).toBe(1); // image border keeps full weight
+    expect(rampWeight(0, 1024, 500, 3000, 32, 4)).toBe(0); // shared edge: the neighbour's interior wins
+    expect(rampWeight(20, 1024, 500, 3000, 32, 4)).toBeGreaterThan(0.5);
   });
 
   it("blend weights sum to exactly 1 everywhere, also where three tiles overlap", () => {
     for (const total of [1000, 1030, 2020, 3000, 4000]) {
       const starts = tileStarts(total, 1024, 32);
-      const weights = axisWeights(starts, 1024, total, 32);
+      const weights = axisWeights(starts, 1024, total, 32, 4);
       const sum = new Float64Array(total);
       starts.forEach((s, k) => weights[k]!.forEach((w, i) => (sum[s + i]! += w)));
       for (const v of sum) expect(Math.abs(v - 1)).toBeLessThan(1e-6);
@@ -102,7 +96,7 @@ describe("lowlight tiling", () => {
 
   it("area thumbnail of a constant image is that constant", () => {
     const rgb = new Float32Array(3 * 300 * 457).fill(0.25);
-    const t = areaThumbnail(rgb, 300, 457);
+    const t = areaThumbnail(rgb, 300, 457, THUMB);
     expect(t).toHaveLength(3 * THUMB * THUMB);
     expect(maxAbsDiff(t, new Float32Array(t.length).fill(0.25))).toBeLessThan(1e-5);
   });
@@ -136,7 +130,7 @@ describe("lowlight tiling", () => {
     for (const image of images) {
       const planar = rasterToNchw(image, 3).data;
       expect(maxAbsDiff(cropRaster(image, tile), cropPlanar(planar, 203, 301, tile))).toBe(0);
-      expect(maxAbsDiff(areaThumbnailRaster(image), areaThumbnail(planar, 203, 301))).toBeLessThan(1e-5);
+      expect(maxAbsDiff(areaThumbnailRaster(image, THUMB), areaThumbnail(planar, 203, 301, THUMB))).toBeLessThan(1e-5);
     }
     // And the serving path (tiles blended through a one-tile band straight into the output raster) gives the same
     // pixels as blending into a full planar image and converting once: 2 x 3 tiles, so rows are handed over twice.

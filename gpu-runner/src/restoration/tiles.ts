@@ -1,9 +1,10 @@
 /**
- * Tiling for the low-light model: overlapping tiles, each blended in with a separable linear ramp over the
+ * Tiling for full-resolution restoration: overlapping tiles, each blended in with a separable linear ramp over the
  * overlap, so every output pixel is a convex combination of tile outputs whose weights sum to 1.
  *
- * The model samples its gamma map in global image coordinates (the `roi` input), so overlapping tiles agree
- * except within the refinement convs' receptive field (3 px) of a tile edge; those pixels get zero weight.
+ * A tile's output differs from a whole-image pass only within the model's receptive field of a tile edge (zero
+ * padding there); those pixels (`margin`) get zero weight, so where the model is otherwise position-independent
+ * (or told its position, as lowlight's roi does) overlapping tiles agree and the blend leaves no seam.
  */
 
 export interface Tile {
@@ -32,20 +33,14 @@ export function planTiles(height: number, width: number, size: number, overlap: 
 }
 
 /**
- * Pixels this close to a tile edge that has a neighbour get weight 0: the refinement convs (3 layers of 3x3) see
- * zero padding there, so they differ from the single-pass result. Beyond it the tiles agree exactly.
- */
-export const EDGE_MARGIN = 4;
-
-/**
  * 1-D blending weight of position i in a tile of `length` whose start is `start` within an axis of `total`:
- * 0 for EDGE_MARGIN pixels, then a linear ramp to 1 across the rest of the overlap on every side that has a
- * neighbour; 1 on image borders. Neighbours overlap by at least `overlap` > 2 * EDGE_MARGIN, so weights never
+ * 0 for `margin` pixels, then a linear ramp to 1 across the rest of the overlap on every side that has a
+ * neighbour; 1 on image borders. Neighbours overlap by at least `overlap` > 2 * `margin`, so weights never
  * all vanish.
  */
-export function rampWeight(i: number, length: number, start: number, total: number, overlap: number): number {
-  const span = overlap - 2 * EDGE_MARGIN;
-  const ramp = (d: number) => Math.min(1, Math.max(0, (d - EDGE_MARGIN + 0.5) / span));
+export function rampWeight(i: number, length: number, start: number, total: number, overlap: number, margin: number): number {
+  const span = overlap - 2 * margin;
+  const ramp = (d: number) => Math.min(1, Math.max(0, (d - margin + 0.5) / span));
   let w = 1;
   if (start > 0) w = Math.min(w, ramp(i));
   if (start + length < total) w = Math.min(w, ramp(length - 1 - i));
@@ -57,9 +52,10 @@ export function rampWeight(i: number, length: number, start: number, total: numb
  * covering it sum to exactly 1. The 2-D weight of a tile is (row weight) x (column weight); because the tiles form a
  * grid, those products also sum to 1 at every pixel, so no weight buffer or normalisation pass is needed.
  */
-export function axisWeights(starts: number[], size: number, total: number, overlap: number): Float32Array[] {
+export function axisWeights(starts: number[], size: number, total: number, overlap: number, margin: number): Float32Array[] {
+  if (overlap <= 2 * margin) throw new RangeError(`tile overlap ${overlap} must exceed twice the edge margin ${margin}`);
   const len = Math.min(size, total);
-  const raw = starts.map((s) => Float32Array.from({ length: len }, (_, i) => rampWeight(i, len, s, total, overlap)));
+  const raw = starts.map((s) => Float32Array.from({ length: len }, (_, i) => rampWeight(i, len, s, total, overlap, margin)));
   const sum = new Float64Array(total);
   starts.forEach((s, k) => raw[k]!.forEach((w, i) => (sum[s + i]! += w)));
   starts.forEach((s, k) => {
@@ -74,11 +70,11 @@ export interface BlendTile extends Tile {
   colWeights: Float32Array;
 }
 
-export function planBlend(height: number, width: number, size: number, overlap: number): BlendTile[] {
+export function planBlend(height: number, width: number, size: number, overlap: number, margin: number): BlendTile[] {
   const rows = tileStarts(height, size, overlap);
   const cols = tileStarts(width, size, overlap);
-  const wy = axisWeights(rows, size, height, overlap);
-  const wx = axisWeights(cols, size, width, overlap);
+  const wy = axisWeights(rows, size, height, overlap, margin);
+  const wx = axisWeights(cols, size, width, overlap, margin);
   const tiles: BlendTile[] = [];
   rows.forEach((top, r) =>
     cols.forEach((left, c) =>

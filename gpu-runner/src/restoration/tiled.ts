@@ -1,0 +1,250 @@
+import type { InferenceSession } from "onnxruntime-node";
+import { Tensor } from "onnxruntime-node";
+import type { z } from "zod";
+import { OPERATIONS, type OperationName } from "../../../contract/operations.ts";
+import { RunnerError } from "../errors.ts";
+import { allocRaster, alphaOf, writeRasterRows } from "../image/tensor.ts";
+import { modelOutput } from "../models/output.ts";
+import type { ImageArtifact, OperationContext, OperationResult, RasterImage } from "../operations/types.ts";
+import { areaThumbnail, areaThumbnailRaster } from "./thumbnail.ts";
+import { blendInto, cropPlanar, cropRaster, planBlend, type BlendTile, type Tile } from "./tiles.ts";
+
+/**
+ * The tiled ONNX runner every full-resolution restoration model shares. A photo of any size runs as overlapping
+ * tiles of one fixed size (so one session serves every image and memory stays bounded at 12 MP); each tile also
+ * gets the feeds built once per image from a whole-image thumbnail, so image-wide estimates (a gamma map, an
+ * atmospheric light) are the same in every tile, and its outputs are blended straight into the output raster.
+ */
+
+export type Feeds = Record<string, Tensor>;
+
+/** How one restoration graph is fed: everything the tiling loop needs to know about the model. */
+export interface TiledModel {
+  /** Model id in models/manifest.json (and in the operation's contract entry). */
+  model: string;
+  /** Feed name of the tile: 1 x 3 x h x w, RGB in [0, 1]. */
+  input: string;
+  /** Output name: 1 x 3 x h x w, RGB in [0, 1], the tile's size. */
+  output: string;
+  /** Tile side in pixels; images up to this size run in one pass. */
+  tile: number;
+  /** Pixels neighbouring tiles share. */
+  overlap: number;
+  /**
+   * Pixels along a shared tile edge that get no weight: at least the receptive-field radius of whatever the graph
+   * computes per pixel, where zero padding makes a tile differ from a whole-image pass. Must be < overlap / 2.
+   */
+  edgeMargin: number;
+  /** Global context: a size x size area thumbnail of the whole image, turned into feeds once and given to every tile. */
+  thumbnail?: { size: number; feeds(thumb: Float32Array, size: number): Feeds };
+  /** Feed name of [tile top, tile left, image height, image width] (1 x 4, pixels), for graphs that place the tile. */
+  position?: string;
+}
+
+/** The thumbnail as one 1 x 3 x size x size feed, for graphs that take the thumbnail itself. */
+export function thumbnailFeed(name: string): NonNullable<TiledModel["thumbnail"]>["feeds"] {
+  return (thumb, size) => ({ [name]: new Tensor("float32", thumb, [1, 3, size, size]) });
+}
+
+/** Where tiles come from: a planar float image (tests, offline tools) or the decoded raster (serving). */
+export interface TileSource {
+  height: number;
+  width: number;
+  thumbnail(size: number): Float32Array;
+  crop(tile: Tile, into: Float32Array): Float32Array;
+}
+
+export function planarSource(rgb: Float32Array, height: number, width: number): TileSource {
+  return {
+    height,
+    width,
+    thumbnail: (size) => areaThumbnail(rgb, height, width, size),
+    crop: (tile, into) => cropPlanar(rgb, height, width, tile, into),
+  };
+}
+
+export function rasterSource(image: RasterImage): TileSource {
+  return {
+    height: image.height,
+    width: image.width,
+    thumbnail: (size) => areaThumbnailRaster(image, size),
+    crop: (tile, into) => cropRaster(image, tile, into),
+  };
+}
+
+/** Where blended tile outputs go. Tiles arrive row of tiles by row of tiles (planBlend order). */
+export interface TileSink {
+  add(tile: BlendTile, output: Float32Array): void;
+  /** Every row above `row` is final: no later tile covers it. */
+  rowsFinal(row: number): void;
+}
+
+/** The whole image as planar floats (tests and offline tools compare these directly). */
+function planarSink(height: number, width: number): TileSink & { data: Float32Array } {
+  const data = new Float32Array(3 * height * width);
+  return { data, add: (tile, output) => blendInto(data, output, tile, height, width), rowsFinal() {} };
+}
+
+/**
+ * Straight to the output raster through a band of one tile height: finished rows are converted and the rest of
+ * the band moves up. A full-image float accumulator (144 MB at 12 MP) costs more in first-touch page faults than
+ * the blending itself.
+ */
+function rasterSink(input: RasterImage, bandRows: number): TileSink & { raster: RasterImage } {
+  const { height, width } = input;
+  const alpha = alphaOf(input);
+  const raster = allocRaster(width, height, 3, input, alpha);
+  const band = new Float32Array(3 * bandRows * width);
+  const plane = bandRows * width;
+  let bandTop = 0;
+  return {
+    raster,
+    add(tile, output) {
+      blendInto(band, output, { ...tile, top: tile.top - bandTop }, bandRows, width);
+    },
+    rowsFinal(row) {
+      const done = Math.min(row, height) - bandTop;
+      if (done <= 0) return;
+      writeRasterRows(band, bandRows, 3, raster, 0, bandTop, done, alpha);
+      for (let c = 0; c < 3; c++) {
+        const start = c * plane;
+        band.copyWithin(start, start + done * width, start + plane);
+        band.fill(0, start + plane - done * width, start + plane);
+      }
+      bandTop += done;
+    },
+  };
+}
+
+export interface TiledStats {
+  tiles: number;
+  model_ms: number;
+}
+
+export interface TiledRunOptions {
+  /** Override the model's tile size and overlap (tests of seams, benches). */
+  tile?: number;
+  overlap?: number;
+  /** Per-image feeds given to every tile as they are (scalars from the job's params). */
+  feeds?: Feeds;
+  signal?: AbortSignal;
+  timeModel?: OperationContext["timeModel"];
+}
+
+/** Runs `model` over `source` tile by tile into `sink`. */
+export async function runTiled(
+  session: InferenceSession,
+  model: TiledModel,
+  source: TileSource,
+  sink: TileSink,
+  opts: TiledRunOptions = {},
+): Promise<TiledStats> {
+  const { height, width } = source;
+  const tiles = planBlend(height, width, opts.tile ?? model.tile, opts.overlap ?? model.overlap, model.edgeMargin);
+  const shared: Feeds = { ...opts.feeds };
+  if (model.thumbnail) Object.assign(shared, model.thumbnail.feeds(source.thumbnail(model.thumbnail.size), model.thumbnail.size));
+  // All tiles have the same size (tileStarts ends the last one at the border), so one input buffer serves them all.
+  const buffer = new Float32Array(3 * tiles[0]!.height * tiles[0]!.width);
+  let modelMs = 0;
+  for (const [i, tile] of tiles.entries()) {
+    if (opts.signal?.aborted) throw new RunnerError("aborted", "job aborted", true);
+    const feeds: Feeds = {
+      ...shared,
+      [model.input]: new Tensor("float32", source.crop(tile, buffer), [1, 3, tile.height, tile.width]),
+    };
+    if (model.position)
+      feeds[model.position] = new Tensor("float32", Float32Array.from([tile.top, tile.left, height, width]), [1, 4]);
+    const t0 = performance.now();
+    const run = () => session.run(feeds);
+    // Only the ONNX runs count as model time; cropping and blending are the pipeline's own overhead.
+    const out = await (opts.timeModel ? opts.timeModel(run) : run());
+    modelMs += performance.now() - t0;
+    const data = modelOutput(out, model.output, model.model);
+    if (data.length !== buffer.length)
+      throw new RunnerError(
+        "model_output_invalid",
+        `${model.model} returned ${data.length} values for a 3 x ${tile.height} x ${tile.width} tile`,
+      );
+    sink.add(tile, data);
+    const next = tiles[i + 1];
+    if (!next) sink.rowsFinal(height);
+    else if (next.top !== tile.top) sink.rowsFinal(next.top);
+  }
+  return { tiles: tiles.length, model_ms: Math.round(modelMs) };
+}
+
+/** The serving path: decoded raster in, restored raster out (same bit depth, alpha kept). */
+export async function restoreRaster(
+  session: InferenceSession,
+  model: TiledModel,
+  input: RasterImage,
+  opts: TiledRunOptions = {},
+): Promise<{ image: RasterImage; stats: TiledStats }> {
+  const sink = rasterSink(input, Math.min(opts.tile ?? model.tile, input.height));
+  const stats = await runTiled(session, model, rasterSource(input), sink, opts);
+  return { image: sink.raster, stats };
+}
+
+/** Planar RGB floats in and out, for tests and offline tools. */
+export async function restorePlanar(
+  session: InferenceSession,
+  model: TiledModel,
+  rgb: Float32Array,
+  height: number,
+  width: number,
+  opts: TiledRunOptions = {},
+): Promise<{ data: Float32Array; stats: TiledStats }> {
+  const sink = planarSink(height, width);
+  const stats = await runTiled(session, model, planarSource(rgb, height, width), sink, opts);
+  return { data: sink.data, stats };
+}
+
+type ParamsOf<Op extends OperationName> = z.output<(typeof OPERATIONS)[Op]["params"]>;
+
+/** Operations whose params choose an output image format: the ones a restoration pipeline can serve. */
+export type RestorationOperation = {
+  [Op in OperationName]: ParamsOf<Op> extends { format: ImageArtifact["format"] } ? Op : never;
+}[OperationName];
+
+export interface TiledRestorationOptions<Op extends RestorationOperation> extends TiledModel {
+  /** The contract entry whose params the job carries (validated again here: pipelines are also called directly). */
+  operation: Op;
+  /** Scalar feeds (shape [1]) computed from the job's params, the same for every tile. */
+  scalars?: (params: ParamsOf<Op>) => Record<string, number>;
+}
+
+/**
+ * A restoration pipeline's run function: one input image, the model run tiled over it at full resolution, one
+ * `image` artifact in the format the params ask for.
+ */
+export const tiledRestoration = <Op extends RestorationOperation>(options: TiledRestorationOptions<Op>) => {
+  const { operation, scalars, ...model } = options;
+  const schema = OPERATIONS[operation].params as unknown as z.ZodType<ParamsOf<Op>>;
+  return async function tiledRestoration(ctx: OperationContext): Promise<OperationResult> {
+    const parsed = schema.safeParse(ctx.params);
+    if (!parsed.success) throw new RunnerError("invalid_params", parsed.error.issues.map((i) => i.message).join("; "));
+    const params = parsed.data;
+    const input = ctx.inputs[0];
+    if (!input) throw new RunnerError("invalid_input", `${operation} needs one input image`);
+    const feeds: Feeds = {};
+    for (const [name, value] of Object.entries(scalars?.(params) ?? {}))
+      feeds[name] = new Tensor("float32", Float32Array.of(value), [1]);
+    const session = await ctx.session(model.model);
+    const { image, stats } = await restoreRaster(session, model, input, {
+      feeds,
+      signal: ctx.signal,
+      timeModel: (fn) => ctx.timeModel(fn),
+    });
+    return {
+      result: {
+        width: input.width,
+        height: input.height,
+        model: model.model,
+        tiles: stats.tiles,
+        tile_size: model.tile,
+        overlap: model.overlap,
+      },
+      images: [{ name: "image", image, format: (params as { format: ImageArtifact["format"] }).format }],
+    };
+  };
+};
