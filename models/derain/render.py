@@ -64,9 +64,9 @@ RANGES = {
                "brightness": (0.4, 0.8), "beta": (0.3, 1.2)},
 }
 NEAREST_VEIL = 0.15  # even the nearest scene point sits behind some rain in a veiled image
-FULL_WELL = (4000.0, 40000.0)  # photo-electrons at linear 1.0 (daylight exposures), log-uniform
-READ_NOISE = (2e-4, 1e-3)  # std in linear units, log-uniform
-JPEG_Q = (80, 95)
+FULL_WELL = (5000.0, 50000.0)  # photo-electrons at linear 1.0 (daylight exposures), log-uniform
+READ_NOISE = (1e-4, 8e-4)  # std in linear units, log-uniform
+JPEG_Q = (85, 97)
 
 
 def family_name(name: str) -> str:
