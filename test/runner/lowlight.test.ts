@@ -1,5 +1,3 @@
-import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
 import sharp from "sharp";
@@ -17,22 +15,11 @@ import {
 } from "../../gpu-runner/src/restoration/tiles.ts";
 import { alphaOf, nchwToRaster, rasterToNchw } from "../../gpu-runner/src/image/tensor.ts";
 import type { OperationContext, RasterImage } from "../../gpu-runner/src/operations/types.ts";
+import { maxAbsDiff, parityDiffs, readParityMeta, sha256File } from "./parity.ts";
 
 const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
 const MODEL = root("models/lowlight/weights/lowlight-iagc.onnx");
-const FIXTURE = root("test/fixtures/lowlight-parity");
-
-async function f32(path: string): Promise<Float32Array> {
-  const buf = await readFile(path);
-  return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
+const FIXTURE = root("test/fixtures/lowlight-iagc-parity");
 
 /** The astronaut fixture darkened to about 15% (in-domain for the model), as planar RGB floats. */
 async function darkPhoto(): Promise<{ rgb: Float32Array; height: number; width: number }> {
@@ -50,24 +37,15 @@ beforeAll(async () => {
 
 describe("lowlight ONNX parity with PyTorch", () => {
   it("fixture was made from the committed model", async () => {
-    const meta = JSON.parse(await readFile(`${FIXTURE}/meta.json`, "utf8"));
-    const sha = createHash("sha256")
-      .update(await readFile(MODEL))
-      .digest("hex");
-    expect(meta.onnx_sha256).toBe(sha);
+    expect((await readParityMeta(FIXTURE)).onnx_sha256).toBe(await sha256File(MODEL));
   });
 
   it("onnxruntime-node matches PyTorch within 1e-4 on a real degraded photo tile", async () => {
-    const meta = JSON.parse(await readFile(`${FIXTURE}/meta.json`, "utf8"));
-    const feeds = {
-      image: new ort.Tensor("float32", await f32(`${FIXTURE}/image.f32`), meta.image_dims),
-      thumb: new ort.Tensor("float32", await f32(`${FIXTURE}/thumb.f32`), meta.thumb_dims),
-      roi: new ort.Tensor("float32", Float32Array.from(meta.roi), [1, 4]),
-    };
-    const out = await session.run(feeds);
-    const expected = await f32(`${FIXTURE}/expected.f32`);
+    const meta = await readParityMeta(FIXTURE);
+    expect(meta.tolerance).toBe(1e-4);
     // Float32 Taylor series + GridSample + convs in two runtimes: observed differences are ~1e-6.
-    expect(maxAbsDiff(out["enhanced"]!.data as Float32Array, expected)).toBeLessThan(1e-4);
+    const { enhanced } = await parityDiffs(session, FIXTURE, meta);
+    expect(enhanced).toBeLessThan(meta.tolerance);
   });
 });
 
