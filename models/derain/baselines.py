@@ -1,20 +1,20 @@
 """Classical derain baselines (numpy/OpenCV, no training), written from the published formulas.
 
-input        the rainy image itself
-decomp_derain  low/high decomposition (after Kang, Lin, Fu, "Automatic single-image-based rain streaks removal
-             via image decomposition", TIP 2012, with a morphological split and a directional rain test in
-             place of their bilateral filter and learned dictionaries): the streak direction is the peak of a
-             structure-tensor orientation histogram of the bright top-hat; the low layer is a grey opening with
-             a short line across that direction (it removes bright structures thinner than the line); the high
-             layer is the rest; high-layer brightness averaged along the streak direction above a threshold is
-             rain, and there the low layer replaces the image. (A guided-filter low layer, after Xu et al.,
-             "Removing rain and snow in a single image using guided filter", CSAE 2012, lost 0.4 dB to the
-             input on training renders: it blurs the texture it puts back; see the README.)
-dcp          dark-channel-prior dehazing: He, Sun, Tang, "Single image haze removal using dark channel prior"
-             (CVPR 2009 / TPAMI 2011), with the transmission refined by the guided filter (He, Sun, Tang,
-             "Guided image filtering", ECCV 2010 / TPAMI 2013) instead of soft matting
-dcp_decomp   dcp, then decomp_derain: under the heavy-rain model I = T(J + S) + (1 - T)A, inverting the veil
-             leaves J + S, whose streaks the decomposition then removes
+input          the rainy image itself
+decomp_derain  low/high decomposition (after Kang, Lin, Fu, "Automatic single-image-based rain streaks removal via
+               image decomposition", TIP 2012, with a morphological split and a directional rain test in place of
+               their bilateral filter and learned dictionaries): the streak direction is the peak of a
+               structure-tensor orientation histogram of the bright top-hat; the low layer is a grey opening with a
+               short line across that direction (it removes bright structures thinner than the line); the high
+               layer is the rest; where the high layer's brightness averaged along the streak direction, less its
+               average across it, exceeds a threshold, it is rain, and there the low layer replaces the image.
+               (A guided-filter low layer, after Xu et al., "Removing rain and snow in a single image using guided
+               filter", CSAE 2012, lost 0.4 dB to the input on training renders: it blurs the texture it puts back.)
+dcp            dark-channel-prior dehazing: He, Sun, Tang, "Single image haze removal using dark channel prior"
+               (CVPR 2009 / TPAMI 2011), with the transmission refined by the guided filter (He, Sun, Tang,
+               "Guided image filtering", ECCV 2010 / TPAMI 2013) instead of soft matting
+dcp_decomp     dcp, then decomp_derain: under the heavy-rain model I = T(J + S) + (1 - T)A, inverting the veil
+               leaves J + S, whose streaks the decomposition then removes
 
 Parameters were chosen on renders of TRAIN photos (`/usr/bin/python3 -m models.derain.baselines --tune`), never
 on the held-out evaluation pairs.
@@ -30,7 +30,7 @@ import numpy as np
 from .filters import gray, guided_filter, min_filter
 from .render import line_kernel
 
-DECOMP = {"line": 3, "length": 31, "tau": 0.03}
+DECOMP = {"line": 3, "length": 31, "tau": 0.01, "cross": 2.0}
 DCP = {"omega": 0.95, "t0": 0.1, "patch": 15, "eps": 1e-3}
 REF_SIDE = 600.0  # He et al. give the 15x15 patch for images of about 600 px
 MAX_TILT = 60.0  # rain is searched within 60 deg of vertical (it falls; strong horizontal scene lines are not rain)
@@ -73,15 +73,18 @@ def cross_element(line: int, angle: float) -> np.ndarray:
 
 
 def decomp_derain(img: np.ndarray, line: int = DECOMP["line"], length: float = DECOMP["length"],
-                  tau: float = DECOMP["tau"]) -> np.ndarray:
+                  tau: float = DECOMP["tau"], cross: float = DECOMP["cross"]) -> np.ndarray:
     img = np.clip(img, 0.0, 1.0).astype(np.float32)
     angle = streak_angle(img)
     se = cross_element(line, angle)
     low = cv2.morphologyEx(img, cv2.MORPH_OPEN, se, borderType=cv2.BORDER_REFLECT)  # the streak-free layer
     high = gray(img) - gray(low)  # bright residual, streaks among it
-    k = line_kernel(length, angle)
-    # Evidence: the residual averaged along the streak direction; a streak keeps its value, texture averages out.
-    evidence = cv2.filter2D(high, -1, k / k.sum(), borderType=cv2.BORDER_REFLECT)
+    along, across = line_kernel(length, angle), line_kernel(length, angle + 90.0)
+    # Evidence: the residual averaged along the streak direction, less `cross` times its average across it. A
+    # streak keeps its value along and vanishes across; isotropic texture (foliage, gravel) scores alike both ways.
+    evidence = cv2.filter2D(high, -1, along / along.sum(), borderType=cv2.BORDER_REFLECT)
+    if cross:
+        evidence -= cross * cv2.filter2D(high, -1, across / across.sum(), borderType=cv2.BORDER_REFLECT)
     # Soft rain mask: rain above tau, fully so at 2 tau (a hard cut leaves streak fringes).
     m = np.clip((evidence - tau) / max(tau, 1e-6), 0.0, 1.0)[..., None]
     return img * (1.0 - m) + low * m
@@ -145,8 +148,8 @@ def tune(n_photos: int, out: str | None) -> None:
     light = pairs(("light",))
     heavy = pairs(("heavy", "streak_vapor"))
     res = {"photos": names, "decomp_derain": [], "dcp": []}
-    for line, length, tau in itertools.product([3, 5], [15, 31], [0.02, 0.03, 0.04, 0.06]):
-        p = {"line": line, "length": length, "tau": tau}
+    for line, length, tau, cross in itertools.product([3, 5], [15, 31], [0.005, 0.01, 0.02, 0.03], [0.0, 1.0, 2.0, 3.0]):
+        p = {"line": line, "length": length, "tau": tau, "cross": cross}
         res["decomp_derain"].append({**p, "light_psnr": round(mean_psnr(lambda x: decomp_derain(x, **p), light), 3)})
     for omega, t0, eps in itertools.product([0.8, 0.9, 0.95], [0.1, 0.2, 0.3, 0.4, 0.5], [1e-3, 1e-2]):
         p = {"omega": omega, "t0": t0, "eps": eps}

@@ -118,3 +118,22 @@ def eval_index(root: str = os.path.join(DATA, "eval")) -> list[dict]:
 def load_eval_pair(entry: dict, root: str = os.path.join(DATA, "eval")) -> tuple[np.ndarray, np.ndarray]:
     """(rainy, clean) float32 RGB in [0, 1]."""
     return read_rgb(os.path.join(root, entry["rainy"])), read_rgb(os.path.join(root, entry["clean"]))
+
+
+def train_index(root: str = os.path.join(DATA, "train")) -> list[dict]:
+    path = os.path.join(root, "index.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} missing: run /usr/bin/python3 -m models.derain.prepare_data")
+    with open(path) as f:
+        return json.load(f)["crops"]
+
+
+def load_train_crop(entry: dict, root: str = os.path.join(DATA, "train")) -> dict:
+    """One stored training crop as float32 arrays: I, J, S (HxWx3), T_s, T_v, T, depth (HxW), A (3), mask (bool)."""
+    with np.load(os.path.join(root, entry["file"])) as z:
+        out = {k: z[k] for k in z.files}
+    for k in ("I", "J"):
+        out[k] = out[k].astype(np.float32) / 255.0
+    for k in ("S", "T_s", "T_v", "T", "depth"):
+        out[k] = out[k].astype(np.float32)
+    return out
