@@ -222,7 +222,13 @@ def render(clean: np.ndarray, seed: int, family: str, noise: bool = True, jpeg: 
     S = (s[..., None] * colour).astype(np.float32)
     ones = np.ones((h, w), np.float32)
     T_v = np.exp(-p["beta"] * (NEAREST_VEIL + (1 - NEAREST_VEIL) * d)).astype(np.float32) if p["beta"] > 0 else ones
-    T_s = np.clip(1.0 - p["opacity"] * S.max(axis=2), 0.05, 1.0).astype(np.float32) if family == "streak_vapor" else ones
+    if family == "streak_vapor":
+        # Opacity relative to the brightest layer's peak: the nearest streaks' cores transmit 1 - opacity, fainter
+        # (farther) streaks proportionally more.
+        peak = max(layer["brightness"] for layer in p["layers"])
+        T_s = np.clip(1.0 - p["opacity"] * S.max(axis=2) / peak, 0.05, 1.0).astype(np.float32)
+    else:
+        T_s = ones
     if family == "light":
         T = ones
         formed = J + S
