@@ -206,7 +206,7 @@ def camera(img: np.ndarray, rng: np.random.Generator, p: dict, noise: bool, jpeg
 def render(clean: np.ndarray, seed: int, family: str, noise: bool = True, jpeg: bool = True,
            params: dict | None = None) -> dict:
     """clean: HxWx3 float32 RGB in [0, 1]. Returns the rainy image and its labels (see the module doc)."""
-    family = family_name(family)
+    family = family_name(params["family"] if params else family)
     rng = np.random.default_rng(seed)
     p = params or sample_params(rng, family)
     J = np.ascontiguousarray(clean[..., :3], dtype=np.float32)
@@ -259,7 +259,7 @@ def load_photo(path: str, long_side: int = 0) -> np.ndarray:
     if long_side and max(h, w) > long_side:
         s = long_side / max(h, w)
         img = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    return img[:, :, ::-1].astype(np.float32) / 255.0
+    return img[:, :, ::-1].astype(np.float32) / 255.0  # cv2.resize of uint8 stays uint8: J is exactly clean.png
 
 
 def to_u8(x: np.ndarray) -> np.ndarray:
