@@ -11,6 +11,7 @@ import sys
 MODELS = {
     "watermark": "models.watermark.hooks",
     "lowlight": "models.lowlight.hooks",
+    "derain_streak_vapor": "models.derain_streak_vapor.hooks",
 }
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,0 +1,181 @@
+"""Streak-vapour derainer after Wang, Song, Ma, Zeng, "Rethinking image deraining via rain streaks and vapors",
+ECCV 2020: rain is two transmission media, streaks (T_s) and vapour (T_v), in front of a global atmospheric light A:
+
+    I = J * T_s * T_v + (1 - T_s * T_v) * A,   so   J = (I - (1 - T) * A) / max(T, T_MIN),  T = T_s * T_v.
+
+Three sub-networks, written here from the paper's description:
+- SNet: an encoder-decoder of ShuffleNet v2 units (channel split, depthwise conv, channel shuffle), full resolution
+  in and out, bottleneck at 1/8 with dilated units so that the receptive field spans a long streak; -> T_s.
+- VNet: at 1/4 resolution, from the image and T_s, spatial pyramid pooling (stride-1 average pools of several fixed
+  kernels, so every tile of a photo computes the same values wherever it is placed) plus the thumbnail's global
+  descriptor; a coarse T_v, then a small full-resolution stage that puts T_v's edges back on the image's edges; -> T_v.
+- ANet: a strided conv encoder over a fixed-size thumbnail of the whole photo; -> A (RGB), one value per photo, so
+  every tile of a photo inverts with the same A.
+
+The tile path has no size-dependent op: stride-2 convs round up and the decoder resizes to the skip's size, so any
+height and width (odd ones too) export with dynamic axes; the only pooling over a whole image is over the fixed-size
+thumbnail.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+THUMB = 128  # the runner's thumbnail size (models/README.md); A and the global veil level need no more
+T_MIN = 0.1  # below this a transmission inversion only amplifies noise and JPEG (x10 already)
+
+
+def shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+class Unit(nn.Module):
+    """ShuffleNet v2 basic unit: half the channels pass through, the other half go 1x1 -> depthwise 3x3 -> 1x1."""
+
+    def __init__(self, c: int, dilation: int = 1):
+        super().__init__()
+        h = c // 2
+        self.branch = nn.Sequential(
+            nn.Conv2d(h, h, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(h, h, 3, 1, dilation, dilation=dilation, groups=h),
+            nn.Conv2d(h, h, 1), nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)
+        return shuffle(torch.cat([a, self.branch(b)], 1))
+
+
+class Down(nn.Module):
+    """ShuffleNet v2 downsampling unit: both branches stride 2, concatenated (channels cin -> cout)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        h = cout // 2
+        self.left = nn.Sequential(nn.Conv2d(cin, cin, 3, 2, 1, groups=cin), nn.Conv2d(cin, h, 1), nn.ReLU(inplace=True))
+        self.right = nn.Sequential(
+            nn.Conv2d(cin, h, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(h, h, 3, 2, 1, groups=h),
+            nn.Conv2d(h, h, 1), nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x):
+        return shuffle(torch.cat([self.left(x), self.right(x)], 1))
+
+
+def up_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def conv(cin: int, cout: int, k: int = 3) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, 1, k // 2), nn.ReLU(inplace=True))
+
+
+class SNet(nn.Module):
+    def __init__(self, w=(16, 32, 64, 96)):
+        super().__init__()
+        c0, c1, c2, c3 = w
+        self.stem = conv(3, c0)
+        self.e1 = nn.Sequential(Down(c0, c1), Unit(c1), Unit(c1))
+        self.e2 = nn.Sequential(Down(c1, c2), Unit(c2), Unit(c2, 2), Unit(c2, 4))
+        self.e3 = nn.Sequential(Down(c2, c3), Unit(c3), Unit(c3, 2), Unit(c3, 4), Unit(c3, 8), Unit(c3))
+        self.m2 = nn.Sequential(conv(c3 + c2, c2, 1), Unit(c2), Unit(c2, 2))
+        self.m1 = nn.Sequential(conv(c2 + c1, c1, 1), Unit(c1), conv(c1, c0, 1))
+        self.head = nn.Sequential(conv(c0 + c0 + 3, c0), nn.Conv2d(c0, 1, 3, 1, 1))
+
+    def forward(self, x):
+        f0 = self.stem(x)
+        f1 = self.e1(f0)
+        f2 = self.e2(f1)
+        f3 = self.e3(f2)
+        d2 = self.m2(torch.cat([up_to(f3, f2), f2], 1))
+        d1 = self.m1(torch.cat([up_to(d2, f1), f1], 1))
+        # Streaks transmit at most 1; the logit's bias starts the net at "no rain" (T_s ~ 0.95).
+        return torch.sigmoid(self.head(torch.cat([up_to(d1, x), f0, x], 1)) + 3.0)
+
+
+class ANet(nn.Module):
+    """Thumbnail (THUMB x THUMB) -> A (RGB in (0, 1)) and a global descriptor for VNet (the photo's veil level)."""
+
+    def __init__(self, c: int = 48, desc: int = 16):
+        super().__init__()
+        self.enc = nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(inplace=True),  # 64
+            nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(inplace=True),  # 32
+            nn.Conv2d(32, c, 3, 2, 1), nn.ReLU(inplace=True),  # 16
+            nn.Conv2d(c, c, 3, 2, 1), nn.ReLU(inplace=True),  # 8
+        )
+        self.fc = nn.Sequential(nn.Linear(2 * c, 64), nn.ReLU(inplace=True))
+        self.a = nn.Linear(64, 3)
+        self.desc = nn.Linear(64, desc)
+
+    def forward(self, thumb):
+        f = self.enc(thumb)  # B, c, 8, 8 for the fixed thumbnail
+        g = self.fc(torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], 1))
+        # A is a bright, near-grey light in rain; the +1.5 bias starts it at 0.82 rather than mid-grey.
+        return torch.sigmoid(self.a(g) + 1.5), self.desc(g)
+
+
+class VNet(nn.Module):
+    def __init__(self, c: int = 24, branch: int = 8, kernels=(5, 11, 23), desc: int = 16):
+        super().__init__()
+        self.kernels = kernels
+        self.inp = nn.Sequential(conv(4, c), conv(c, c))
+        self.reduce = nn.ModuleList([nn.Conv2d(c, branch, 1) for _ in kernels])
+        self.fuse = nn.Sequential(conv(c + branch * len(kernels) + desc, c), nn.Conv2d(c, 1, 3, 1, 1))
+        self.refine = nn.Sequential(conv(5, 8), nn.Conv2d(8, 1, 3, 1, 1))
+
+    def forward(self, x, t_s, desc):
+        # 1/4 resolution: vapour follows depth, which changes slowly except at object edges (the refine stage).
+        small = F.avg_pool2d(torch.cat([x, t_s], 1), 4, 4, ceil_mode=True, count_include_pad=False)
+        f = self.inp(small)
+        # Spatial pyramid pooling with stride 1: windows of 20, 44 and 92 px at full resolution, the same around a
+        # pixel in every tile that contains it.
+        pyr = [F.avg_pool2d(r(f), k, 1, k // 2, count_include_pad=False) for r, k in zip(self.reduce, self.kernels)]
+        g = desc[:, :, None, None].expand(-1, -1, f.shape[2], f.shape[3])
+        coarse = self.fuse(torch.cat([f] + pyr + [g], 1)) + 2.0
+        up = up_to(coarse, x)
+        logit = up + self.refine(torch.cat([x, t_s, up], 1))
+        return torch.sigmoid(logit), torch.sigmoid(coarse)
+
+
+class StreakVapor(nn.Module):
+    def __init__(self, snet=(16, 32, 64, 96), vnet: int = 24):
+        super().__init__()
+        self.snet = SNet(snet)
+        self.vnet = VNet(vnet)
+        self.anet = ANet()
+
+    def forward(self, image, thumb):
+        """image: B,3,H,W tile in [0, 1]; thumb: B,3,THUMB,THUMB of the whole photo.
+        Returns J (unclamped), T = T_s * T_v, T_s, T_v, A (B,3), T_v at 1/4 resolution."""
+        a, desc = self.anet(thumb)
+        t_s = self.snet(image)
+        t_v, t_v_coarse = self.vnet(image, t_s, desc)
+        t = t_s * t_v
+        A = a[:, :, None, None]
+        j = (image - (1.0 - t) * A) / t.clamp(min=T_MIN)
+        return j, t, t_s, t_v, a, t_v_coarse
+
+
+def count_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def count_macs(model: nn.Module, h: int, w: int) -> int:
+    """Multiply-accumulates of conv and linear layers for one HxW tile plus the thumbnail (forward hooks)."""
+    total = [0]
+
+    def hook(mod, inp, out):
+        if isinstance(mod, nn.Conv2d):
+            total[0] += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+        elif isinstance(mod, nn.Linear):
+            total[0] += mod.in_features * mod.out_features * out.shape[0]
+
+    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model(torch.rand(1, 3, h, w), torch.rand(1, 3, THUMB, THUMB))
+    for x in hs:
+        x.remove()
+    return total[0]

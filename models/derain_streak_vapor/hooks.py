@@ -1,0 +1,241 @@
+"""Model-zoo hooks for the streak-vapour derainer (models/derain_streak_vapor/arch.py).
+
+Training data: rain rendered on the fly by models/derain/render.py onto TRAIN photos (models.derain.data.train_samples,
+the three training families cycling); the held-out family and the held-out photos never reach training.
+Labels used per family, because the network's formation model I = J T_s T_v + (1 - T_s T_v) A only holds exactly for
+the streak_vapor family:
+- J (through the inversion) and T_v: every family (the light family has no veil: T_v = 1);
+- A: the two veiled families (light rain has no atmospheric light in its equation);
+- T_s: streak_vapor only; in light and heavy rain the streaks are additive, and the T_s that reproduces them under
+  this formation model is learnt from the J loss instead of being forced to the renderer's T_s = 1.
+"""
+
+import json
+import math
+import os
+import time
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.common.export_hook import ExportSpec, export_model
+from models.common.onnx_export import spatial_axes
+
+from .arch import THUMB, StreakVapor, count_macs, count_params
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODEL_ID = "derain-streak-vapor"
+
+
+def build(cfg: dict) -> torch.nn.Module:
+    return StreakVapor(tuple(cfg.get("snet", (16, 32, 64, 96))), cfg.get("vnet", 24))
+
+
+def thumbnail(img: np.ndarray) -> np.ndarray:
+    """The whole image, area-resized to THUMB x THUMB (what the runner's thumbnail feed gives every tile)."""
+    return cv2.resize(img, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+
+
+def chw(x: np.ndarray) -> torch.Tensor:
+    x = x[..., None] if x.ndim == 2 else x
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32))
+
+
+def make_batches(cfg: dict, split: str):
+    """Endless batches from a pool of renderings: rendering costs about 40 ms a crop on this CPU, as much as a
+    training step, so each step renders cfg["fresh"] new crops into the pool and samples the batch from the pool
+    (random sub-crop and flip), every rendering being used about batch / fresh times."""
+    from models.derain import data
+
+    assert split == "train", "training draws TRAIN photos only"
+    rng = np.random.default_rng(cfg.get("seed", 0) + 1)
+    stream = data.train_samples(data.TRAIN_SEED + cfg.get("seed", 0))
+    size, pool_n, fresh, bs = cfg.get("crop", 128), cfg.get("pool", 96), cfg.get("fresh", 2), cfg.get("batch", 8)
+
+    def entry():
+        fam, r, _ = next(stream)
+        return {"I": r["I"], "J": r["J"], "T_s": r["T_s"], "T_v": r["T_v"], "A": r["A"], "fam": fam,
+                "thumb": thumbnail(r["I"])}
+
+    pool = [entry() for _ in range(pool_n)]
+    k = 0
+    while True:
+        for _ in range(fresh):
+            pool[k % pool_n] = entry()
+            k += 1
+        items = [pool[i] for i in rng.integers(pool_n, size=bs)]
+        b = {n: [] for n in ("image", "J", "T_s", "T_v", "thumb")}
+        A, sup_s, sup_a = [], [], []
+        for e in items:
+            h, w = e["I"].shape[:2]
+            y, x = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
+            flip = rng.random() < 0.5
+            for n, src in (("image", "I"), ("J", "J"), ("T_s", "T_s"), ("T_v", "T_v")):
+                c = e[src][y : y + size, x : x + size]
+                b[n].append(chw(c[:, ::-1] if flip else c))
+            b["thumb"].append(chw(e["thumb"][:, ::-1] if flip else e["thumb"]))
+            A.append(torch.from_numpy(np.asarray(e["A"], np.float32)))
+            sup_s.append(float(e["fam"] == "streak_vapor"))
+            sup_a.append(float(e["fam"] != "light"))
+        out = {n: torch.stack(v) for n, v in b.items()}
+        out.update(A=torch.stack(A), sup_s=torch.tensor(sup_s), sup_a=torch.tensor(sup_a))
+        yield out
+
+
+def training_step(model, batch, step: int, cfg: dict):
+    dev = next(model.parameters()).device
+    b = {k: v.to(dev) for k, v in batch.items()}
+    j, t, t_s, t_v, a, t_v_coarse = model(b["image"], b["thumb"])
+    l_j = (j - b["J"]).abs().mean()
+    l_v = (t_v - b["T_v"]).abs().mean()
+    coarse_label = F.avg_pool2d(b["T_v"], 4, 4, ceil_mode=True, count_include_pad=False)
+    l_vc = (t_v_coarse - coarse_label).abs().mean()
+    per_s = (t_s - b["T_s"]).abs().mean(dim=(1, 2, 3))
+    l_s = (per_s * b["sup_s"]).sum() / b["sup_s"].sum().clamp(min=1)
+    per_a = (a - b["A"]).abs().mean(dim=1)
+    l_a = (per_a * b["sup_a"]).sum() / b["sup_a"].sum().clamp(min=1)
+    w = cfg.get("weights", {})
+    loss = (l_j + w.get("T_s", 1.0) * l_s + w.get("T_v", 1.0) * (l_v + 0.5 * l_vc) + w.get("A", 1.0) * l_a)
+    mse = F.mse_loss(j.detach().clamp(0, 1), b["J"]).item()
+    return loss, {"l_j": l_j.item(), "l_s": l_s.item(), "l_v": l_v.item(), "l_a": l_a.item(),
+                  "psnr": -10 * math.log10(max(mse, 1e-10))}
+
+
+class Serving(torch.nn.Module):
+    """The served outputs: the derained tile in [0, 1], the transmission T = T_s T_v and its two factors (the maps
+    a caller may ask for), and the photo's atmospheric light A."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image, thumb):
+        j, t, t_s, t_v, a, _ = self.model(image, thumb)
+        return j.clamp(0.0, 1.0), t, t_s, t_v, a
+
+
+OUTPUTS = ["derained", "transmission", "t_streak", "t_vapor", "atmospheric_light"]
+
+
+def heldout_photo(index: int = 0) -> tuple[str, np.ndarray]:
+    from models.derain import data
+
+    name = data.photo_names("heldout")[index]
+    return name, data.resize_long(data.read_rgb(data.photo_path(name)), data.EVAL_LONG_SIDE)
+
+
+def parity_inputs():
+    """An odd-sized tile (75 x 101) of a held-out photo under streak_vapor rain, with the whole rainy photo's
+    thumbnail: the graph must accept any tile size, and tiles need the photo's thumbnail, not their own."""
+    from models.derain.render import render
+
+    name, clean = heldout_photo(0)
+    rainy = render(clean, 7, "streak_vapor")["I"]
+    top, left, h, w = 37, 120, 75, 101
+    feeds = {"image": chw(rainy[top : top + h, left : left + w])[None], "thumb": chw(thumbnail(rainy))[None]}
+    return feeds, {"source_photo": name, "family": "streak_vapor", "seed": 7, "tile": [top, left, h, w]}
+
+
+def export_spec(cfg: dict) -> ExportSpec:
+    unit = {"dtype": "float32", "range": [0, 1]}
+    return ExportSpec(
+        id=MODEL_ID,
+        version="1.0.0",
+        file=f"derain_streak_vapor/weights/{MODEL_ID}.onnx",
+        example={"image": torch.rand(1, 3, 96, 128), "thumb": torch.rand(1, 3, THUMB, THUMB)},
+        outputs=OUTPUTS,
+        dynamic_axes=spatial_axes("image", "derained", "transmission", "t_streak", "t_vapor"),
+        io={
+            "image": {**unit, "note": "one tile, RGB (sRGB-encoded)"},
+            "thumb": {**unit, "note": f"whole photo area-resized to {THUMB}x{THUMB}: A is estimated from it once per photo"},
+            "derained": unit,
+            "transmission": {**unit, "note": "T = T_s * T_v, the inversion's transmission"},
+            "t_streak": {**unit, "note": "streak transmission T_s"},
+            "t_vapor": {**unit, "note": "vapour transmission T_v"},
+            "atmospheric_light": {**unit, "note": "A, RGB, the same for every tile of a photo"},
+        },
+        entry={
+            "working_size": {"thumb": [THUMB, THUMB], "tile": "any (odd sizes too)"},
+            "license": "Apache-2.0 (weights trained here on GPL-2+/CC-BY(-SA) Debian wallpaper photos; see CARD.md)",
+            "card": "derain_streak_vapor/CARD.md",
+        },
+        fixture=parity_inputs,
+    )
+
+
+def export(model, out_dir: str | None, cfg: dict) -> dict:
+    return export_model(Serving(model), export_spec(cfg), out_dir)
+
+
+def load(ckpt: str) -> torch.nn.Module:
+    ck = torch.load(ckpt, map_location="cpu")
+    model = build(ck["cfg"])
+    model.load_state_dict(ck["model"])
+    return model.eval()
+
+
+def method(model: torch.nn.Module):
+    """HxWx3 float32 RGB in [0, 1] -> derained, one pass over the whole image (the image is its own only tile)."""
+
+    def fn(img: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = model(chw(img)[None], chw(thumbnail(img))[None])[0]
+        return out[0].clamp(0, 1).numpy().transpose(1, 2, 0)
+
+    return fn
+
+
+def methods() -> dict:
+    """Plugin for models/derain/evaluate.py (--plugin models.derain_streak_vapor.hooks:methods); the checkpoint is
+    $STREAK_VAPOR_CKPT."""
+    return {"streak-vapor": method(load(os.environ["STREAK_VAPOR_CKPT"]))}
+
+
+def evaluate(cfg: dict, args) -> int:
+    """--ckpt CKPT [--limit N] [--sets light,heavy,heldout] [--root DIR] [--out results.json] [--threads N]:
+    this model and models/derain's baselines on the same held-out pairs (models/derain/evaluate.py)."""
+    import argparse
+
+    from models.derain import data
+    from models.derain import evaluate as ev
+    from models.derain.baselines import METHODS
+
+    ap = argparse.ArgumentParser(prog="evaluate --model derain_streak_vapor")
+    ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--sets", default=",".join(data.EVAL_SETS))
+    ap.add_argument("--baselines", default=",".join(METHODS))
+    ap.add_argument("--root", default=os.path.join(data.DATA, "eval"),
+                    help="evaluation pairs written by models.derain.prepare_data (same seeds wherever they are)")
+    ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(args)
+    torch.set_num_threads(a.threads)
+    model = load(a.ckpt)
+    fns = {m: METHODS[m] for m in a.baselines.split(",") if m}
+    fns["streak-vapor"] = method(model)
+    sets = a.sets.split(",")
+    pairs = [e for e in data.eval_index(a.root) if e["set"] in sets]
+    if a.limit:
+        keep = sorted({e["photo"] for e in pairs})[: a.limit]
+        pairs = [e for e in pairs if e["photo"] in keep]
+    t = time.time()
+    res = {
+        "pairs": len(pairs), "photos": len({e["photo"] for e in pairs}), "long_side": data.EVAL_LONG_SIDE,
+        "sets": {s: list(data.EVAL_SETS[s]) for s in sets}, "heavy_families": list(data.EVAL_SETS["heavy"]),
+        "input_psnr_from_index": {s: round(float(np.mean([e["psnr_input"] for e in pairs if e["set"] == s])), 3)
+                                  for s in sets if any(e["set"] == s for e in pairs)},
+        "methods": ev.evaluate(fns, pairs, a.root),
+        "ckpt": os.path.relpath(os.path.abspath(a.ckpt), os.path.dirname(os.path.dirname(HERE))),
+        "params": count_params(model),
+        "macs_per_mp": count_macs(model, 1000, 1000),
+        "torch_threads": a.threads,
+    }
+    res["seconds"] = round(time.time() - t, 1)
+    with open(a.out, "w") as f:
+        json.dump(res, f, indent=1)
+    print(ev.markdown(res))
+    print(json.dumps({k: res[k] for k in ("pairs", "params", "macs_per_mp", "seconds")}))
+    return 0
