@@ -240,8 +240,8 @@ describe("codec 2: the parts of the search", () => {
     expect(Math.abs(p.lattice.e1[0] / truth.lattice.e1[0] - 1)).toBeLessThan(0.0015);
     // Compare where the view's centre lands in the original (chips), the quantity the payload reading depends on.
     const centreChip = (h: Hypothesis) => [
-      TILE * ((view.w / 2) / h.lattice.e1[0] + h.ta),
-      TILE * ((view.h / 2) / h.lattice.e2[1] + h.tb),
+      TILE * (view.w / 2 / h.lattice.e1[0] + h.ta),
+      TILE * (view.h / 2 / h.lattice.e2[1] + h.tb),
     ];
     const [tu, tv] = centreChip(truth);
     const [pu, pv] = centreChip(p);

@@ -32,12 +32,16 @@ interface Edit {
   out?: (w: number, h: number) => [number, number];
   jpeg?: number;
 }
-const cropAt = (kx: number, ky: number, fx = 0.5, fy = 0.5) => (w: number, h: number): Box => {
-  const [cw, ch] = [Math.round(w * kx), Math.round(h * ky)];
-  return [Math.round((w - cw) * fx), Math.round((h - ch) * fy), cw, ch];
-};
-const aspect = (a: number) => (w: number, h: number): Box =>
-  w / h > a ? cropAt((h * a) / w, 1)(w, h) : cropAt(1, w / a / h)(w, h);
+const cropAt =
+  (kx: number, ky: number, fx = 0.5, fy = 0.5) =>
+  (w: number, h: number): Box => {
+    const [cw, ch] = [Math.round(w * kx), Math.round(h * ky)];
+    return [Math.round((w - cw) * fx), Math.round((h - ch) * fy), cw, ch];
+  };
+const aspect =
+  (a: number) =>
+  (w: number, h: number): Box =>
+    w / h > a ? cropAt((h * a) / w, 1)(w, h) : cropAt(1, w / a / h)(w, h);
 const whole = (w: number, h: number): Box => [0, 0, w, h];
 const EDITS: Edit[] = [
   { name: "none", box: whole },
@@ -100,9 +104,7 @@ for (const file of files) {
       z: 0,
     };
     const trueErrors = errors(T.softBits(T.readChips(view, truth, false).bitStats));
-    const nearest = Math.min(
-      ...T.latticeCandidates(view).map((l) => Math.hypot(l.e1[0] - px, l.e1[1], l.e2[0], l.e2[1] - py)),
-    );
+    const nearest = Math.min(...T.latticeCandidates(view).map((l) => Math.hypot(l.e1[0] - px, l.e1[1], l.e2[0], l.e2[1] - py)));
     const readings = T.tiledHypotheses(view).map((h) => {
       const probs = T.softBits(T.readChips(view, h, false).bitStats);
       const d = decodeChannel(probs);
@@ -118,4 +120,7 @@ for (const file of files) {
   }
 }
 const total = [...tally.values()].reduce((a, b) => a + b, 0);
-console.log([...tally].map(([k, v]) => `${k} ${v}/${files.length}`).join(" | "), `| total ${total}/${files.length * EDITS.length}`);
+console.log(
+  [...tally].map(([k, v]) => `${k} ${v}/${files.length}`).join(" | "),
+  `| total ${total}/${files.length * EDITS.length}`,
+);
