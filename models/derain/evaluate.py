@@ -93,7 +93,13 @@ def main(argv=None) -> None:
     ap.add_argument("--limit", type=int, default=0, help="only the first N held-out photos of each set")
     ap.add_argument("--out", help="results JSON")
     ap.add_argument("--markdown", help="write the zoo table (RESULTS.md) from these results")
+    ap.add_argument("--from-json", help="only rewrite --markdown from an earlier results JSON")
     a = ap.parse_args(argv)
+    if a.from_json:
+        with open(a.from_json) as f:
+            results = json.load(f)
+        write_markdown(a.markdown, results)
+        return
     methods = {m: METHODS[m] for m in a.methods.split(",") if m}
     for spec in a.plugin:
         methods.update(load_plugin(spec))
@@ -114,11 +120,14 @@ def main(argv=None) -> None:
     if a.out:
         with open(a.out, "w") as f:
             json.dump(results, f, indent=1)
-    table = markdown(results)
-    print(table)
+    print(markdown(results))
     if a.markdown:
-        with open(a.markdown, "w") as f:
-            f.write(RESULTS_HEAD.format(pairs=results["pairs"], photos=results["photos"]) + table + RESULTS_TAIL)
+        write_markdown(a.markdown, results)
+
+
+def write_markdown(path: str, results: dict) -> None:
+    with open(path, "w") as f:
+        f.write(RESULTS_HEAD.format(pairs=results["pairs"], photos=results["photos"]) + markdown(results) + RESULTS_TAIL)
 
 
 RESULTS_HEAD = """# Derain zoo: results
@@ -132,6 +141,15 @@ on the 2-core machine, method only.
 
 """
 RESULTS_TAIL = """
+Reading the baselines:
+- Noise and JPEG alone (no rain) cost about 38 dB on these photos (37.9 dB on six training photos), so a method
+  that does not also denoise cannot score far above that on light rain.
+- `dcp` assumes a veil everywhere: on light rain, which has none, it darkens the photo (mean level 0.05-0.13
+  lower on the first six light pairs) and saturates it. On the veiled sets it is the only baseline that gains much;
+  `decomp_derain` then removes some of the streaks the dehazed image still has (`dcp_decomp`, +0.5 dB).
+- `decomp_derain` gains on light rain and hardly on veiled rain, although it changes about as many pixels there
+  (2-7 % on the first six heavy pairs): under a veil the error is mostly the veil's, which it leaves.
+
 Regenerate: `/usr/bin/python3 -m models.derain.prepare_data && /usr/bin/python3 -m models.derain.evaluate
 --out models/derain/results_baselines.json --markdown models/derain/RESULTS.md`. The numbers are in
 `results_baselines.json` (also PSNR on luma, `psnr_y`).
