@@ -76,6 +76,8 @@ def markdown(results: dict) -> str:
         cells = [f"{r[s]['psnr']:.2f} dB / {r[s]['ssim']:.3f}" if s in r else "" for s in sets]
         ms = np.median([r[s]["ms_per_mp"] for s in sets if s in r])
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {ms:.0f} |")
+    if "heavy" not in sets:
+        return "\n".join(lines) + "\n"
     fam = ["", "The heavy set by family (PSNR / SSIM):", "",
            "| method | " + " | ".join(results["heavy_families"]) + " |", "|---" * (len(results["heavy_families"]) + 1) + "|"]
     for name, r in results["methods"].items():
