@@ -23,6 +23,18 @@ import torch.nn.functional as F
 
 THUMB = 128  # the runner's thumbnail size (models/README.md); A and the global veil level need no more
 T_MIN = 0.1  # below this a transmission inversion only amplifies noise and JPEG (x10 already)
+OPACITY_MAX = 0.95
+
+
+def transmission(x: torch.Tensor, training: bool) -> torch.Tensor:
+    """1 - clamp(x, 0, OPACITY_MAX): exactly 1 wherever x <= 0, so a rain-free pixel comes out of the inversion as it
+    went in (a sigmoid never reaches 1, and on light rain, input 33 dB, the residual veil it leaves costs more than
+    the streaks). While training, the clamp passes its gradient straight through so that a pixel on the wrong side
+    still learns."""
+    c = x.clamp(0.0, OPACITY_MAX)
+    if training:
+        c = x - (x - c).detach()
+    return 1.0 - c
 
 
 def shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
@@ -91,8 +103,7 @@ class SNet(nn.Module):
         f3 = self.e3(f2)
         d2 = self.m2(torch.cat([up_to(f3, f2), f2], 1))
         d1 = self.m1(torch.cat([up_to(d2, f1), f1], 1))
-        # Streaks transmit at most 1; the logit's bias starts the net at "no rain" (T_s ~ 0.95).
-        return torch.sigmoid(self.head(torch.cat([up_to(d1, x), f0, x], 1)) + 3.0)
+        return transmission(self.head(torch.cat([up_to(d1, x), f0, x], 1)), self.training)
 
 
 class ANet(nn.Module):
@@ -134,10 +145,10 @@ class VNet(nn.Module):
         # pixel in every tile that contains it.
         pyr = [F.avg_pool2d(r(f), k, 1, k // 2, count_include_pad=False) for r, k in zip(self.reduce, self.kernels)]
         g = desc[:, :, None, None].expand(-1, -1, f.shape[2], f.shape[3])
-        coarse = self.fuse(torch.cat([f] + pyr + [g], 1)) + 2.0
+        coarse = self.fuse(torch.cat([f] + pyr + [g], 1))
         up = up_to(coarse, x)
-        logit = up + self.refine(torch.cat([x, t_s, up], 1))
-        return torch.sigmoid(logit), torch.sigmoid(coarse)
+        fine = up + self.refine(torch.cat([x, t_s, up], 1))
+        return transmission(fine, self.training), transmission(coarse, self.training)
 
 
 class StreakVapor(nn.Module):
