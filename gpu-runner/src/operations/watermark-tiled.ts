@@ -630,39 +630,50 @@ const SYNC_SPECTRUM = (() => {
   return { plain: spectrum(false), mirrored: spectrum(true) };
 })();
 
+/**
+ * Every sample of the view splatted (bilinear weights) onto a cyclic size x size grid at grid coordinates
+ * u = ua px + ub py + uc, v = va px + vb py + vc of the sample centre (px, py) = (x + 0.5, y + 0.5). size is a power
+ * of two, so a cell's place is a bit mask of its index, and (u, v) advance by a constant step along a row.
+ */
+function splatCyclic(
+  view: WorkingView,
+  size: number,
+  [ua, ub, uc]: readonly [number, number, number],
+  [va, vb, vc]: readonly [number, number, number],
+): Float64Array {
+  const { w, h, data } = view;
+  const out = new Float64Array(size * size);
+  const mask = size - 1;
+  for (let y = 0; y < h; y++) {
+    const py = y + 0.5;
+    let u = ua * 0.5 + ub * py + uc;
+    let v = va * 0.5 + vb * py + vc;
+    const row = y * w;
+    for (let x = 0; x < w; x++, u += ua, v += va) {
+      const u0 = Math.floor(u);
+      const v0 = Math.floor(v);
+      const fu = u - u0;
+      const fv = v - v0;
+      const s = data[row + x]!;
+      const c0 = u0 & mask;
+      const c1 = (u0 + 1) & mask;
+      const r0 = (v0 & mask) * size;
+      const r1 = ((v0 + 1) & mask) * size;
+      const sv = s * fv;
+      const s0 = s - sv;
+      out[r0 + c0]! += s0 - s0 * fu;
+      out[r0 + c1]! += s0 * fu;
+      out[r1 + c0]! += sv - sv * fu;
+      out[r1 + c1]! += sv * fu;
+    }
+  }
+  return out;
+}
+
 /** Every sample folded onto one tile of the lattice (bilinear splat into FOLD x FOLD bins). */
 function fold(view: WorkingView, lattice: Lattice): Float64Array {
   const [i00, i01, i10, i11] = inverse(lattice);
-  const bins = new Float64Array(FOLD * FOLD);
-  const { w, h, data } = view;
-  // FOLD is a power of two: a bin's place is a bit mask of its index, and (a, b) are affine along a row.
-  const mask = FOLD - 1;
-  const da = i00 * FOLD;
-  const db = i10 * FOLD;
-  for (let y = 0; y < h; y++) {
-    const py = y + 0.5;
-    let a = (i00 * 0.5 + i01 * py) * FOLD - 0.5;
-    let b = (i10 * 0.5 + i11 * py) * FOLD - 0.5;
-    const row = y * w;
-    for (let x = 0; x < w; x++, a += da, b += db) {
-      const a0 = Math.floor(a);
-      const b0 = Math.floor(b);
-      const fa = a - a0;
-      const fb = b - b0;
-      const s = data[row + x]!;
-      const c0 = a0 & mask;
-      const c1 = (a0 + 1) & mask;
-      const r0 = (b0 & mask) * FOLD;
-      const r1 = ((b0 + 1) & mask) * FOLD;
-      const sb = s * fb;
-      const s0 = s - sb;
-      bins[r0 + c0]! += s0 - s0 * fa;
-      bins[r0 + c1]! += s0 * fa;
-      bins[r1 + c0]! += sb - sb * fa;
-      bins[r1 + c1]! += sb * fa;
-    }
-  }
-  return bins;
+  return splatCyclic(view, FOLD, [i00 * FOLD, i01 * FOLD, -0.5], [i10 * FOLD, i11 * FOLD, -0.5]);
 }
 
 /** One orientation's cyclic correlation over all FOLD^2 shifts, with its mean and spread (z = (value - mean) / sd). */
@@ -835,42 +846,17 @@ function bitStatistics(folded: Float64Array): Float64Array {
 
 /**
  * Every sample splatted onto the chips of one tile under a hypothesis (bilinear weights), without the per-tile
- * split: the fast path of readChips for scoring alignments. TILE is a power of two, so a chip's place in its tile
- * is a bit mask of its index.
+ * split: the fast path of readChips for scoring alignments.
  */
 function foldChips(view: WorkingView, hyp: Pick<Hypothesis, "lattice" | "flip" | "ta" | "tb">): Float64Array {
   const [i00, i01, i10, i11] = inverse(hyp.lattice);
-  const { w, h, data } = view;
-  const folded = new Float64Array(TILE_CHIPS);
-  const mask = TILE - 1;
   const f = hyp.flip;
-  // u and v are affine in x: start of each row plus a step per sample.
-  const du = TILE * f * i00;
-  const dv = TILE * i10;
-  for (let y = 0; y < h; y++) {
-    const py = y + 0.5;
-    let u = TILE * (f * (i00 * 0.5 + i01 * py) + hyp.ta) - 0.5;
-    let v = TILE * (i10 * 0.5 + i11 * py + hyp.tb) - 0.5;
-    const row = y * w;
-    for (let x = 0; x < w; x++, u += du, v += dv) {
-      const u0 = Math.floor(u);
-      const v0 = Math.floor(v);
-      const fu = u - u0;
-      const fv = v - v0;
-      const s = data[row + x]!;
-      const a0 = u0 & mask;
-      const a1 = (u0 + 1) & mask;
-      const r0 = (v0 & mask) * TILE;
-      const r1 = ((v0 + 1) & mask) * TILE;
-      const sv = s * fv;
-      const s0 = s - sv;
-      folded[r0 + a0]! += s0 - s0 * fu;
-      folded[r0 + a1]! += s0 * fu;
-      folded[r1 + a0]! += sv - sv * fu;
-      folded[r1 + a1]! += sv * fu;
-    }
-  }
-  return folded;
+  return splatCyclic(
+    view,
+    TILE,
+    [TILE * f * i00, TILE * f * i01, TILE * hyp.ta - 0.5],
+    [TILE * i10, TILE * i11, TILE * hyp.tb - 0.5],
+  );
 }
 
 /** Splats every sample into its chip under a hypothesis (bilinear weights: the matched filter of the stretch). */
