@@ -178,6 +178,22 @@ describe("errors and docs", () => {
     expect(docs.headers.get("content-type")).toContain("text/html");
   });
 
+  it("declares servers, and every path template's parameters on each of its operations", async () => {
+    const doc = (await (await call("/openapi.json", { key: null })).json()) as {
+      servers?: { url: string }[];
+      paths: Record<string, Record<string, { parameters?: { name: string; in: string; required?: boolean }[] }>>;
+    };
+    expect(doc.servers?.length).toBeGreaterThan(0);
+    const missing: string[] = [];
+    for (const [path, ops] of Object.entries(doc.paths))
+      for (const name of [...path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!))
+        for (const [method, op] of Object.entries(ops)) {
+          const p = op.parameters?.find((x) => x.in === "path" && x.name === name);
+          if (!p || p.required !== true) missing.push(`${method.toUpperCase()} ${path}: {${name}}`);
+        }
+    expect(missing).toEqual([]);
+  });
+
   it("echoes x-request-id", async () => {
     const res = await call("/healthz", { key: null, headers: { "x-request-id": "req-123" } });
     expect(res.headers.get("x-request-id")).toBe("req-123");

@@ -65,6 +65,8 @@ app.doc31("/openapi.json", {
     version: "1.0.0",
     description: "Watermarks photos against deepfake face swaps and restores degraded photos. Every operation is a job.",
   },
+  // Relative: the API is served from the origin that serves this document (local wrangler dev or production).
+  servers: [{ url: "/", description: "The origin that serves this document" }],
 });
 app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "Vigil API reference" }));
 

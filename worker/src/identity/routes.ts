@@ -22,7 +22,7 @@ import { SUPPORTED_FORMATS, supportedImageType } from "../lib/sniff.ts";
 import { ApiError } from "../problem.ts";
 import { newRouter } from "../router.ts";
 import { problemResponses } from "../schemas.ts";
-import { deleteAsset, getAsset, listAssets, publicAsset } from "./assets.ts";
+import { PublicAsset, deleteAsset, getAsset, listAssets, publicAsset } from "./assets.ts";
 import { getFlow, publicFlow, refreshFlow, startFlow, type FlowKind } from "./flows.ts";
 import { listMasterKeys, rotateMasterKey } from "./master-keys.ts";
 import { waitForFlow } from "./wait.ts";
@@ -147,20 +147,60 @@ identityRoutes.openAPIRegistry.registerPath({
     ...problemResponses(401, 404),
   },
 });
-for (const [method, path, summary] of [
-  ["get", "/v1/assets", "Protected asset records, newest first (?limit=&cursor=)."],
-  ["get", "/v1/assets/{id}", "One asset record."],
-  ["delete", "/v1/assets/{id}", "Erase owner, external_ref, faces and image; keep what verification needs."],
-] as const) {
-  identityRoutes.openAPIRegistry.registerPath({
-    method,
-    path,
-    summary,
-    tags: ["Identity"],
-    security: [{ bearer: [] }],
-    responses: { 200: { description: "OK" }, ...problemResponses(401, 403, 404) },
-  });
-}
+const AssetId = z.object({ id: z.string().openapi({ description: "The asset id (`ast_...`).", example: "ast_2f1c9e" }) });
+const DeletedAsset = z.object({
+  id: z.string(),
+  object: z.literal("identity_asset"),
+  deleted: z.literal(true),
+  kept: z.array(z.string()),
+  erased: z.array(z.string()),
+});
+const json = <T extends z.ZodTypeAny>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+identityRoutes.openAPIRegistry.registerPath({
+  method: "get",
+  path: "/v1/assets",
+  summary: "Protected asset records, newest first.",
+  tags: ["Identity"],
+  security: [{ bearer: [] }],
+  request: {
+    query: z.object({
+      limit: z.coerce.number().int().min(1).max(200).default(50).optional(),
+      cursor: z.string().optional().openapi({ description: "`next_cursor` of the previous page." }),
+    }),
+  },
+  responses: {
+    200: json(
+      z.object({
+        object: z.literal("list"),
+        data: z.array(PublicAsset),
+        next_cursor: z.string().nullable(),
+      }),
+      "A page of asset records",
+    ),
+    ...problemResponses(401, 403, 422),
+  },
+});
+identityRoutes.openAPIRegistry.registerPath({
+  method: "get",
+  path: "/v1/assets/{id}",
+  summary: "One asset record.",
+  tags: ["Identity"],
+  security: [{ bearer: [] }],
+  request: { params: AssetId },
+  responses: { 200: json(PublicAsset, "The asset record"), ...problemResponses(401, 403, 404) },
+});
+identityRoutes.openAPIRegistry.registerPath({
+  method: "delete",
+  path: "/v1/assets/{id}",
+  summary: "Erase owner, external_ref, faces and image; keep what verification needs.",
+  tags: ["Identity"],
+  security: [{ bearer: [] }],
+  request: { params: AssetId },
+  responses: { 200: json(DeletedAsset, "What was erased and what was kept"), ...problemResponses(401, 403, 404) },
+});
 
 identityRoutes.post("/v1/protect", async (c) => {
   const q = ProtectQuery.safeParse(c.req.query());
