@@ -43,15 +43,18 @@ def shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
 
 
 class Unit(nn.Module):
-    """ShuffleNet v2 basic unit: half the channels pass through, the other half go 1x1 -> depthwise 3x3 -> 1x1."""
+    """ShuffleNet v2 basic unit: half the channels pass through, the other half go 1x1 -> depthwise 3x3 -> 1x1, each
+    conv batch-normalised as in ShuffleNet v2 (without it, 14 stacked units trained at lr 2e-3 blew up: activations
+    of 1e16 at the head and gradients of 1e22, which the gradient clip then spread as zero updates to the whole model).
+    In eval mode the norms are fixed affine maps, so the export is per-pixel and tile-independent."""
 
     def __init__(self, c: int, dilation: int = 1):
         super().__init__()
         h = c // 2
         self.branch = nn.Sequential(
-            nn.Conv2d(h, h, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(h, h, 3, 1, dilation, dilation=dilation, groups=h),
-            nn.Conv2d(h, h, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(h, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU(inplace=True),
+            nn.Conv2d(h, h, 3, 1, dilation, dilation=dilation, groups=h, bias=False), nn.BatchNorm2d(h),
+            nn.Conv2d(h, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU(inplace=True),
         )
 
     def forward(self, x):
@@ -65,11 +68,14 @@ class Down(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
         h = cout // 2
-        self.left = nn.Sequential(nn.Conv2d(cin, cin, 3, 2, 1, groups=cin), nn.Conv2d(cin, h, 1), nn.ReLU(inplace=True))
+        self.left = nn.Sequential(
+            nn.Conv2d(cin, cin, 3, 2, 1, groups=cin, bias=False), nn.BatchNorm2d(cin),
+            nn.Conv2d(cin, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU(inplace=True),
+        )
         self.right = nn.Sequential(
-            nn.Conv2d(cin, h, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(h, h, 3, 2, 1, groups=h),
-            nn.Conv2d(h, h, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(cin, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU(inplace=True),
+            nn.Conv2d(h, h, 3, 2, 1, groups=h, bias=False), nn.BatchNorm2d(h),
+            nn.Conv2d(h, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU(inplace=True),
         )
 
     def forward(self, x):

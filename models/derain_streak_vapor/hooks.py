@@ -194,8 +194,11 @@ def methods() -> dict:
 
 
 def evaluate(cfg: dict, args) -> int:
-    """--ckpt CKPT [--limit N] [--sets light,heavy,heldout] [--root DIR] [--out results.json] [--threads N]:
-    this model and models/derain's baselines on the same held-out pairs (models/derain/evaluate.py)."""
+    """--ckpt CKPT [--limit N] [--sets light,heavy,heldout] [--root DIR] [--out results.json] [--threads N]
+    [--baselines input,...] [--baselines-json models/derain/results_baselines.json]:
+    this model and models/derain's baselines on the same held-out pairs (models/derain/evaluate.py). Baselines named
+    in --baselines are run here; the others' rows are taken from --baselines-json when it was measured on the same
+    pairs (same count and the same input PSNR per set), so the classical methods are not rerun for every model."""
     import argparse
 
     from models.derain import data
@@ -206,7 +209,8 @@ def evaluate(cfg: dict, args) -> int:
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--sets", default=",".join(data.EVAL_SETS))
-    ap.add_argument("--baselines", default=",".join(METHODS))
+    ap.add_argument("--baselines", default="input")
+    ap.add_argument("--baselines-json", default=os.path.join(os.path.dirname(HERE), "derain", "results_baselines.json"))
     ap.add_argument("--root", default=os.path.join(data.DATA, "eval"),
                     help="evaluation pairs written by models.derain.prepare_data (same seeds wherever they are)")
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
@@ -234,6 +238,13 @@ def evaluate(cfg: dict, args) -> int:
         "torch_threads": a.threads,
     }
     res["seconds"] = round(time.time() - t, 1)
+    if a.baselines_json and os.path.exists(a.baselines_json) and not a.limit:
+        with open(a.baselines_json) as f:
+            base = json.load(f)
+        if base["pairs"] == res["pairs"] and base["input_psnr_from_index"] == res["input_psnr_from_index"]:
+            merged = {**base["methods"], **res["methods"]}  # base's order (input first), rows run here win
+            res["methods"] = {m: merged[m] for m in [*base["methods"], *res["methods"]] if m in merged}
+            res["baselines_from"] = os.path.relpath(a.baselines_json, os.path.dirname(os.path.dirname(HERE)))
     with open(a.out, "w") as f:
         json.dump(res, f, indent=1)
     print(ev.markdown(res))
