@@ -107,12 +107,16 @@ def eval_pairs_spec() -> list[dict]:
     return out
 
 
-def eval_index(root: str = os.path.join(DATA, "eval")) -> list[dict]:
+def _index(root: str, key: str) -> list[dict]:
     path = os.path.join(root, "index.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} missing: run /usr/bin/python3 -m models.derain.prepare_data")
     with open(path) as f:
-        return json.load(f)["pairs"]
+        return json.load(f)[key]
+
+
+def eval_index(root: str = os.path.join(DATA, "eval")) -> list[dict]:
+    return _index(root, "pairs")
 
 
 def load_eval_pair(entry: dict, root: str = os.path.join(DATA, "eval")) -> tuple[np.ndarray, np.ndarray]:
@@ -121,11 +125,7 @@ def load_eval_pair(entry: dict, root: str = os.path.join(DATA, "eval")) -> tuple
 
 
 def train_index(root: str = os.path.join(DATA, "train")) -> list[dict]:
-    path = os.path.join(root, "index.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} missing: run /usr/bin/python3 -m models.derain.prepare_data")
-    with open(path) as f:
-        return json.load(f)["crops"]
+    return _index(root, "crops")
 
 
 def load_train_crop(entry: dict, root: str = os.path.join(DATA, "train")) -> dict:

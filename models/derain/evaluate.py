@@ -86,6 +86,25 @@ def markdown(results: dict) -> str:
     return "\n".join(lines + fam) + "\n"
 
 
+def run_evaluation(methods: dict, root: str, sets: list[str], limit: int = 0) -> dict:
+    """Every method on the evaluation pairs of `sets` (the first `limit` photos when limit > 0): the results dict
+    that results_*.json and RESULTS.md are written from. Models' evaluate hooks call it with their own method."""
+    pairs = [e for e in data.eval_index(root) if e["set"] in sets]
+    if limit:
+        keep = sorted({e["photo"] for e in pairs})[:limit]
+        pairs = [e for e in pairs if e["photo"] in keep]
+    t = time.time()
+    results = {
+        "pairs": len(pairs), "photos": len({e["photo"] for e in pairs}), "long_side": data.EVAL_LONG_SIDE,
+        "sets": {s: list(data.EVAL_SETS[s]) for s in sets}, "heavy_families": list(data.EVAL_SETS["heavy"]),
+        "input_psnr_from_index": {s: round(float(np.mean([e["psnr_input"] for e in pairs if e["set"] == s])), 3)
+                                  for s in sets if any(e["set"] == s for e in pairs)},
+        "methods": evaluate(methods, pairs, root),
+    }
+    results["seconds"] = round(time.time() - t, 1)
+    return results
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", default=",".join(METHODS), help="baselines from baselines.METHODS, comma separated")
@@ -105,20 +124,7 @@ def main(argv=None) -> None:
     methods = {m: METHODS[m] for m in a.methods.split(",") if m}
     for spec in a.plugin:
         methods.update(load_plugin(spec))
-    sets = a.sets.split(",")
-    pairs = [e for e in data.eval_index(a.root) if e["set"] in sets]
-    if a.limit:
-        keep = sorted({e["photo"] for e in pairs})[: a.limit]
-        pairs = [e for e in pairs if e["photo"] in keep]
-    t = time.time()
-    results = {
-        "pairs": len(pairs), "photos": len({e["photo"] for e in pairs}), "long_side": data.EVAL_LONG_SIDE,
-        "sets": {s: list(data.EVAL_SETS[s]) for s in sets}, "heavy_families": list(data.EVAL_SETS["heavy"]),
-        "input_psnr_from_index": {s: round(float(np.mean([e["psnr_input"] for e in pairs if e["set"] == s])), 3)
-                                  for s in sets if any(e["set"] == s for e in pairs)},
-        "methods": evaluate(methods, pairs, a.root),
-    }
-    results["seconds"] = round(time.time() - t, 1)
+    results = run_evaluation(methods, a.root, a.sets.split(","), a.limit)
     if a.out:
         with open(a.out, "w") as f:
             json.dump(results, f, indent=1)

@@ -13,7 +13,6 @@ the streak_vapor family:
 import json
 import math
 import os
-import time
 
 import cv2
 import numpy as np
@@ -220,24 +219,13 @@ def evaluate(cfg: dict, args) -> int:
     model = load(a.ckpt)
     fns = {m: METHODS[m] for m in a.baselines.split(",") if m}
     fns["streak-vapor"] = method(model)
-    sets = a.sets.split(",")
-    pairs = [e for e in data.eval_index(a.root) if e["set"] in sets]
-    if a.limit:
-        keep = sorted({e["photo"] for e in pairs})[: a.limit]
-        pairs = [e for e in pairs if e["photo"] in keep]
-    t = time.time()
     res = {
-        "pairs": len(pairs), "photos": len({e["photo"] for e in pairs}), "long_side": data.EVAL_LONG_SIDE,
-        "sets": {s: list(data.EVAL_SETS[s]) for s in sets}, "heavy_families": list(data.EVAL_SETS["heavy"]),
-        "input_psnr_from_index": {s: round(float(np.mean([e["psnr_input"] for e in pairs if e["set"] == s])), 3)
-                                  for s in sets if any(e["set"] == s for e in pairs)},
-        "methods": ev.evaluate(fns, pairs, a.root),
+        **ev.run_evaluation(fns, a.root, a.sets.split(","), a.limit),
         "ckpt": os.path.relpath(os.path.abspath(a.ckpt), os.path.dirname(os.path.dirname(HERE))),
         "params": count_params(model),
         "macs_per_mp": count_macs(model, 1000, 1000),
         "torch_threads": a.threads,
     }
-    res["seconds"] = round(time.time() - t, 1)
     if a.baselines_json and os.path.exists(a.baselines_json) and not a.limit:
         with open(a.baselines_json) as f:
             base = json.load(f)
