@@ -40,8 +40,11 @@ export interface OperationSpec<P extends z.ZodType = z.ZodType> {
     min_side: number;
     max_aspect_ratio: number;
   };
-  /** Names of image artifacts the runner uploads (each gets a signed PUT URL in the ticket). */
-  artifacts: { name: string; content_type: string }[];
+  /**
+   * Names of image artifacts the runner uploads (each gets a signed PUT URL in the ticket). One with `when` is
+   * produced only when that boolean param is true (enhance.derain's maps).
+   */
+  artifacts: { name: string; content_type: string; when?: string }[];
 }
 
 const MB = 1024 * 1024;
@@ -90,6 +93,18 @@ export const OPERATIONS = {
   },
   "watermark.embed": {
     name: "watermark.embed",
+/**
+ * enhance.derain's methods that have shipped weights, each with the model it runs (models/derain/README.md,
+ * "Serving"). Adding a method with weights is one line here (plus its model entry in the runner's pipeline).
+ */
+export const DERAIN_METHODS = {
+  "streak-vapor": "derain-streak-vapor",
+} as const;
+export type DerainMethod = keyof typeof DERAIN_METHODS;
+const DERAIN_METHOD_NAMES = Object.keys(DERAIN_METHODS) as [DerainMethod, ...DerainMethod[]];
+/** The method measured best on the held-out sets (models/derain/RESULTS.md); today the only one with weights. */
+const DERAIN_DEFAULT_METHOD: DerainMethod = "streak-vapor";
+
     path: null,
     summary: "Embed an invisible watermark payload into an image.",
     scope: "protect",
@@ -216,6 +231,40 @@ export const OPERATIONS = {
       max_aspect_ratio: 20,
     },
     artifacts: [{ name: "image", content_type: "image/png" }],
+  },
+  "enhance.derain": {
+    name: "enhance.derain",
+    path: "enhance/derain",
+    summary: "Rain removal (streaks and the vapour veil), with the estimated transmission and rain maps on request.",
+    scope: "restore",
+    params: z
+      .object({
+        method: z.enum(DERAIN_METHOD_NAMES).default(DERAIN_DEFAULT_METHOD),
+        format: z.enum(["png", "jpeg", "webp"]).default("png"),
+        // How much of the veil to remove, 0 (streaks only) to 1 (the model's full inversion); the formula is in
+        // gpu-runner/src/operations/derain.ts.
+        dehaze: z.coerce.number().min(0).max(1).default(1),
+        // Query strings and form fields carry "true" / "false"; JSON (and the runner's ticket) a boolean.
+        maps: z.union([z.boolean(), z.stringbool({ truthy: ["true", "1"], falsy: ["false", "0"] })]).default(false),
+      })
+      .strict(),
+    inputs: { min: 1, max: 1 },
+    models: Object.values(DERAIN_METHODS),
+    // Tiled like lowlight (1024 px tiles and a 128 x 128 thumbnail for A), so the same size and shape limits: 12 MP
+    // photos with room, panoramas up to 20:1. Any size runs (the graph takes odd tile sizes).
+    limits: {
+      max_input_bytes: 50 * MB,
+      max_pixels: 13_000_000,
+      lease_seconds: 120,
+      max_attempts: 3,
+      min_side: 1,
+      max_aspect_ratio: 20,
+    },
+    artifacts: [
+      { name: "image", content_type: "image/png" },
+      { name: "transmission", content_type: "image/png", when: "maps" },
+      { name: "rain", content_type: "image/png", when: "maps" },
+    ],
   },
 } as const satisfies Record<string, OperationSpec>;
 

@@ -1,3 +1,4 @@
+import { derainPipeline } from "./derain.ts";
 import { faceAnalyzePipeline } from "./face-analyze.ts";
 import { inspectPipeline } from "./inspect.ts";
 import { lowlightPipeline } from "./lowlight.ts";
@@ -14,6 +15,7 @@ export const PIPELINES: readonly OperationPipeline[] = [
   watermarkDecodePipeline,
   faceAnalyzePipeline,
   lowlightPipeline,
+  derainPipeline,
 ];
 
 export const REGISTRY: ReadonlyMap<string, OperationPipeline> = new Map(PIPELINES.map((p) => [p.name, p]));

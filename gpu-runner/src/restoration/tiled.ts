@@ -39,6 +39,30 @@ export interface TiledModel {
   thumbnail?: { size: number; feeds(thumb: Float32Array, size: number): Feeds };
   /** Feed name of [tile top, tile left, image height, image width] (1 x 4, pixels), for graphs that place the tile. */
   position?: string;
+  /**
+   * Outputs computed from the thumbnail alone (an atmospheric light): the same for every tile of an image. Each tile's
+   * values are checked against the first tile's, so a graph whose global estimate leaks tile content fails the job
+   * instead of blending several estimates into one image; the values come back once per image.
+   */
+  perImage?: string[];
+}
+
+/** What one tile's run gives a raster's `from`; valid only during the call (the buffers are reused). */
+export interface TileResult {
+  /** The tile as fed: planar RGB in [0, 1], height x width. */
+  input: Float32Array;
+  /** Every graph output, by name. */
+  outputs: Record<string, Float32Array>;
+  height: number;
+  width: number;
+}
+
+/** One raster a restoration writes, blended tile by tile into its own output. */
+export interface TiledRaster {
+  /** 3: RGB (the input's alpha kept); 1: a grey map (no alpha). */
+  channels: 1 | 3;
+  /** A graph output of 1 x channels x h x w as it is, or this tile's planar values computed from the run. */
+  from: string | ((tile: TileResult) => Float32Array);
 }
 
 /** The thumbnail as one 1 x 3 x size x size feed, for graphs that take the thumbnail itself. */
@@ -80,9 +104,9 @@ export interface TileSink {
 }
 
 /** The whole image as planar floats (tests and offline tools compare these directly). */
-function planarSink(height: number, width: number): TileSink & { data: Float32Array } {
-  const data = new Float32Array(3 * height * width);
-  return { data, add: (tile, output) => blendInto(data, output, tile, height, width), rowsFinal() {} };
+function planarSink(height: number, width: number, channels: 1 | 3 = 3): TileSink & { data: Float32Array } {
+  const data = new Float32Array(channels * height * width);
+  return { data, add: (tile, output) => blendInto(data, output, tile, height, width, channels), rowsFinal() {} };
 }
 
 /**
@@ -90,23 +114,27 @@ function planarSink(height: number, width: number): TileSink & { data: Float32Ar
  * the band moves up. A full-image float accumulator (144 MB at 12 MP) costs more in first-touch page faults than
  * the blending itself.
  */
-function rasterSink(input: RasterImage, bandRows: number): TileSink & { raster: RasterImage } {
+function rasterSink(
+  input: RasterImage,
+  bandRows: number,
+  channels: 1 | 3 = 3,
+  alpha = alphaOf(input),
+): TileSink & { raster: RasterImage } {
   const { height, width } = input;
-  const alpha = alphaOf(input);
-  const raster = allocRaster(width, height, 3, input, alpha);
-  const band = new Float32Array(3 * bandRows * width);
+  const raster = allocRaster(width, height, channels, input, alpha);
+  const band = new Float32Array(channels * bandRows * width);
   const plane = bandRows * width;
   let bandTop = 0;
   return {
     raster,
     add(tile, output) {
-      blendInto(band, output, { ...tile, top: tile.top - bandTop }, bandRows, width);
+      blendInto(band, output, { ...tile, top: tile.top - bandTop }, bandRows, width, channels);
     },
     rowsFinal(row) {
       const done = Math.min(row, height) - bandTop;
       if (done <= 0) return;
-      writeRasterRows(band, bandRows, 3, raster, 0, bandTop, done, alpha);
-      for (let c = 0; c < 3; c++) {
+      writeRasterRows(band, bandRows, channels, raster, 0, bandTop, done, alpha);
+      for (let c = 0; c < channels; c++) {
         const start = c * plane;
         band.copyWithin(start, start + done * width, start + plane);
         band.fill(0, start + plane - done * width, start + plane);
@@ -131,27 +159,46 @@ export interface TiledRunOptions {
   timeModel?: OperationContext["timeModel"];
 }
 
-/** Runs `model` over `source` tile by tile into `sink`. */
-export async function runTiled(
+/** A raster and where its blended tiles go. */
+interface Target {
+  raster: TiledRaster;
+  sink: TileSink;
+}
+
+/** The model's one RGB output as the only raster: what a single-output restoration writes. */
+const single = (model: TiledModel): Record<string, TiledRaster> => ({ image: { channels: 3, from: model.output } });
+
+function checkPerImage(model: TiledModel, outputs: Record<string, Float32Array>, first: Record<string, Float32Array>) {
+  for (const name of model.perImage ?? []) {
+    const value = outputs[name];
+    if (!value) throw new RunnerError("model_output_missing", `${model.model} returned no '${name}' output`);
+    const seen = first[name];
+    if (!seen) first[name] = value.slice();
+    else if (seen.length !== value.length || seen.some((v, i) => v !== value[i]))
+      throw new RunnerError("model_output_invalid", `${model.model}: '${name}' differs between tiles of one image`);
+  }
+}
+
+/** Runs `model` over `source` tile by tile into each target's sink; returns the per-image outputs too. */
+async function runTiledTargets(
   session: InferenceSession,
   model: TiledModel,
   source: TileSource,
-  sink: TileSink,
-  opts: TiledRunOptions = {},
-): Promise<TiledStats> {
+  targets: Target[],
+  opts: TiledRunOptions,
+): Promise<{ stats: TiledStats; perImage: Record<string, Float32Array> }> {
   const { height, width } = source;
   const tiles = planBlend(height, width, opts.tile ?? model.tile, opts.overlap ?? model.overlap, model.edgeMargin);
   const shared: Feeds = { ...opts.feeds };
   if (model.thumbnail) Object.assign(shared, model.thumbnail.feeds(source.thumbnail(model.thumbnail.size), model.thumbnail.size));
   // All tiles have the same size (tileStarts ends the last one at the border), so one input buffer serves them all.
   const buffer = new Float32Array(3 * tiles[0]!.height * tiles[0]!.width);
+  const perImage: Record<string, Float32Array> = {};
   let modelMs = 0;
   for (const [i, tile] of tiles.entries()) {
     if (opts.signal?.aborted) throw new RunnerError("aborted", "job aborted", true);
-    const feeds: Feeds = {
-      ...shared,
-      [model.input]: new Tensor("float32", source.crop(tile, buffer), [1, 3, tile.height, tile.width]),
-    };
+    const input = source.crop(tile, buffer);
+    const feeds: Feeds = { ...shared, [model.input]: new Tensor("float32", input, [1, 3, tile.height, tile.width]) };
     if (model.position)
       feeds[model.position] = new Tensor("float32", Float32Array.from([tile.top, tile.left, height, width]), [1, 4]);
     const t0 = performance.now();
@@ -159,18 +206,59 @@ export async function runTiled(
     // Only the ONNX runs count as model time; cropping and blending are the pipeline's own overhead.
     const out = await (opts.timeModel ? opts.timeModel(run) : run());
     modelMs += performance.now() - t0;
-    const data = modelOutput(out, model.output, model.model);
-    if (data.length !== buffer.length)
-      throw new RunnerError(
-        "model_output_invalid",
-        `${model.model} returned ${data.length} values for a 3 x ${tile.height} x ${tile.width} tile`,
-      );
-    sink.add(tile, data);
+    const outputs: Record<string, Float32Array> = {};
+    for (const name of Object.keys(out)) outputs[name] = out[name]!.data as Float32Array;
+    checkPerImage(model, outputs, perImage);
+    const result: TileResult = { input, outputs, height: tile.height, width: tile.width };
+    for (const { raster, sink } of targets) {
+      const data = typeof raster.from === "string" ? modelOutput(out, raster.from, model.model) : raster.from(result);
+      if (data.length !== raster.channels * tile.height * tile.width)
+        throw new RunnerError(
+          "model_output_invalid",
+          `${model.model} returned ${data.length} values for a ${raster.channels} x ${tile.height} x ${tile.width} tile`,
+        );
+      sink.add(tile, data);
+    }
     const next = tiles[i + 1];
-    if (!next) sink.rowsFinal(height);
-    else if (next.top !== tile.top) sink.rowsFinal(next.top);
+    for (const { sink } of targets) {
+      if (!next) sink.rowsFinal(height);
+      else if (next.top !== tile.top) sink.rowsFinal(next.top);
+    }
   }
-  return { tiles: tiles.length, model_ms: Math.round(modelMs) };
+  return { stats: { tiles: tiles.length, model_ms: Math.round(modelMs) }, perImage };
+}
+
+/** Runs `model` over `source` tile by tile into `sink` (its one RGB output). */
+export async function runTiled(
+  session: InferenceSession,
+  model: TiledModel,
+  source: TileSource,
+  sink: TileSink,
+  opts: TiledRunOptions = {},
+): Promise<TiledStats> {
+  return (await runTiledTargets(session, model, source, [{ raster: single(model).image!, sink }], opts)).stats;
+}
+
+/**
+ * The serving path with several outputs: decoded raster in, one raster per entry of `rasters` out, each blended
+ * straight into its own band (RGB rasters keep the input's bit depth and alpha; maps are grey at that depth).
+ */
+export async function restoreRasters(
+  session: InferenceSession,
+  model: TiledModel,
+  input: RasterImage,
+  rasters: Record<string, TiledRaster>,
+  opts: TiledRunOptions = {},
+): Promise<{ images: Record<string, RasterImage>; perImage: Record<string, Float32Array>; stats: TiledStats }> {
+  const bandRows = Math.min(opts.tile ?? model.tile, input.height);
+  const alpha = alphaOf(input);
+  const sinks = Object.entries(rasters).map(
+    ([name, raster]) =>
+      [name, raster, rasterSink(input, bandRows, raster.channels, raster.channels === 3 ? alpha : null)] as const,
+  );
+  const targets = sinks.map(([, raster, sink]) => ({ raster, sink }));
+  const { stats, perImage } = await runTiledTargets(session, model, rasterSource(input), targets, opts);
+  return { images: Object.fromEntries(sinks.map(([name, , sink]) => [name, sink.raster])), perImage, stats };
 }
 
 /** The serving path: decoded raster in, restored raster out (same bit depth, alpha kept). */
@@ -180,9 +268,26 @@ export async function restoreRaster(
   input: RasterImage,
   opts: TiledRunOptions = {},
 ): Promise<{ image: RasterImage; stats: TiledStats }> {
-  const sink = rasterSink(input, Math.min(opts.tile ?? model.tile, input.height));
-  const stats = await runTiled(session, model, rasterSource(input), sink, opts);
-  return { image: sink.raster, stats };
+  const { images, stats } = await restoreRasters(session, model, input, single(model), opts);
+  return { image: images.image!, stats };
+}
+
+/** Planar floats in and out for several rasters, for tests and offline tools. */
+export async function restorePlanars(
+  session: InferenceSession,
+  model: TiledModel,
+  rgb: Float32Array,
+  height: number,
+  width: number,
+  rasters: Record<string, TiledRaster>,
+  opts: TiledRunOptions = {},
+): Promise<{ planes: Record<string, Float32Array>; perImage: Record<string, Float32Array>; stats: TiledStats }> {
+  const sinks = Object.entries(rasters).map(
+    ([name, raster]) => [name, raster, planarSink(height, width, raster.channels)] as const,
+  );
+  const targets = sinks.map(([, raster, sink]) => ({ raster, sink }));
+  const { stats, perImage } = await runTiledTargets(session, model, planarSource(rgb, height, width), targets, opts);
+  return { planes: Object.fromEntries(sinks.map(([name, , sink]) => [name, sink.data])), perImage, stats };
 }
 
 /** Planar RGB floats in and out, for tests and offline tools. */
@@ -194,9 +299,8 @@ export async function restorePlanar(
   width: number,
   opts: TiledRunOptions = {},
 ): Promise<{ data: Float32Array; stats: TiledStats }> {
-  const sink = planarSink(height, width);
-  const stats = await runTiled(session, model, planarSource(rgb, height, width), sink, opts);
-  return { data: sink.data, stats };
+  const { planes, stats } = await restorePlanars(session, model, rgb, height, width, single(model), opts);
+  return { data: planes.image!, stats };
 }
 
 type ParamsOf<Op extends OperationName> = z.output<(typeof OPERATIONS)[Op]["params"]>;
@@ -211,14 +315,31 @@ export interface TiledRestorationOptions<Op extends RestorationOperation> extend
   operation: Op;
   /** Scalar feeds (shape [1]) computed from the job's params, the same for every tile. */
   scalars?: (params: ParamsOf<Op>) => Record<string, number>;
+  /**
+   * The rasters to write for a job's params, by artifact name, each encoded in the params' format (default: the
+   * model's `output` as `image`).
+   */
+  rasters?: (params: ParamsOf<Op>) => Record<string, TiledRaster>;
 }
+
+/** The part of a restoration's options that a job's params may choose (everything but the operation). */
+export type TiledRestorationModel<Op extends RestorationOperation> = Omit<TiledRestorationOptions<Op>, "operation">;
 
 /**
  * A restoration pipeline's run function: one input image, the model run tiled over it at full resolution, one
- * `image` artifact in the format the params ask for.
+ * artifact per raster (`image` by default) in the format the params ask for.
  */
-export const tiledRestoration = <Op extends RestorationOperation>(options: TiledRestorationOptions<Op>) => {
-  const { operation, scalars, ...model } = options;
+export const tiledRestoration = <Op extends RestorationOperation>(options: TiledRestorationOptions<Op>) =>
+  tiledRestorationBy(options.operation, () => options);
+
+/**
+ * The same for an operation whose params choose the model (a `method` param): `choose` gives the model entry, its
+ * scalars and rasters for the job's params. Only the chosen model's session is loaded.
+ */
+export const tiledRestorationBy = <Op extends RestorationOperation>(
+  operation: Op,
+  choose: (params: ParamsOf<Op>) => TiledRestorationModel<Op>,
+) => {
   const schema = OPERATIONS[operation].params as unknown as z.ZodType<ParamsOf<Op>>;
   return async function tiledRestoration(ctx: OperationContext): Promise<OperationResult> {
     const parsed = schema.safeParse(ctx.params);
@@ -226,15 +347,17 @@ export const tiledRestoration = <Op extends RestorationOperation>(options: Tiled
     const params = parsed.data;
     const input = ctx.inputs[0];
     if (!input) throw new RunnerError("invalid_input", `${operation} needs one input image`);
+    const { scalars, rasters, ...model } = choose(params);
     const feeds: Feeds = {};
     for (const [name, value] of Object.entries(scalars?.(params) ?? {}))
       feeds[name] = new Tensor("float32", Float32Array.of(value), [1]);
     const session = await ctx.session(model.model);
-    const { image, stats } = await restoreRaster(session, model, input, {
+    const { images, perImage, stats } = await restoreRasters(session, model, input, rasters?.(params) ?? single(model), {
       feeds,
       signal: ctx.signal,
       timeModel: (fn) => ctx.timeModel(fn),
     });
+    const format = (params as { format: ImageArtifact["format"] }).format;
     return {
       result: {
         width: input.width,
@@ -243,8 +366,10 @@ export const tiledRestoration = <Op extends RestorationOperation>(options: Tiled
         tiles: stats.tiles,
         tile_size: model.tile,
         overlap: model.overlap,
+        // Per-image estimates (an atmospheric light), rounded to what an 8-bit image resolves and more.
+        ...Object.fromEntries(Object.entries(perImage).map(([k, v]) => [k, Array.from(v, (x) => Math.round(x * 1e4) / 1e4)])),
       },
-      images: [{ name: "image", image, format: (params as { format: ImageArtifact["format"] }).format }],
+      images: Object.entries(images).map(([name, image]) => ({ name, image, format })),
     };
   };
 };

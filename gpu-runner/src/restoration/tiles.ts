@@ -101,10 +101,18 @@ function soleSpan(weights: Float32Array): [number, number] {
 }
 
 /**
- * Adds weight x a tile's planar CHW output into the planar CHW output image (weights already sum to 1). Where a
- * pixel belongs to this tile alone (both weights 1) no other tile writes it, so it is copied instead of blended.
+ * Adds weight x a tile's planar CHW output (`channels` planes) into the planar CHW output image (weights already sum
+ * to 1). Where a pixel belongs to this tile alone (both weights 1) no other tile writes it, so it is copied instead
+ * of blended.
  */
-export function blendInto(out: Float32Array, tileOut: Float32Array, tile: BlendTile, height: number, width: number): void {
+export function blendInto(
+  out: Float32Array,
+  tileOut: Float32Array,
+  tile: BlendTile,
+  height: number,
+  width: number,
+  channels = 3,
+): void {
   const plane = height * width;
   const tilePlane = tile.height * tile.width;
   const wx = tile.colWeights;
@@ -114,7 +122,7 @@ export function blendInto(out: Float32Array, tileOut: Float32Array, tile: BlendT
     if (wy === 0) continue;
     const row = (tile.top + y) * width + tile.left;
     const trow = y * tile.width;
-    for (let c = 0; c < 3; c++) {
+    for (let c = 0; c < channels; c++) {
       const o = c * plane + row;
       const t = c * tilePlane + trow;
       if (wy === 1) {

@@ -1,0 +1,39 @@
+import { DERAIN_METHODS, type DerainMethod } from "../../../contract/operations.ts";
+import { invertScattering, liftVeil } from "../restoration/scattering.ts";
+import { thumbnailFeed, tiledRestorationBy, type TileResult, type TiledRestorationModel } from "../restoration/tiled.ts";
+import type { OperationPipeline } from "./types.ts";
+
+/**
+ * Rain removal (models/derain/README.md, "Serving"). streak-vapor inverts I = J T + (1 - T) A with T = T_s T_v and a
+ * floor of 0.1 on T, as its graph does. Dehaze d keeps the streaks removed and lifts only the vapour: T_d =
+ * T_s (1 - d (1 - T_v)), so d = 1 is the graph's `derained`. Maps: `transmission` is the T_d inverted, `rain` 1 - T_s.
+ */
+const lifted = (r: TileResult, d: number) => liftVeil(r.outputs.t_streak!, r.outputs.t_vapor!, d);
+const dehazed = (r: TileResult, d: number) => invertScattering(r.input, lifted(r, d), r.outputs.atmospheric_light!, 0.1);
+
+export const DERAIN: Record<DerainMethod, TiledRestorationModel<"enhance.derain">> = {
+  "streak-vapor": {
+    model: DERAIN_METHODS["streak-vapor"],
+    input: "image",
+    output: "derained",
+    tile: 1024,
+    // The vapour path's receptive field reaches 67 px (models/derain/README.md, "Serving"): tiles agree from 64 px
+    // inside their edges on, and the blend ramps over the next 32 px.
+    overlap: 160,
+    edgeMargin: 64,
+    thumbnail: { size: 128, feeds: thumbnailFeed("thumb") },
+    perImage: ["atmospheric_light"],
+    rasters: ({ dehaze: d, maps }) => ({
+      image: { channels: 3, from: d === 1 ? "derained" : (r) => dehazed(r, d) },
+      ...(maps && {
+        transmission: { channels: 1, from: d === 1 ? "transmission" : (r) => lifted(r, d) },
+        rain: { channels: 1, from: (r) => r.outputs.t_streak!.map((s) => 1 - s) },
+      }),
+    }),
+  },
+};
+
+export const derainPipeline: OperationPipeline = {
+  name: "enhance.derain",
+  run: tiledRestorationBy("enhance.derain", (params) => DERAIN[params.method]),
+};
