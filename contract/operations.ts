@@ -67,6 +67,18 @@ const WATERMARK_LIMITS = {
   max_attempts: 3,
   ...WATERMARK_GEOMETRY,
 } as const;
+/**
+ * enhance.derain's methods that have shipped weights, each with the model it runs (models/derain/README.md,
+ * "Serving"). Adding a method with weights is one line here (plus its model entry in the runner's pipeline).
+ */
+export const DERAIN_METHODS = {
+  "streak-vapor": "derain-streak-vapor",
+} as const;
+export type DerainMethod = keyof typeof DERAIN_METHODS;
+const DERAIN_METHOD_NAMES = Object.keys(DERAIN_METHODS) as [DerainMethod, ...DerainMethod[]];
+/** The method measured best on the held-out sets (models/derain/RESULTS.md); today the only one with weights. */
+const DERAIN_DEFAULT_METHOD: DerainMethod = "streak-vapor";
+
 const hexBits = z.string().regex(/^[0-9a-fA-F]+$/, "hex string expected");
 
 export const OPERATIONS = {
@@ -93,18 +105,6 @@ export const OPERATIONS = {
   },
   "watermark.embed": {
     name: "watermark.embed",
-/**
- * enhance.derain's methods that have shipped weights, each with the model it runs (models/derain/README.md,
- * "Serving"). Adding a method with weights is one line here (plus its model entry in the runner's pipeline).
- */
-export const DERAIN_METHODS = {
-  "streak-vapor": "derain-streak-vapor",
-} as const;
-export type DerainMethod = keyof typeof DERAIN_METHODS;
-const DERAIN_METHOD_NAMES = Object.keys(DERAIN_METHODS) as [DerainMethod, ...DerainMethod[]];
-/** The method measured best on the held-out sets (models/derain/RESULTS.md); today the only one with weights. */
-const DERAIN_DEFAULT_METHOD: DerainMethod = "streak-vapor";
-
     path: null,
     summary: "Embed an invisible watermark payload into an image.",
     scope: "protect",
