@@ -1,6 +1,7 @@
-import { Scalar } from "@scalar/hono-api-reference";
 import { HTTPException } from "hono/http-exception";
 import { timing } from "hono/timing";
+import { docsRoutes } from "./docs/routes.ts";
+import { openApiDocument } from "./docs/openapi.ts";
 import { jobQueue } from "./durable/job-queue.ts";
 import { intVar, type AppEnv } from "./env.ts";
 import { handleWebhookBatch, type WebhookMessage } from "./lib/webhooks.ts";
@@ -58,27 +59,35 @@ app.openAPIRegistry.registerComponent("securitySchemes", "operator", {
   scheme: "bearer",
   description: "vop_… platform operator credential (the VIGIL_OPERATOR_KEY secret): tenant management; held by no tenant",
 });
-app.doc31("/openapi.json", {
+// The repository grants no licence (no LICENSE file, a private package): all rights reserved. An SPDX LicenseRef,
+// since OpenAPI 3.1 asks for an identifier or a URL and there is no licence text to link to.
+const license = { name: "Proprietary, all rights reserved", identifier: "LicenseRef-Vigil-Proprietary" };
+// The generated document plus operationIds and the common errors (docs/openapi.ts); /docs renders the same one.
+const openApi = openApiDocument(app, {
   openapi: "3.1.0",
   info: {
     title: "Vigil API",
     version: "1.0.0",
     description: "Watermarks photos against deepfake face swaps and restores degraded photos. Every operation is a job.",
+    license,
   },
   // Relative: the API is served from the origin that serves this document (local wrangler dev or production).
   servers: [{ url: "/", description: "The origin that serves this document" }],
 });
-app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "Vigil API reference" }));
+app.get("/openapi.json", (c) => c.json(openApi()));
+app.route("/", docsRoutes(openApi));
 
 app.notFound((c) => problemResponse(new ApiError(404, "not_found", `no route for ${c.req.method} ${c.req.path}`), c.req.path));
+
+const HTTP_EXCEPTION_CODES: Record<number, string> = { 413: "payload_too_large", 415: "unsupported_media_type" };
 
 app.onError((err, c) => {
   if (err instanceof ApiError) return problemResponse(err, c.req.path);
   if (err instanceof HTTPException) {
-    return problemResponse(
-      new ApiError(err.status, err.status === 413 ? "payload_too_large" : "bad_request", err.message || "bad request"),
-      c.req.path,
-    );
+    // Hono's own refusals: a body over a limit (413), a Content-Type the route does not declare (415, from
+    // @hono/zod-openapi's validator), malformed JSON (400).
+    const code = HTTP_EXCEPTION_CODES[err.status] ?? "bad_request";
+    return problemResponse(new ApiError(err.status, code, err.message || "bad request"), c.req.path);
   }
   console.error(
     JSON.stringify({
