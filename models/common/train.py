@@ -4,7 +4,8 @@
         [--steps N] [--minutes M] [--threads N] [--out DIR] [--resume CKPT]
 
 Seeds everything, picks cuda when present (else cpu), runs Adam over the model package's hooks,
-logs JSON lines, checkpoints, and calls the package's export hook at the end. The schedule runs on
+logs JSON lines, checkpoints (last.pt every ckpt_every steps; with snapshot_every, also a kept
+snap-<step>.pt), and calls the package's export hook at the end. The schedule runs on
 progress = max(step / steps, elapsed / minutes) so a time-boxed CPU run still anneals fully.
 """
 
@@ -104,18 +105,24 @@ def main(argv=None) -> None:
         loss, logs = hooks.training_step(model, next(batches), step, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        gnorm = None
         if cfg.get("grad_clip"):
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+            gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"]))
         opt.step()
         step += 1
         if step % cfg.get("log_every", 50) == 0 or step == 1:
             rec = {"step": step, "t": round(time.time() - t0, 1), "lr": opt.param_groups[0]["lr"], "loss": float(loss)}
+            if gnorm is not None:
+                rec["grad_norm"] = round(gnorm, 4)  # before the clip: how often and how hard it bites
             rec.update({k: round(float(v), 5) for k, v in logs.items()})
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
             log.flush()
         if step % cfg.get("ckpt_every", 500) == 0:
             save(os.path.join(out, "last.pt"), model, opt, step, cfg)
+        if cfg.get("snapshot_every") and step % cfg["snapshot_every"] == 0:
+            # Kept, not overwritten, so that a checkpoint can be chosen afterwards on validation data.
+            save(os.path.join(out, f"snap-{step:06d}.pt"), model, opt, step, cfg)
     save(os.path.join(out, "last.pt"), model, opt, step, cfg)
     model.eval()
     hooks.export(model, out, cfg)
