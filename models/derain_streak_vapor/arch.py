@@ -90,6 +90,17 @@ def conv(cin: int, cout: int, k: int = 3) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, 1, k // 2), nn.ReLU(inplace=True))
 
 
+def zero_conv(cin: int, cout: int) -> nn.Conv2d:
+    """A transmission head that starts at exactly 0 (weights and bias), so T = 1 - clamp(0) = 1 everywhere and the
+    untrained model is the identity J = I: training starts from the input's PSNR on every family. A default-initialised
+    head already passes most pixels (x <= 0), but not all: on the 4 light-rain validation photos its T went down to
+    0.89-0.94 and cost 0.01-0.05 dB at step 0, and nothing then pulls those pixels back to exactly 1."""
+    c = nn.Conv2d(cin, cout, 3, 1, 1)
+    nn.init.zeros_(c.weight)
+    nn.init.zeros_(c.bias)
+    return c
+
+
 class SNet(nn.Module):
     def __init__(self, w=(16, 32, 64, 96)):
         super().__init__()
@@ -100,7 +111,7 @@ class SNet(nn.Module):
         self.e3 = nn.Sequential(Down(c2, c3), Unit(c3), Unit(c3, 2), Unit(c3, 4), Unit(c3, 8), Unit(c3))
         self.m2 = nn.Sequential(conv(c3 + c2, c2, 1), Unit(c2), Unit(c2, 2))
         self.m1 = nn.Sequential(conv(c2 + c1, c1, 1), Unit(c1), conv(c1, c0, 1))
-        self.head = nn.Sequential(conv(c0 + c0 + 3, c0), nn.Conv2d(c0, 1, 3, 1, 1))
+        self.head = nn.Sequential(conv(c0 + c0 + 3, c0), zero_conv(c0, 1))
 
     def forward(self, x):
         f0 = self.stem(x)
@@ -140,8 +151,8 @@ class VNet(nn.Module):
         self.kernels = kernels
         self.inp = nn.Sequential(conv(4, c), conv(c, c))
         self.reduce = nn.ModuleList([nn.Conv2d(c, branch, 1) for _ in kernels])
-        self.fuse = nn.Sequential(conv(c + branch * len(kernels) + desc, c), nn.Conv2d(c, 1, 3, 1, 1))
-        self.refine = nn.Sequential(conv(5, 8), nn.Conv2d(8, 1, 3, 1, 1))
+        self.fuse = nn.Sequential(conv(c + branch * len(kernels) + desc, c), zero_conv(c, 1))
+        self.refine = nn.Sequential(conv(5, 8), zero_conv(8, 1))
 
     def forward(self, x, t_s, desc):
         # 1/4 resolution: vapour follows depth, which changes slowly except at object edges (the refine stage).

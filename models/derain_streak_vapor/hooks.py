@@ -87,7 +87,12 @@ def training_step(model, batch, step: int, cfg: dict):
     dev = next(model.parameters()).device
     b = {k: v.to(dev) for k, v in batch.items()}
     j, t, t_s, t_v, a, t_v_coarse = model(b["image"], b["thumb"])
-    l_j = (j - b["J"]).abs().mean()
+    # L1 on the served output clamp(J, 0, 1), with the clamp's gradient passed straight through: the unclamped
+    # inversion's error is divided by T, so a few pixels with a small wrong T dominated the old loss (batch loss
+    # swinging 0.5-4); clamped, one pixel's J error is at most 1, and the straight-through keeps a pixel that left
+    # [0, 1] learning its way back.
+    jc = j - (j - j.clamp(0.0, 1.0)).detach()
+    l_j = (jc - b["J"]).abs().mean()
     l_v = (t_v - b["T_v"]).abs().mean()
     coarse_label = F.avg_pool2d(b["T_v"], 4, 4, ceil_mode=True, count_include_pad=False)
     l_vc = (t_v_coarse - coarse_label).abs().mean()
