@@ -13,9 +13,18 @@ export const isDescriptorChip = (c: string): c is DescriptorChip => (DESCRIPTOR_
  * The one table of operations. The worker validates requests and builds tickets from it; the runner
  * dispatches on `name` and checks params with the same schema. Adding an operation = one entry here,
  * one pipeline in gpu-runner/src/operations/, and (if public) it is routed at `POST /v1/<path>`.
+ * A worker-run operation (`runs_on: "worker"`) has no pipeline: the worker runs it as a parent job whose
+ * `stages` are runner operations, started as child jobs (worker/src/identity/flows.ts for protect and verify).
  */
 export interface OperationSpec<P extends z.ZodType = z.ZodType> {
   name: string;
+  /**
+   * Who runs the job. "runner" (the default): a runner leases it, so it needs a pipeline and an autoscaler
+   * trigger. "worker": never leased; the worker drives it through child jobs of the operations in `stages`.
+   */
+  runs_on?: "runner" | "worker";
+  /** For a worker-run operation: the runner operations its child jobs run, all on the same input image. */
+  stages?: readonly string[];
   /** Public route under /v1, or null for internal operations (run by other routes, e.g. protect). */
   path: string | null;
   summary: string;
@@ -67,6 +76,32 @@ const WATERMARK_LIMITS = {
   max_attempts: 3,
   ...WATERMARK_GEOMETRY,
 } as const;
+/** The face analysis limits (see the face.analyze entry for why each value). */
+const FACE_ANALYZE_LIMITS = {
+  max_input_bytes: 50 * MB,
+  max_pixels: 50_000_000,
+  lease_seconds: 60,
+  max_attempts: 3,
+  min_side: 32,
+  max_aspect_ratio: 16,
+} as const;
+
+/**
+ * A worker-run operation's limits: its stages all read the one input, so it admits only what every stage admits
+ * (checked once, before anything is stored). It is never leased and never retried as a whole (each stage job
+ * retries itself), so lease_seconds is 0 and max_attempts 1.
+ */
+function strictestOf(...stages: OperationSpec["limits"][]): OperationSpec["limits"] {
+  return {
+    max_input_bytes: Math.min(...stages.map((l) => l.max_input_bytes)),
+    max_pixels: Math.min(...stages.map((l) => l.max_pixels)),
+    lease_seconds: 0,
+    max_attempts: 1,
+    min_side: Math.max(...stages.map((l) => l.min_side)),
+    max_aspect_ratio: Math.min(...stages.map((l) => l.max_aspect_ratio)),
+  };
+}
+
 /**
  * enhance.derain's methods that have shipped weights, each with the model it runs (models/derain/README.md,
  * "Serving"). Adding a method with weights is one line here (plus its model entry in the runner's pipeline).
@@ -201,14 +236,40 @@ export const OPERATIONS = {
     // astronaut photo on a grey canvas (2026-12-01): a face filling 70 % of the shorter side was found up to 16:1
     // (score 0.78) and not at 20:1; a face a quarter of it (portrait framing) up to 8:1 (0.53), not at 10:1.
     // Past 16:1 no face can be found, so the job is refused with a clear code rather than answered "no faces".
-    limits: {
-      max_input_bytes: 50 * MB,
-      max_pixels: 50_000_000,
-      lease_seconds: 60,
-      max_attempts: 3,
-      min_side: 32,
-      max_aspect_ratio: 16,
-    },
+    limits: FACE_ANALYZE_LIMITS,
+    artifacts: [],
+  },
+  protect: {
+    name: "protect",
+    path: "protect",
+    runs_on: "worker",
+    stages: ["face.analyze", "watermark.embed"],
+    summary: "Watermark an image with its faces' encrypted identity. Output: the asset record and the marked image's URL.",
+    scope: "protect",
+    params: z
+      .object({
+        owner: z.string().max(200).nullable().default(null),
+        external_ref: z.string().max(200).nullable().default(null),
+        strength: z.coerce.number().min(0.1).max(4).default(1),
+        format: z.enum(["png", "jpeg", "webp"]).default("png"),
+      })
+      .strict(),
+    inputs: { min: 1, max: 1 },
+    models: [],
+    limits: strictestOf(FACE_ANALYZE_LIMITS, WATERMARK_LIMITS),
+    artifacts: [],
+  },
+  verify: {
+    name: "verify",
+    path: "verify",
+    runs_on: "worker",
+    stages: ["face.analyze", "watermark.decode"],
+    summary: "Verdict authentic | face_swapped | not_protected | inconclusive, with its evidence and the traced source.",
+    scope: "verify",
+    params: z.object({}).strict(),
+    inputs: { min: 1, max: 1 },
+    models: [],
+    limits: strictestOf(FACE_ANALYZE_LIMITS, WATERMARK_LIMITS),
     artifacts: [],
   },
   "enhance.lowlight": {
@@ -274,3 +335,9 @@ export const OPERATION_NAMES = Object.keys(OPERATIONS) as OperationName[];
 export function getOperation(name: string): OperationSpec | undefined {
   return (OPERATIONS as Record<string, OperationSpec>)[name];
 }
+
+/** Whether runners lease jobs of this operation (it has a pipeline), as opposed to the worker running it. */
+export const runsOnRunner = (spec: OperationSpec): boolean => (spec.runs_on ?? "runner") === "runner";
+
+/** The operations runners lease: the ones with a pipeline, a queue gauge and an autoscaler trigger. */
+export const RUNNER_OPERATION_NAMES = OPERATION_NAMES.filter((n) => runsOnRunner(getOperation(n)!));

@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { createTenantKey, completeJob, detectedReading, type FlowJson, PNG_1x1, pngOf, testEnv } from "./helpers.ts";
+import { exports } from "cloudflare:workers";
+import type { PublicJob } from "../../worker/src/schemas.ts";
+import { createTenantKey, completeJob, detectedReading, PNG_1x1, pngOf, testEnv } from "./helpers.ts";
 import { jobQueue } from "../../worker/src/durable/job-queue.ts";
 import type { HonoEnv } from "../../worker/src/env.ts";
 import calibrationFile from "../../models/identity/calibration.json";
 import "../../worker/src/identity/flows.ts";
-import { identityApp } from "./identity-app.ts";
 import { canonicalOrder, matchFaces, type Candidate, type Place } from "../../worker/src/identity/places.ts";
 import type { TiledGeometry } from "../../contract/watermark-geometry.ts";
 
@@ -14,19 +15,21 @@ import type { TiledGeometry } from "../../contract/watermark-geometry.ts";
  * complete) the way identity-record.test.ts does, with group photos: boxes in pixels, descriptors, image sizes.
  */
 const IMAGE = await pngOf(64, 64);
-const app = identityApp();
 const env = testEnv as unknown as HonoEnv["Bindings"];
 const recordThreshold = calibrationFile.record_descriptor.threshold;
 
-type Flow = FlowJson;
+/** A protect or verify job as GET /v1/jobs/{id} serves it (worker/src/schemas.ts Job). */
+type Flow = Omit<PublicJob, "output"> & { output: Record<string, any> | null };
 type Box = { x: number; y: number; width: number; height: number };
 
+/** A request to the deployed worker (worker/src/index.ts); an image body is sent as image/png unless told otherwise. */
 function call(path: string, key: string, init: RequestInit = {}) {
   const headers = new Headers(init.headers);
   headers.set("authorization", `Bearer ${key}`);
-  return app.fetch(new Request(`http://vigil.test${path}`, { ...init, headers }), env);
+  if (init.body instanceof Uint8Array && !headers.has("content-type")) headers.set("content-type", "image/png");
+  return exports.default.fetch(new Request(`http://vigil.test${path}`, { ...init, headers }));
 }
-const flowOf = async (key: string, id: string) => (await (await call(`/v1/identity/flows/${id}`, key)).json()) as Flow;
+const flowOf = async (key: string, id: string) => (await (await call(`/v1/jobs/${id}`, key)).json()) as Flow;
 
 /**
  * Person `p`'s descriptor; `noise` moves it by about noise * 0.057 (a benign re-encode of the same face). Different
@@ -63,12 +66,17 @@ const scaled = (b: Box, s: number, dx = 0, dy = 0): Box => ({
 
 async function protect(key: string, boxes: Box[], embedResult: Record<string, unknown> = {}) {
   const flow = (await (await call("/v1/protect", key, { method: "POST", body: IMAGE })).json()) as Flow;
-  await complete(flow.stages["face.analyze"]!, "face.analyze", {
+  await complete(flow.stages.find((s) => s.name === "face.analyze")?.id!, "face.analyze", {
     faces: boxes.map((b, p) => face(p, b)),
     identity_code_bits: 32,
     image: ORIGINAL,
   });
-  const embed = await complete((await flowOf(key, flow.id)).stages["watermark.embed"]!, "watermark.embed", embedResult, PNG_1x1);
+  const embed = await complete(
+    (await flowOf(key, flow.id)).stages.find((s) => s.name === "watermark.embed")?.id!,
+    "watermark.embed",
+    embedResult,
+    PNG_1x1,
+  );
   const done = await flowOf(key, flow.id);
   expect(done.status).toBe("succeeded");
   return { assetId: done.output!.asset_id as string, bits: embed.params.bits as string };
@@ -78,8 +86,14 @@ const complete = completeJob;
 
 async function startVerify(key: string, bits: string, analyzed: Record<string, unknown>, decode: Record<string, unknown> = {}) {
   const flow = (await (await call("/v1/verify", key, { method: "POST", body: IMAGE })).json()) as Flow;
-  await complete(flow.stages["watermark.decode"]!, "watermark.decode", { ...detectedReading(bits), ...decode });
-  await complete(flow.stages["face.analyze"]!, "face.analyze", { identity_code_bits: 32, ...analyzed });
+  await complete(flow.stages.find((s) => s.name === "watermark.decode")?.id!, "watermark.decode", {
+    ...detectedReading(bits),
+    ...decode,
+  });
+  await complete(flow.stages.find((s) => s.name === "face.analyze")?.id!, "face.analyze", {
+    identity_code_bits: 32,
+    ...analyzed,
+  });
   return flowOf(key, flow.id);
 }
 
@@ -108,7 +122,7 @@ describe("every protected face is compared with its own record, at its own place
       const listed = order.map((i) => now[i]!);
       listed.splice(order[0]!, 0, loose);
       const out = await startVerify(key, bits, { faces: listed, image: { width: 600, height: 400 } });
-      expect(out.stages["face.analyze.region"]).toBeUndefined();
+      expect(out.stages.find((s) => s.name === "face.analyze.region")?.id).toBeUndefined();
       expect(out.output).toMatchObject({
         verdict: "face_swapped",
         source: { asset_id: assetId },
@@ -148,7 +162,7 @@ describe("every protected face is compared with its own record, at its own place
     // The blended-in swap of face 0 and a blurred face 2 scored under the usual cut: only faces 1 and 3 came back.
     const first = await startVerify(key, bits, { faces: [face(3, GROUP[3]!, 1), face(1, GROUP[1]!, 1)], image: ORIGINAL });
     expect(first.status).toBe("running");
-    const regionId = first.stages["face.analyze.region"]!;
+    const regionId = first.stages.find((s) => s.name === "face.analyze.region")?.id!;
     const regionJob = (await jobQueue(env).get((await jobQueue(env).ownerOf(regionId))!, regionId))!;
     const frac = (b: Box) => ({ x: b.x / 1200, y: b.y / 800, width: b.width / 1200, height: b.height / 800 });
     const regions = regionJob.params.regions as Box[];
@@ -235,7 +249,7 @@ describe("every protected face is compared with its own record, at its own place
     const { bits } = await protect(key, GROUP.slice(0, 2));
     const first = await startVerify(key, bits, { faces: [face(0, GROUP[0]!, 1)], image: ORIGINAL });
     // One place to look at: the region param every runner understands.
-    const regionId = first.stages["face.analyze.region"]!;
+    const regionId = first.stages.find((s) => s.name === "face.analyze.region")?.id!;
     const regionJob = (await jobQueue(env).get((await jobQueue(env).ownerOf(regionId))!, regionId))!;
     expect(regionJob.params).toHaveProperty("region");
     await complete(regionId, "face.analyze", { faces: [], identity_code_bits: 32, image: ORIGINAL });
@@ -297,7 +311,7 @@ describe("the record's boxes follow the decoded geometry (codec 2)", () => {
     const sliver = face(7, inCopy(GROUP[3]!), 0, 0.6);
     const untouched = [0, 1, 2].map((p) => face(p, inCopy(GROUP[p]!), 1));
     const ok = await startVerify(key, bits, { faces: [...untouched, sliver], image: COPY }, decode);
-    expect(ok.stages["face.analyze.region"]).toBeUndefined();
+    expect(ok.stages.find((s) => s.name === "face.analyze.region")?.id).toBeUndefined();
     expect(ok.output).toMatchObject({
       verdict: "authentic",
       evidence: { identity_basis: "record", watermark_codec: 2, geometry: { ...CROP, scale: 0.5 }, swapped_faces: [] },

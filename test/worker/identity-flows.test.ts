@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
+import { exports } from "cloudflare:workers";
+import type { PublicJob } from "../../worker/src/schemas.ts";
 import {
   call as workerCall,
   createTenantKey,
   completeJob,
   detectedReading,
-  type FlowJson,
   PNG_1x1,
   pngOf,
   postImage,
@@ -16,7 +17,6 @@ import type { HonoEnv } from "../../worker/src/env.ts";
 import { bitsToHex, hexToBits } from "../../worker/src/identity/bits.ts";
 import calibrationFile from "../../models/identity/calibration.json";
 import "../../worker/src/identity/flows.ts";
-import { identityApp } from "./identity-app.ts";
 
 // Protect and verify refuse images under 32 px per side up front (watermark.embed's min_side): a real 64x64 PNG.
 const IMAGE = await pngOf(64, 64);
@@ -25,19 +25,21 @@ const IMAGE = await pngOf(64, 64);
  * The identity routes mounted the way index.ts would mount them (behind the real API-key middleware),
  * with this test acting as the GPU runner through the real runner protocol (lease, upload, complete).
  */
-const app = identityApp();
 
 const env = testEnv as unknown as HonoEnv["Bindings"];
 // The decision uses the face engineer's bundled calibration (models/identity/calibration.json).
 const radius = calibrationFile.hamming_radius;
 
+/** A request to the deployed worker (worker/src/index.ts); an image body is sent as image/png unless told otherwise. */
 function call(path: string, key: string, init: RequestInit = {}) {
   const headers = new Headers(init.headers);
   headers.set("authorization", `Bearer ${key}`);
-  return app.fetch(new Request(`http://vigil.test${path}`, { ...init, headers }), env);
+  if (init.body instanceof Uint8Array && !headers.has("content-type")) headers.set("content-type", "image/png");
+  return exports.default.fetch(new Request(`http://vigil.test${path}`, { ...init, headers }));
 }
 
-type Flow = FlowJson;
+/** A protect or verify job as GET /v1/jobs/{id} serves it (worker/src/schemas.ts Job). */
+type Flow = Omit<PublicJob, "output"> & { output: Record<string, any> | null };
 
 const complete = completeJob;
 
@@ -52,11 +54,14 @@ async function protect(key: string, code: string | null) {
   const res = await call("/v1/protect?owner=newsroom&external_ref=img-1", key, { method: "POST", body: IMAGE });
   expect(res.status).toBe(202);
   const flow = (await res.json()) as Flow;
-  await complete(flow.stages["face.analyze"]!, "face.analyze", { faces: code ? [face(code)] : [], identity_code_bits: 32 });
-  const after = (await (await call(`/v1/identity/flows/${flow.id}`, key)).json()) as Flow;
-  const embedId = after.stages["watermark.embed"]!;
+  await complete(flow.stages.find((s) => s.name === "face.analyze")?.id!, "face.analyze", {
+    faces: code ? [face(code)] : [],
+    identity_code_bits: 32,
+  });
+  const after = (await (await call(`/v1/jobs/${flow.id}`, key)).json()) as Flow;
+  const embedId = after.stages.find((s) => s.name === "watermark.embed")?.id!;
   const embedJob = await complete(embedId, "watermark.embed", {}, PNG_1x1);
-  const done = (await (await call(`/v1/identity/flows/${flow.id}`, key)).json()) as Flow;
+  const done = (await (await call(`/v1/jobs/${flow.id}`, key)).json()) as Flow;
   return { done, bits: embedJob.params.bits as string };
 }
 
@@ -64,7 +69,7 @@ async function verify(key: string, decodedBits: string, facesNow: string[], dete
   const res = await call("/v1/verify", key, { method: "POST", body: IMAGE });
   expect(res.status).toBe(202);
   const flow = (await res.json()) as Flow;
-  await complete(flow.stages["watermark.decode"]!, "watermark.decode", {
+  await complete(flow.stages.find((s) => s.name === "watermark.decode")?.id!, "watermark.decode", {
     bits: decodedBits,
     corrected: detected,
     confidence: [],
@@ -72,8 +77,11 @@ async function verify(key: string, decodedBits: string, facesNow: string[], dete
     p_value: detected ? 1e-15 : 1,
     detected,
   });
-  await complete(flow.stages["face.analyze"]!, "face.analyze", { faces: facesNow.map(face), identity_code_bits: 32 });
-  return (await (await call(`/v1/identity/flows/${flow.id}`, key)).json()) as Flow;
+  await complete(flow.stages.find((s) => s.name === "face.analyze")?.id!, "face.analyze", {
+    faces: facesNow.map(face),
+    identity_code_bits: 32,
+  });
+  return (await (await call(`/v1/jobs/${flow.id}`, key)).json()) as Flow;
 }
 
 describe("protect → verify through the routes and the runner protocol", () => {
@@ -152,7 +160,7 @@ describe("protect → verify through the routes and the runner protocol", () => 
     const { key } = await createTenantKey(["protect", "verify"]);
     const paramsOf = async (path: string) => {
       const flow = (await (await call(path, key, { method: "POST", body: IMAGE })).json()) as Flow;
-      const id = flow.stages["face.analyze"]!;
+      const id = flow.stages.find((s) => s.name === "face.analyze")?.id!;
       return (await jobQueue(env).get((await jobQueue(env).ownerOf(id))!, id))!.params;
     };
     // Both ask for descriptors: protect seals them in the asset record, verify compares against them.
@@ -176,7 +184,7 @@ describe("protect → verify through the routes and the runner protocol", () => 
     const { key } = await createTenantKey(["verify"]);
     expect((await call("/v1/protect", key, { method: "POST", body: IMAGE })).status).toBe(403);
     expect((await call("/v1/verify", key, { method: "POST", body: "hello" })).status).toBe(415);
-    expect((await call("/v1/verify", key, { method: "POST" })).status).toBe(400);
+    expect((await call("/v1/verify", key, { method: "POST", headers: { "content-type": "image/png" } })).status).toBe(400);
     const p = await createTenantKey(["protect"]);
     expect((await call("/v1/protect?strength=9", p.key, { method: "POST", body: IMAGE })).status).toBe(422);
   });
@@ -186,7 +194,7 @@ describe("protect → verify through the routes and the runner protocol", () => 
     const res = await postImage("/v1/verify", IMAGE, { key });
     expect(res.status).toBe(202);
     const flow = (await res.json()) as Flow;
-    const polled = await workerCall(`/v1/identity/flows/${flow.id}`, { key });
+    const polled = await workerCall(`/v1/jobs/${flow.id}`, { key });
     expect(((await polled.json()) as Flow).status).toBe("running");
     expect((await workerCall("/v1/assets", { key })).status).toBe(200);
     const doc = (await (await workerCall("/openapi.json", { key: null })).json()) as { paths: Record<string, unknown> };
@@ -200,8 +208,11 @@ describe("protect → verify through the routes and the runner protocol", () => 
     const res = await call("/v1/protect", key, { method: "POST", body: IMAGE });
     const flow = (await res.json()) as Flow;
     // A 16-bit code where the payload layout expects 32 bits (e.g. a runner with another K).
-    await complete(flow.stages["face.analyze"]!, "face.analyze", { faces: [face("abcd")], identity_code_bits: 16 });
-    const after = (await (await call(`/v1/identity/flows/${flow.id}`, key)).json()) as Flow;
+    await complete(flow.stages.find((s) => s.name === "face.analyze")?.id!, "face.analyze", {
+      faces: [face("abcd")],
+      identity_code_bits: 16,
+    });
+    const after = (await (await call(`/v1/jobs/${flow.id}`, key)).json()) as Flow;
     expect(after.status).toBe("failed");
     expect(after.error).toMatchObject({ type: "identity_stage_failed" });
   });
@@ -211,7 +222,7 @@ describe("Prefer: wait on protect and verify", () => {
   /** The id of the tenant's one queued job of `operation` (the flow's stage), once the flow has created it. */
   async function queuedStage(key: string, operation: string): Promise<string> {
     for (let i = 0; i < 200; i++) {
-      const res = await workerCall(`/v1/jobs?operation=${operation}&status=queued`, { key });
+      const res = await workerCall(`/v1/jobs?operation=${operation}&status=queued&include_children=true`, { key });
       const data = ((await res.json()) as { data: { id: string }[] }).data;
       if (data.length) return data[0]!.id;
       await new Promise((r) => setTimeout(r, 20));
@@ -239,7 +250,7 @@ describe("Prefer: wait on protect and verify", () => {
     expect(short.status).toBe(202);
     const running = (await short.json()) as Flow;
     expect(running.status).toBe("running");
-    expect(short.headers.get("location")).toBe(`/v1/identity/flows/${running.id}`);
+    expect(short.headers.get("location")).toBe(`/v1/jobs/${running.id}`);
     for (const id of Object.values(running.stages)) if (id) await workerCall(`/v1/jobs/${id}/cancel`, { key, method: "POST" });
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { call, completeJob, type FlowJson, leaseJob, postImage, runnerCall, testEnv } from "./helpers.ts";
+import type { PublicJob } from "../../worker/src/schemas.ts";
+import { call, completeJob, leaseJob, postImage, runnerCall, testEnv } from "./helpers.ts";
 
 /** A real 64x64 PNG: above every operation's minimum side, so protect accepts it up front. */
 const PNG_64 = Uint8Array.from(
@@ -9,23 +10,29 @@ const PNG_64 = Uint8Array.from(
   (c) => c.charCodeAt(0),
 );
 
-const flowOf = async (id: string) => (await (await call(`/v1/identity/flows/${id}`)).json()) as FlowJson;
+const flowOf = async (id: string) => (await (await call(`/v1/jobs/${id}`)).json()) as Flow;
 const assetIds = async () =>
   ((await (await call("/v1/assets?limit=200")).json()) as { data: { id: string }[] }).data.map((a) => a.id);
 const assetRow = (id: string) => testEnv.DB.prepare("SELECT id FROM identity_assets WHERE id = ?").bind(id).first();
 
 /** protect up to the point where face analysis is in and the embed job exists. */
-async function protectUntilEmbed(): Promise<{ flow: FlowJson; assetId: string; embedId: string }> {
+async function protectUntilEmbed(): Promise<{ flow: Flow; assetId: string; embedId: string }> {
   const res = await postImage("/v1/protect", PNG_64);
   expect(res.status).toBe(202);
-  const flow = (await res.json()) as FlowJson;
-  await completeJob(flow.stages["face.analyze"]!, "face.analyze", { faces: [], identity_code_bits: 32 });
+  const flow = (await res.json()) as Flow;
+  await completeJob(flow.stages.find((s) => s.name === "face.analyze")?.id!, "face.analyze", {
+    faces: [],
+    identity_code_bits: 32,
+  });
   const row = await testEnv.DB.prepare("SELECT asset_id, mark_job FROM identity_flows WHERE id = ?")
     .bind(flow.id)
     .first<{ asset_id: string; mark_job: string }>();
   expect(row?.asset_id).toMatch(/^ast_/);
   return { flow, assetId: row!.asset_id, embedId: row!.mark_job };
 }
+
+/** A protect or verify job as GET /v1/jobs/{id} serves it (worker/src/schemas.ts Job). */
+type Flow = Omit<PublicJob, "output"> & { output: Record<string, any> | null };
 
 describe("an asset exists only once its marked image does", () => {
   it("between face analysis and the marked image, the record is neither listed nor returned", async () => {

@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { createTenantKey, completeJob, detectedReading, type FlowJson, PNG_1x1, pngOf, testEnv } from "./helpers.ts";
+import { exports } from "cloudflare:workers";
+import type { PublicJob } from "../../worker/src/schemas.ts";
+import { createTenantKey, completeJob, detectedReading, PNG_1x1, pngOf, testEnv } from "./helpers.ts";
 import { jobQueue } from "../../worker/src/durable/job-queue.ts";
 import type { HonoEnv } from "../../worker/src/env.ts";
 import calibrationFile from "../../models/identity/calibration.json";
 import "../../worker/src/identity/flows.ts";
-import { identityApp } from "./identity-app.ts";
 
 // Protect and verify refuse images under 32 px per side up front (watermark.embed's min_side): a real 64x64 PNG.
 const IMAGE = await pngOf(64, 64);
@@ -14,21 +15,23 @@ const IMAGE = await pngOf(64, 64);
  * test plays the runner (lease, complete) and sends face.analyze results the way the runner shapes them
  * (boxes in pixels, descriptors, the analysed image's size).
  */
-const app = identityApp();
 const env = testEnv as unknown as HonoEnv["Bindings"];
 const recordThreshold = calibrationFile.record_descriptor.threshold;
 
-type Flow = FlowJson;
+/** A protect or verify job as GET /v1/jobs/{id} serves it (worker/src/schemas.ts Job). */
+type Flow = Omit<PublicJob, "output"> & { output: Record<string, any> | null };
 
+/** A request to the deployed worker (worker/src/index.ts); an image body is sent as image/png unless told otherwise. */
 function call(path: string, key: string, init: RequestInit = {}) {
   const headers = new Headers(init.headers);
   headers.set("authorization", `Bearer ${key}`);
-  return app.fetch(new Request(`http://vigil.test${path}`, { ...init, headers }), env);
+  if (init.body instanceof Uint8Array && !headers.has("content-type")) headers.set("content-type", "image/png");
+  return exports.default.fetch(new Request(`http://vigil.test${path}`, { ...init, headers }));
 }
 
 const complete = completeJob;
 
-const flowOf = async (key: string, id: string) => (await (await call(`/v1/identity/flows/${id}`, key)).json()) as Flow;
+const flowOf = async (key: string, id: string) => (await (await call(`/v1/jobs/${id}`, key)).json()) as Flow;
 
 /** A unit-length-ish descriptor; `shift` moves it by about shift * sqrt(128) * 0.01 in euclidean distance. */
 const descriptor = (shift = 0) => Array.from({ length: 128 }, (_, i) => Math.sin(i) * 0.1 + (i % 2 ? shift : -shift) * 0.01);
@@ -51,25 +54,33 @@ const face = (code: string, box: { x: number; y: number; width: number; height: 
 async function protect(key: string, chip = "rotated_jitter") {
   const res = await call("/v1/protect", key, { method: "POST", body: IMAGE });
   const flow = (await res.json()) as Flow;
-  await complete(flow.stages["face.analyze"]!, "face.analyze", {
+  await complete(flow.stages.find((s) => s.name === "face.analyze")?.id!, "face.analyze", {
     faces: [{ ...face("a1b2c3d4", { x: 400, y: 200, width: 200, height: 240 }, descriptor()), descriptor_chip: chip }],
     identity_code_bits: 32,
     image: { width: 1000, height: 800 },
   });
-  const embedJob = await complete((await flowOf(key, flow.id)).stages["watermark.embed"]!, "watermark.embed", {}, PNG_1x1);
+  const embedJob = await complete(
+    (await flowOf(key, flow.id)).stages.find((s) => s.name === "watermark.embed")?.id!,
+    "watermark.embed",
+    {},
+    PNG_1x1,
+  );
   const done = await flowOf(key, flow.id);
   expect(done.status).toBe("succeeded");
   return {
     assetId: done.output!.asset_id as string,
     bits: embedJob.params.bits as string,
-    analyzeJob: flow.stages["face.analyze"]!,
+    analyzeJob: flow.stages.find((s) => s.name === "face.analyze")?.id!,
   };
 }
 
 async function startVerify(key: string, bits: string, analyzed: Record<string, unknown>) {
   const flow = (await (await call("/v1/verify", key, { method: "POST", body: IMAGE })).json()) as Flow;
-  await complete(flow.stages["watermark.decode"]!, "watermark.decode", detectedReading(bits));
-  await complete(flow.stages["face.analyze"]!, "face.analyze", { identity_code_bits: 32, ...analyzed });
+  await complete(flow.stages.find((s) => s.name === "watermark.decode")?.id!, "watermark.decode", detectedReading(bits));
+  await complete(flow.stages.find((s) => s.name === "face.analyze")?.id!, "face.analyze", {
+    identity_code_bits: 32,
+    ...analyzed,
+  });
   return flowOf(key, flow.id);
 }
 
@@ -84,7 +95,7 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
       image: { width: 500, height: 400 },
     });
     expect(out.status).toBe("succeeded");
-    expect(out.stages["face.analyze.region"]).toBeUndefined();
+    expect(out.stages.find((s) => s.name === "face.analyze.region")?.id).toBeUndefined();
     expect(out.output).toMatchObject({ verdict: "authentic", source: { asset_id: assetId } });
     const d = dist(descriptor(), now);
     expect(d).toBeLessThan(recordThreshold);
@@ -106,7 +117,7 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
     expect(kept.faces[0]).toMatchObject({ identity_code: "a1b2c3d7", descriptor_chip: "rotated_jitter" });
     expect(kept.faces[0]).not.toHaveProperty("descriptor");
     // So do the face.analyze job records of both flows (GET /v1/jobs/:id), once their flows have used them.
-    for (const jobId of [out.stages["face.analyze"]!, protectAnalyzeJob]) {
+    for (const jobId of [out.stages.find((s) => s.name === "face.analyze")?.id!, protectAnalyzeJob]) {
       const job = (await jobQueue(env).get(tenantId, jobId))!;
       const faces = (job.result as { faces: Record<string, unknown>[]; image?: unknown }).faces;
       expect(faces[0]).toHaveProperty("identity_code");
@@ -133,7 +144,7 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
     const { bits } = await protect(key);
     const first = await startVerify(key, bits, { faces: [], image: { width: 1000, height: 800 } });
     expect(first.status).toBe("running");
-    const regionId = first.stages["face.analyze.region"]!;
+    const regionId = first.stages.find((s) => s.name === "face.analyze.region")?.id!;
     expect(regionId).toMatch(/^job_/);
     const regionJob = (await jobQueue(env).get((await jobQueue(env).ownerOf(regionId))!, regionId))!;
     // The runner gets the protected box in fractions of the image and no key, code or descriptor.
@@ -161,7 +172,7 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
     const { key } = await createTenantKey(["protect", "verify"]);
     const { bits } = await protect(key);
     const first = await startVerify(key, bits, { faces: [], image: { width: 1000, height: 800 } });
-    await complete(first.stages["face.analyze.region"]!, "face.analyze", {
+    await complete(first.stages.find((s) => s.name === "face.analyze.region")?.id!, "face.analyze", {
       faces: [],
       identity_code_bits: 32,
       image: { width: 1000, height: 800 },
@@ -191,7 +202,7 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
       },
     });
     const none = await startVerify(key, bits, { faces: [], image: { width: 1000, height: 800 } });
-    expect(none.stages["face.analyze.region"]).toBeUndefined();
+    expect(none.stages.find((s) => s.name === "face.analyze.region")?.id).toBeUndefined();
     expect(none.output).toMatchObject({ verdict: "inconclusive" });
   });
 
@@ -222,7 +233,7 @@ describe("verify against the asset record (sealed descriptor, region look)", () 
       .first<{ analyze_result: string }>();
     const kept = JSON.parse(row!.analyze_result) as { faces: Record<string, unknown>[] };
     expect(kept.faces[0]).not.toHaveProperty("extra_descriptors");
-    const job = (await jobQueue(env).get(tenantId, out.stages["face.analyze"]!))!;
+    const job = (await jobQueue(env).get(tenantId, out.stages.find((s) => s.name === "face.analyze")?.id!))!;
     expect((job.result as { faces: Record<string, unknown>[] }).faces[0]).not.toHaveProperty("extra_descriptors");
   });
 

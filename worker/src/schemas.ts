@@ -32,6 +32,19 @@ export const problemResponses = (...codes: number[]) =>
     codes.map((code) => [code, { description: "Error", content: { "application/problem+json": { schema: Problem } } }]),
   ) as Record<number, { description: string; content: { "application/problem+json": { schema: typeof Problem } } }>;
 
+/** One stage of a worker-run job (protect, verify): a child job, readable at GET /v1/jobs/{id}. */
+export const JobStage = z
+  .object({
+    name: z.string().openapi({ example: "face.analyze", description: "The stage's role in its parent job." }),
+    id: z.string().openapi({ example: "job_019a40…" }),
+    operation: z.string(),
+    status: JobStatus,
+  })
+  .openapi("JobStage");
+
+/** A job's error: a stable code (`type`) and a message. A parent job failed by a stage carries the stage's code. */
+export const JobError = z.object({ type: z.string(), message: z.string() }).openapi("JobError");
+
 export const Job = z
   .object({
     id: z.string().openapi({ example: "job_019a3f…" }),
@@ -45,15 +58,26 @@ export const Job = z
       .record(z.string(), z.unknown())
       .nullable()
       .openapi({ description: "Runner result plus a signed, expiring `<artifact>_url` per artifact (minted on each read)." }),
-    error: z.object({ type: z.string(), message: z.string() }).nullable(),
+    error: JobError.nullable(),
     attempts: z.number().int(),
     params: z.record(z.string(), z.unknown()),
     metrics: z
       .object({ model_ms: z.number().optional(), total_ms: z.number().optional() })
       .nullable()
       .openapi({ description: "Runner timings of the successful attempt: model time and total time on the runner, in ms." }),
+    parent_id: z
+      .string()
+      .nullable()
+      .openapi({ description: "The protect or verify job this job is a stage of; null for jobs you created." }),
+    stages: z.array(JobStage).openapi({
+      description:
+        "For protect and verify: the child jobs their stages ran as, oldest first (empty for every other job). A stage that fails fails its parent with the stage's error.",
+    }),
   })
   .openapi("Job");
+
+/** A job as clients see it: the one shape of `object: "job"`, wherever it is served (routes, webhooks). */
+export type PublicJob = z.infer<typeof Job>;
 
 export const JobList = z
   .object({ object: z.literal("list"), data: z.array(Job), has_more: z.boolean(), next_cursor: z.string().nullable() })
@@ -66,6 +90,11 @@ export const ListJobsQuery = z.object({
   cursor: z.string().max(200).optional(),
   status: JobStatus.optional(),
   operation: z.string().max(64).optional(),
+  include_children: z
+    .enum(["true", "false"])
+    .default("false")
+    .transform((v) => v === "true")
+    .openapi({ description: "Also list the stage jobs of protect and verify jobs (hidden by default)." }),
 });
 
 export const UploadRef = z

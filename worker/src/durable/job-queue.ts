@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { base64urlDecode, base64urlEncode, utf8 } from "../../../contract/encoding.ts";
-import { getOperation, OPERATION_NAMES } from "../../../contract/operations.ts";
+import { getOperation, RUNNER_OPERATION_NAMES, runsOnRunner } from "../../../contract/operations.ts";
 import { isTerminalStatus, type Artifact, type JobStatus } from "../../../contract/protocol.ts";
 import type { AppEnv } from "../env.ts";
 import { newId } from "../lib/ids.ts";
@@ -11,6 +11,12 @@ import { Outbox } from "./outbox.ts";
  * runner nonces and the webhook outbox. One instance (named "global") serialises every state
  * transition, so "two runners race for one job" cannot hand it out twice: each RPC's SQL runs without
  * interleaving. Terminal transitions write their `job.<status>` event in the same transaction (outbox.ts).
+ *
+ * Worker-run operations (protect, verify: `runs_on: "worker"` in the contract) are parent jobs here too: created
+ * `running`, never leased, ended by the worker (settle) or by a stage: their stages are child jobs (`parent_id`),
+ * and a child that fails or is canceled fails its running parent with the child's error, in the same transaction.
+ * Children send no `job.*` events of their own: a client subscribed to `job.succeeded` gets one per request it
+ * made, the parent's, not one per internal stage (which it never created and cannot map back to a request).
  */
 
 export interface JobInput {
@@ -46,6 +52,21 @@ export interface JobRecord {
   error: JobError | null;
   last_error: JobError | null;
   metrics: Record<string, unknown> | null;
+  // The three below are optional because job snapshots kept from before stages existed (outbox rows) lack them;
+  // every record this object reads from its table has them.
+  /** The worker-run job this one is a stage of; null for jobs a client created. */
+  parent_id?: string | null;
+  /** The stage's name in its parent ("face.analyze", "watermark.embed", "face.analyze.region", ...). */
+  stage?: string | null;
+  /** A parent's stage jobs, oldest first; empty for every other job. */
+  stages?: StageRef[];
+}
+
+export interface StageRef {
+  name: string;
+  id: string;
+  operation: string;
+  status: JobStatus;
 }
 
 export interface CreateJobArgs {
@@ -58,6 +79,8 @@ export interface CreateJobArgs {
   idempotency?: { key: string; hash: string };
   /** `Prefer: wait`: hold the answer until the job ends or this many ms pass (a new job only, never a replay). */
   waitMs?: number;
+  /** A stage of this running worker-run job (refused once the parent has ended). */
+  parent?: { id: string; stage: string };
 }
 
 export type IdempotencyLookup = { kind: "none" } | { kind: "replay"; job: JobRecord } | { kind: "conflict" };
@@ -95,7 +118,12 @@ export interface ListOptions {
   cursor?: string;
   status?: string;
   operation?: string;
+  /** Stage jobs of worker-run jobs are left out unless asked for. */
+  include_children?: boolean;
 }
+
+/** How a worker-run job ends: its output, or the error that stopped it. */
+export type Settlement = { status: "succeeded"; result: Record<string, unknown> } | { status: "failed"; error: JobError };
 
 export interface QueueMetric {
   operation: string;
@@ -136,6 +164,9 @@ function toRecord(r: Row): JobRecord {
     error: parseJson(r.error, null),
     last_error: parseJson(r.last_error, null),
     metrics: parseJson(r.metrics, null),
+    parent_id: (r.parent_id as string | null) ?? null,
+    stage: (r.stage as string | null) ?? null,
+    stages: [],
   };
 }
 
@@ -197,11 +228,37 @@ export class JobQueue extends DurableObject<AppEnv> {
         runner_id TEXT NOT NULL, nonce TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (runner_id, nonce)
       );
     `);
+    // Stage jobs of worker-run jobs (protect, verify). Added to tables created before them.
+    const columns = new Set(
+      this.sql
+        .exec("PRAGMA table_info(jobs)")
+        .toArray()
+        .map((c) => c.name as string),
+    );
+    if (!columns.has("parent_id")) this.sql.exec("ALTER TABLE jobs ADD COLUMN parent_id TEXT");
+    if (!columns.has("stage")) this.sql.exec("ALTER TABLE jobs ADD COLUMN stage TEXT");
+    this.sql.exec("CREATE INDEX IF NOT EXISTS jobs_parent ON jobs (parent_id, created_at)");
   }
 
   private row(id: string): JobRecord | null {
     const rows = this.sql.exec("SELECT * FROM jobs WHERE id = ?", id).toArray();
-    return rows[0] ? toRecord(rows[0]) : null;
+    return rows[0] ? this.withStages(toRecord(rows[0])) : null;
+  }
+
+  /** Fills a worker-run job's `stages` from its child rows (one indexed query; other jobs have none). */
+  private withStages(job: JobRecord): JobRecord {
+    const spec = getOperation(job.operation);
+    if (!spec || runsOnRunner(spec)) return job;
+    job.stages = this.sql
+      .exec("SELECT id, operation, status, stage FROM jobs WHERE parent_id = ? ORDER BY created_at, id", job.id)
+      .toArray()
+      .map((r) => ({
+        name: (r.stage as string | null) ?? (r.operation as string),
+        id: r.id as string,
+        operation: r.operation as string,
+        status: r.status as JobStatus,
+      }));
+    return job;
   }
 
   // ---------------------------------------------------------------- client side
@@ -222,8 +279,13 @@ export class JobQueue extends DurableObject<AppEnv> {
     return job ? { kind: "replay", job } : { kind: "none" };
   }
 
-  /** Creates a queued job; re-checks the idempotency key atomically (two identical requests may race). */
-  async create(args: CreateJobArgs): Promise<{ job: JobRecord; replayed: boolean; waitedMs?: number } | { conflict: true }> {
+  /**
+   * Creates a job: queued for a runner, or running for a worker-run operation (the worker starts its stages right
+   * after, in the same request). Re-checks the idempotency key atomically (two identical requests may race).
+   */
+  async create(
+    args: CreateJobArgs,
+  ): Promise<{ job: JobRecord; replayed: boolean; waitedMs?: number } | { conflict: true } | { parent_ended: true }> {
     if (args.idempotency) {
       const seen = this.lookupIdempotency(args.tenantId, args.idempotency.key, args.idempotency.hash);
       if (seen.kind === "conflict") return { conflict: true };
@@ -231,19 +293,32 @@ export class JobQueue extends DurableObject<AppEnv> {
     }
     const op = getOperation(args.operation);
     if (!op) throw new Error(`unknown operation ${args.operation}`);
+    if (args.parent) {
+      // A stage started by a hook that raced the parent's end (canceled, failed by another stage) would run for
+      // nothing and never be read.
+      const parent = this.get(args.tenantId, args.parent.id);
+      if (!parent || parent.status !== "running") return { parent_ended: true };
+    }
+    const byWorker = !runsOnRunner(op);
     const now = Date.now();
     this.sql.exec(
-      `INSERT INTO jobs (id, tenant_id, operation, status, params, inputs, origin, created_at, queued_at, max_attempts)
-       VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO jobs (id, tenant_id, operation, status, params, inputs, origin, created_at, queued_at, started_at,
+         attempts, max_attempts, parent_id, stage)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       args.id,
       args.tenantId,
       args.operation,
+      byWorker ? "running" : "queued",
       JSON.stringify(args.params),
       JSON.stringify(args.inputs),
       args.origin,
       now,
       now,
+      byWorker ? now : null,
+      byWorker ? 1 : 0,
       op.limits.max_attempts,
+      args.parent?.id ?? null,
+      args.parent?.stage ?? null,
     );
     if (args.idempotency) {
       this.sql.exec(
@@ -297,6 +372,7 @@ export class JobQueue extends DurableObject<AppEnv> {
 
   list(tenantId: string, opts: ListOptions): { data: JobRecord[]; next_cursor: string | null } | { error: "bad_cursor" } {
     const where = ["tenant_id = ?"];
+    if (!opts.include_children) where.push("parent_id IS NULL");
     const binds: SqlStorageValue[] = [tenantId];
     if (opts.cursor) {
       const c = decodeCursor(opts.cursor);
@@ -315,7 +391,7 @@ export class JobQueue extends DurableObject<AppEnv> {
     const rows = this.sql
       .exec(`SELECT * FROM jobs WHERE ${where.join(" AND ")} ORDER BY created_at DESC, id DESC LIMIT ?`, ...binds, opts.limit + 1)
       .toArray()
-      .map(toRecord);
+      .map((r) => this.withStages(toRecord(r)));
     const more = rows.length > opts.limit;
     const data = rows.slice(0, opts.limit);
     const last = data[data.length - 1];
@@ -351,24 +427,50 @@ export class JobQueue extends DurableObject<AppEnv> {
     return { job: await this.finish(job, "canceled", { error: { type: "canceled", message: "canceled by the client" } }) };
   }
 
-  /** Deletes the job record; the caller deletes its objects. */
-  remove(tenantId: string, id: string): JobRecord | null {
+  /**
+   * Ends a running worker-run job with its output or error (the worker calls it when the last stage's hook has
+   * decided). Only the first call wins: `won` is false when the job had already ended (canceled, failed by a stage,
+   * or settled by a racing hook), and the stored job is returned unchanged.
+   */
+  async settle(tenantId: string, id: string, outcome: Settlement): Promise<{ won: boolean; job: JobRecord } | null> {
     const job = this.get(tenantId, id);
     if (!job) return null;
+    if (job.status !== "running" || runsOnRunner(getOperation(job.operation)!)) return { won: false, job };
+    const done =
+      outcome.status === "succeeded"
+        ? await this.finish(job, "succeeded", { result: outcome.result })
+        : await this.finish(job, "failed", { error: outcome.error });
+    return { won: true, job: done };
+  }
+
+  /**
+   * Deletes the job record, and a parent's stage jobs with it. Returns the removed records, the job first, so the
+   * caller deletes their objects; empty when there is no such job.
+   */
+  remove(tenantId: string, id: string): JobRecord[] {
+    const job = this.get(tenantId, id);
+    if (!job) return [];
+    const removed = [job];
+    for (const stage of job.stages ?? []) removed.push(...this.remove(tenantId, stage.id));
     this.sql.exec("DELETE FROM jobs WHERE id = ?", id);
     this.sql.exec("DELETE FROM reports WHERE job_id = ?", id);
     this.sql.exec("DELETE FROM idempotency WHERE job_id = ?", id);
-    return job;
+    return removed;
   }
 
-  /** Retention: removes up to `limit` finished jobs created before `cutoff` and returns them for object deletion. */
+  /**
+   * Retention: removes up to `limit` finished top-level jobs created before `cutoff`, with their stages, and returns
+   * every removed record for object deletion. Stages go with their parent (they are never younger than it).
+   */
   purgeBefore(cutoff: number, limit = 500): JobRecord[] {
     const rows = this.sql
-      .exec("SELECT * FROM jobs WHERE created_at < ? AND status IN ('succeeded','failed','canceled') LIMIT ?", cutoff, limit)
-      .toArray()
-      .map(toRecord);
-    for (const job of rows) this.remove(job.tenant_id, job.id);
-    return rows;
+      .exec(
+        "SELECT id, tenant_id FROM jobs WHERE created_at < ? AND status IN ('succeeded','failed','canceled') AND parent_id IS NULL LIMIT ?",
+        cutoff,
+        limit,
+      )
+      .toArray();
+    return rows.flatMap((r) => this.remove(r.tenant_id as string, r.id as string));
   }
 
   // ---------------------------------------------------------------- runner side
@@ -398,7 +500,11 @@ export class JobQueue extends DurableObject<AppEnv> {
     nonce?: NonceClaim,
   ): Promise<LeaseOutcome> {
     if (!this.claim(nonce)) return REPLAYED;
-    const known = operations.filter((o) => getOperation(o));
+    // Worker-run operations are never handed out, whatever a runner asks for.
+    const known = operations.filter((o) => {
+      const spec = getOperation(o);
+      return spec !== undefined && runsOnRunner(spec);
+    });
     if (!known.length) return { ok: true, jobs: [] };
     const deadline = Date.now() + waitMs;
     for (;;) {
@@ -575,27 +681,69 @@ export class JobQueue extends DurableObject<AppEnv> {
       error?: JobError;
     },
   ): Promise<JobRecord> {
-    const done = this.ctx.storage.transactionSync(() => {
-      this.sql.exec(
-        `UPDATE jobs SET status = ?, completed_at = ?, lease_expires_at = NULL, result = ?, artifacts = ?, metrics = ?, error = ?
-         WHERE id = ?`,
-        status,
-        Date.now(),
-        fields.result ? JSON.stringify(fields.result) : null,
-        JSON.stringify(fields.artifacts ?? []),
-        fields.metrics ? JSON.stringify(fields.metrics) : null,
-        fields.error ? JSON.stringify(fields.error) : null,
-        job.id,
-      );
-      const row = this.row(job.id)!;
-      this.outbox.add(row.tenant_id, `job.${status}`, { job: row });
-      return row;
-    });
-    for (const resolve of [...(this.terminalWaiters.get(job.id) ?? [])]) resolve(done);
-    this.terminalWaiters.delete(job.id);
+    const ended: JobRecord[] = [];
+    const done = this.ctx.storage.transactionSync(() => this.end(job, status, fields, ended));
+    for (const row of ended) {
+      for (const resolve of [...(this.terminalWaiters.get(row.id) ?? [])]) resolve(row);
+      this.terminalWaiters.delete(row.id);
+    }
     await this.outbox.flush();
     await this.scheduleAlarm();
     return done;
+  }
+
+  /**
+   * finish()'s transaction body, and the cascade between a parent and its stages: canceling a parent cancels its
+   * unfinished stages (a running one learns it on its next heartbeat), and a stage that fails or is canceled fails
+   * its running parent with the stage's own error code and message. Every ended row goes to `ended`.
+   */
+  private end(
+    job: JobRecord,
+    status: "succeeded" | "failed" | "canceled",
+    fields: {
+      result?: Record<string, unknown>;
+      artifacts?: Artifact[];
+      metrics?: Record<string, unknown> | null;
+      error?: JobError;
+    },
+    ended: JobRecord[],
+  ): JobRecord {
+    this.sql.exec(
+      `UPDATE jobs SET status = ?, completed_at = ?, lease_expires_at = NULL, result = ?, artifacts = ?, metrics = ?, error = ?
+       WHERE id = ?`,
+      status,
+      Date.now(),
+      fields.result ? JSON.stringify(fields.result) : null,
+      JSON.stringify(fields.artifacts ?? []),
+      fields.metrics ? JSON.stringify(fields.metrics) : null,
+      fields.error ? JSON.stringify(fields.error) : null,
+      job.id,
+    );
+    if (status !== "succeeded") {
+      // The parent's answer is decided: unfinished stages would run for nothing.
+      for (const stage of this.row(job.id)!.stages ?? []) {
+        if (isTerminalStatus(stage.status)) continue;
+        const child = this.row(stage.id)!;
+        this.end(child, "canceled", { error: { type: "canceled", message: `its parent job ${job.id} ended ${status}` } }, ended);
+      }
+    }
+    const row = this.row(job.id)!;
+    ended.push(row);
+    if (!row.parent_id) {
+      this.outbox.add(row.tenant_id, `job.${status}`, { job: row });
+    } else if (status !== "succeeded") {
+      const parent = this.row(row.parent_id);
+      if (parent && parent.status === "running") {
+        const cause = row.error ?? { type: status, message: status };
+        this.end(
+          parent,
+          "failed",
+          { error: { type: cause.type, message: `stage ${row.stage ?? row.operation} (${row.id}): ${cause.message}` } },
+          ended,
+        );
+      }
+    }
+    return this.row(job.id)!;
   }
 
   // ---------------------------------------------------------------- events
@@ -703,7 +851,8 @@ export class JobQueue extends DurableObject<AppEnv> {
          WHERE status IN ('queued','running') GROUP BY operation, status`,
       )
       .toArray();
-    return OPERATION_NAMES.map((operation) => {
+    // Runner operations only: these gauges drive the autoscaler, and no runner takes a worker-run job.
+    return RUNNER_OPERATION_NAMES.map((operation) => {
       const q = rows.find((r) => r.operation === operation && r.status === "queued");
       const r = rows.find((x) => x.operation === operation && x.status === "running");
       return {
@@ -723,6 +872,7 @@ type QueueMethods =
   | "byId"
   | "get"
   | "redactResult"
+  | "settle"
   | "list"
   | "waitFor"
   | "cancel"

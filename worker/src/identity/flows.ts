@@ -1,5 +1,6 @@
 /**
- * Protect and verify as composite requests whose stages are ordinary child jobs. Runners only ever see
+ * Protect and verify: worker-run operations of the contract (`runs_on: "worker"`), so each request is an ordinary
+ * job (`job_…`, JobQueue) whose stages are child jobs (`parent_id`, listed in its `stages`). Runners only ever see
  * images, the encrypted payload (embed) and raw decoded bits (decode); keys and the decision stay here.
  *
  *   protect: face.analyze ──hook──▶ createAsset (encrypt) ──▶ watermark.embed ──hook──▶ output
@@ -13,16 +14,24 @@
  * found no face at the place of one or more protected faces in the copy: the detector then searches each of
  * those places alone with a lower cut (a blended-in swapped face often scores below 0.5), in one job.
  *
- * State lives in D1 (identity_flows). Each hook writes only its own column, and the final step is a
- * conditional UPDATE on status = 'running', so the two verify hooks racing each other finish once.
+ * The job's status is the queue's: the last hook settles it (JobQueue.settle, whose state change and `job.*` event
+ * commit together in the queue's outbox), a stage that fails fails it there with the stage's error, and cancel and
+ * delete are the job routes'. The identity state between stages lives in D1 (identity_flows, one row per job, under
+ * the job's id): each hook writes only its own column. settle() lets only the first call win, so the two verify
+ * hooks racing each other finish once; the row's own status follows (it is what stops later hooks).
+ *
+ * Rows with `idf_` ids are flows started before protect and verify were jobs: they finish in D1 alone, and
+ * GET /v1/identity/flows/{id} (deprecated) still serves them, in the job shape.
  */
 
 import type { JobRecord } from "../durable/job-queue.ts";
 import { jobQueue } from "../durable/job-queue.ts";
 import type { AppEnv } from "../env.ts";
 import { newId } from "../lib/ids.ts";
-import { createJob, registerCompletionHook } from "../lib/jobs-api.ts";
-import { objectKeys, objectUrlSigner } from "../lib/object-urls.ts";
+import type { JobStatus } from "../../../contract/protocol.ts";
+import { createJob, registerCompletionHook, registerWorkerOperation } from "../lib/jobs-api.ts";
+import { publicJob, type PublicJob } from "../lib/job-view.ts";
+import { objectUrlSigner } from "../lib/object-urls.ts";
 import { emitEvent } from "../lib/webhooks.ts";
 import { z } from "zod";
 import {
@@ -156,50 +165,50 @@ export function configureCalibration(json: unknown): void {
   calibration = Calibration.parse(json);
 }
 
-export async function startFlow(
-  env: AppEnv,
-  req: { tenantId: string; kind: FlowKind; image: Uint8Array; contentType: string; origin: string; params: unknown },
-): Promise<FlowRow> {
-  const id = newId("idf");
-  const inputKey = objectKeys.input(req.tenantId, id, 0);
-  await env.OBJECTS.put(inputKey, req.image, { httpMetadata: { contentType: req.contentType } });
-  // Stage job ids are chosen and saved before the jobs exist: a stage that finishes at once must find its flow
-  // (its completion hook looks the flow up by job id), or the flow would never finish.
+/**
+ * Starts a protect or verify job the queue has just created (running, its input stored): the identity row under
+ * the job's id, then the first stages. Stage job ids are chosen and saved before the jobs exist: a stage that
+ * finishes at once must find its row (its completion hook looks the row up by job id), or the job would never end.
+ */
+async function startIdentityJob(env: AppEnv, job: JobRecord): Promise<void> {
+  const kind = job.operation as FlowKind;
+  const input = job.inputs[0]!;
   const analyzeId = newId("job");
-  const markId = req.kind === "verify" ? newId("job") : null;
+  const markId = kind === "verify" ? newId("job") : null;
   const now = Date.now();
   await env.DB.prepare(
     `INSERT INTO identity_flows (id, tenant_id, kind, status, input_key, params, origin, analyze_job, mark_job, created_at, updated_at)
      VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)`,
   )
-    .bind(id, req.tenantId, req.kind, inputKey, JSON.stringify(req.params ?? {}), req.origin, analyzeId, markId, now, now)
+    .bind(job.id, job.tenant_id, kind, input.key, JSON.stringify(job.params), job.origin, analyzeId, markId, now, now)
     .run();
-  const input = { key: inputKey, content_type: req.contentType, bytes: req.image.byteLength };
   try {
     await createJob(env, {
-      tenantId: req.tenantId,
+      tenantId: job.tenant_id,
       operation: "face.analyze",
       inputs: [input],
-      params: { ...(req.kind === "verify" ? VERIFY_ANALYZE_PARAMS : PROTECT_ANALYZE_PARAMS) },
-      origin: req.origin,
+      params: { ...(kind === "verify" ? VERIFY_ANALYZE_PARAMS : PROTECT_ANALYZE_PARAMS) },
+      origin: job.origin,
       jobId: analyzeId,
+      parent: { id: job.id, stage: "face.analyze" },
     });
     if (markId) {
       await createJob(env, {
-        tenantId: req.tenantId,
+        tenantId: job.tenant_id,
         operation: "watermark.decode",
         inputs: [input],
-        origin: req.origin,
+        origin: job.origin,
         jobId: markId,
+        parent: { id: job.id, stage: "watermark.decode" },
       });
     }
   } catch (e) {
-    // The client gets the error, not the flow: do not leave a running flow that names jobs that never existed.
-    const row = await getFlow(env, req.tenantId, id);
-    if (row) await finish(env, row, null, { type: "stage_not_created", message: String(e) });
+    // The job route fails the job (stage_not_created); the row must stop naming jobs that will never finish.
+    await env.DB.prepare(`UPDATE identity_flows SET status = 'failed', error = ?, updated_at = ? WHERE id = ?`)
+      .bind(JSON.stringify({ type: "stage_not_created", message: String(e) }), Date.now(), job.id)
+      .run();
     throw e;
   }
-  return (await getFlow(env, req.tenantId, id))!;
 }
 
 export async function getFlow(env: AppEnv, tenantId: string, id: string): Promise<FlowRow | null> {
@@ -214,12 +223,32 @@ async function flowOfChild(env: AppEnv, job: JobRecord, column: ChildColumn): Pr
     .first<FlowRow>();
 }
 
+/** Whether the row belongs to a job (the current model) rather than a pre-job `idf_` flow. */
+const isJobFlow = (flow: FlowRow) => flow.id.startsWith("job_");
+
+/**
+ * Ends the flow once: for a job, the queue's settle() decides who wins (and writes the job's event); the row's own
+ * status then follows, so that no later hook moves it on. Returns whether this call ended it.
+ */
 async function finish(
   env: AppEnv,
   flow: FlowRow,
   output: Record<string, unknown> | null,
-  error: unknown = null,
+  error: { type: string; message: string } | null = null,
 ): Promise<boolean> {
+  // A protect that fails after face analysis leaves a record that never became an asset.
+  if (error && flow.kind === "protect" && flow.asset_id) await discardUnissuedAsset(env, flow.tenant_id, flow.asset_id);
+  if (isJobFlow(flow)) {
+    const settled = await jobQueue(env).settle(
+      flow.tenant_id,
+      flow.id,
+      error
+        ? { status: "failed", error: { type: error.type, message: error.message } }
+        : { status: "succeeded", result: output ?? {} },
+    );
+    await mirror(env, flow, settled?.job ?? null, output, error);
+    return settled?.won === true;
+  }
   const res = await env.DB.prepare(
     `UPDATE identity_flows SET status = ?, output = ?, error = ?, updated_at = ? WHERE id = ? AND status = 'running'`,
   )
@@ -232,6 +261,29 @@ async function finish(
     )
     .run();
   return res.meta.changes === 1;
+}
+
+/** The row's status after its job ended: what the queue holds (a job canceled or failed by a stage ends `failed` here). */
+async function mirror(
+  env: AppEnv,
+  flow: FlowRow,
+  job: JobRecord | null,
+  output: Record<string, unknown> | null,
+  error: { type: string; message: string } | null,
+): Promise<void> {
+  const status = job?.status === "succeeded" ? "succeeded" : "failed";
+  const stored = job ? (job.status === "succeeded" ? null : job.error) : error;
+  await env.DB.prepare(
+    `UPDATE identity_flows SET status = ?, output = ?, error = ?, updated_at = ? WHERE id = ? AND status = 'running'`,
+  )
+    .bind(
+      status,
+      status === "succeeded" ? JSON.stringify(job?.result ?? output) : null,
+      stored ? JSON.stringify(stored) : null,
+      Date.now(),
+      flow.id,
+    )
+    .run();
 }
 
 async function onAnalyzed(env: AppEnv, job: JobRecord): Promise<void> {
@@ -273,6 +325,7 @@ async function onAnalyzed(env: AppEnv, job: JobRecord): Promise<void> {
     params: { bits: payloadHex, strength: params.strength, format: params.format },
     origin: flow.origin,
     jobId: embedId,
+    ...(isJobFlow(flow) ? { parent: { id: flow.id, stage: "watermark.embed" } } : {}),
   });
 }
 
@@ -405,6 +458,7 @@ async function startRegionLook(env: AppEnv, flow: FlowRow, places: NormBox[]): P
       },
       origin: flow.origin,
       jobId: regionId,
+      ...(isJobFlow(flow) ? { parent: { id: flow.id, stage: "face.analyze.region" } } : {}),
     });
   } catch (e) {
     // The flow names a job that does not exist and would never finish: end it with the reason instead.
@@ -450,6 +504,8 @@ async function maybeDecide(env: AppEnv, flowId: string): Promise<void> {
   if (won) await forgetDescriptors(env, flow.id, analyzed, region);
   if (won && outcome.verdict === "face_swapped") {
     await emitEvent(env, flow.tenant_id, "verification.face_swap_detected", {
+      // The verify job (GET /v1/jobs/{job_id}); verification_id is the same id, kept for receivers written before.
+      job_id: flow.id,
       verification_id: flow.id,
       source: outcome.source,
       evidence: outcome.evidence,
@@ -486,43 +542,83 @@ async function redactChildDescriptors(env: AppEnv, job: JobRecord): Promise<void
 }
 
 /**
- * Child jobs have no failure hook, so a failed or canceled child is noticed when the flow is read.
+ * Stages have no failure hook: a stage that fails or is canceled ends its job in the queue (or, for an `idf_` flow,
+ * is noticed here), and the row catches up when the job is read. A protect that failed after face analysis
+ * discards the record it wrote, which never became an asset.
  */
 export async function refreshFlow(env: AppEnv, flow: FlowRow): Promise<FlowRow> {
   if (flow.status !== "running") return flow;
+  if (isJobFlow(flow)) {
+    const job = await jobQueue(env).get(flow.tenant_id, flow.id);
+    if (!job || job.status === "running" || job.status === "queued") return flow;
+    if (job.status !== "succeeded" && flow.kind === "protect" && flow.asset_id)
+      await discardUnissuedAsset(env, flow.tenant_id, flow.asset_id);
+    await mirror(env, flow, job, null, null);
+    return (await getFlow(env, flow.tenant_id, flow.id))!;
+  }
   for (const id of [flow.analyze_job, flow.mark_job, flow.region_job]) {
     if (!id) continue;
     const child = await jobQueue(env).get(flow.tenant_id, id);
     if (child && (child.status === "failed" || child.status === "canceled")) {
-      // No marked image will come: the record written after face analysis never became an asset.
       if (flow.kind === "protect" && flow.asset_id) await discardUnissuedAsset(env, flow.tenant_id, flow.asset_id);
-      await finish(env, flow, null, {
-        type: "child_job_failed",
-        message: `${child.operation} ${child.status}`,
-        job_id: child.id,
-      });
+      const cause = child.error ?? { type: child.status, message: child.status };
+      await finish(env, flow, null, { type: cause.type, message: `stage ${child.operation} (${child.id}): ${cause.message}` });
       return (await getFlow(env, flow.tenant_id, flow.id))!;
     }
   }
   return flow;
 }
 
-/** The response shape: job-like, with the result in `output`. */
-export function publicFlow(flow: FlowRow) {
+/** The read step of protect and verify jobs (GET, cancel, wait in the job routes): the row catches up. */
+async function onIdentityJobRead(env: AppEnv, job: JobRecord): Promise<void> {
+  if (job.status === "queued" || job.status === "running") return;
+  const flow = await getFlow(env, job.tenant_id, job.id);
+  if (flow) await refreshFlow(env, flow);
+}
+
+/**
+ * A protect or verify as GET /v1/identity/flows/{id} (deprecated) serves it: the job itself for a `job_` id, and for
+ * an `idf_` flow started before protect and verify were jobs, the same job shape built from its row.
+ */
+export async function flowAsJob(env: AppEnv, tenantId: string, id: string, origin: string): Promise<PublicJob | null> {
+  if (id.startsWith("job_")) {
+    const job = await jobQueue(env).get(tenantId, id);
+    if (!job || (job.operation !== "protect" && job.operation !== "verify")) return null;
+    await onIdentityJobRead(env, job);
+    return publicJob(env, job, origin);
+  }
+  const row = await getFlow(env, tenantId, id);
+  if (!row) return null;
+  const flow = await refreshFlow(env, row);
+  const stageIds: [string, string | null][] = [
+    ["face.analyze", flow.analyze_job],
+    [flow.kind === "protect" ? "watermark.embed" : "watermark.decode", flow.mark_job],
+    ["face.analyze.region", flow.region_job],
+  ];
+  const stages: PublicJob["stages"] = [];
+  for (const [name, stageId] of stageIds) {
+    if (!stageId) continue;
+    const child = await jobQueue(env).get(tenantId, stageId);
+    const status: JobStatus = child?.status ?? "failed";
+    stages.push({ name, id: stageId, operation: child?.operation ?? name.replace(/\.region$/, ""), status });
+  }
+  const error = flow.error ? (JSON.parse(flow.error) as { type?: string; message?: string }) : null;
+  const ended = flow.status !== "running";
   return {
     id: flow.id,
-    object: "job" as const,
+    object: "job",
     operation: flow.kind,
     status: flow.status,
-    output: flow.output ? (JSON.parse(flow.output) as Record<string, unknown>) : null,
-    error: flow.error ? (JSON.parse(flow.error) as Record<string, unknown>) : null,
-    stages: {
-      "face.analyze": flow.analyze_job,
-      [flow.kind === "protect" ? "watermark.embed" : "watermark.decode"]: flow.mark_job,
-      ...(flow.region_job ? { "face.analyze.region": flow.region_job } : {}),
-    },
     created_at: new Date(flow.created_at).toISOString(),
-    updated_at: new Date(flow.updated_at).toISOString(),
+    started_at: new Date(flow.created_at).toISOString(),
+    completed_at: ended ? new Date(flow.updated_at).toISOString() : null,
+    output: flow.status === "succeeded" && flow.output ? (JSON.parse(flow.output) as Record<string, unknown>) : null,
+    error: error ? { type: error.type ?? "failed", message: error.message ?? "" } : null,
+    attempts: 1,
+    params: JSON.parse(flow.params) as Record<string, unknown>,
+    metrics: null,
+    parent_id: null,
+    stages,
   };
 }
 
@@ -538,7 +634,7 @@ function guarded(step: (env: AppEnv, job: JobRecord) => Promise<void>, columns: 
       let flow: FlowRow | null = null;
       for (const column of columns) flow ??= await flowOfChild(env, job, column);
       const message = e instanceof Error ? e.message : String(e);
-      if (flow) await finish(env, flow, null, { type: "identity_stage_failed", message, job_id: job.id });
+      if (flow) await finish(env, flow, null, { type: "identity_stage_failed", message: `stage job ${job.id}: ${message}` });
       throw e;
     }
   };
@@ -547,3 +643,6 @@ function guarded(step: (env: AppEnv, job: JobRecord) => Promise<void>, columns: 
 registerCompletionHook("face.analyze", guarded(onAnalyzed, ["analyze_job", "region_job"]));
 registerCompletionHook("watermark.embed", guarded(onEmbedded, ["mark_job"]));
 registerCompletionHook("watermark.decode", guarded(onDecoded, ["mark_job"]));
+
+registerWorkerOperation("protect", { start: startIdentityJob, onRead: onIdentityJobRead });
+registerWorkerOperation("verify", { start: startIdentityJob, onRead: onIdentityJobRead });

@@ -1,27 +1,14 @@
 import type { JobRecord } from "../durable/job-queue.ts";
 import type { AppEnv } from "../env.ts";
+import type { PublicJob } from "../schemas.ts";
 import { objectUrlSigner } from "./object-urls.ts";
 
 /** How long download links in job output stay valid. They are minted fresh on every read. */
 export const DOWNLOAD_URL_SECONDS = 3600;
 
-export interface PublicJob {
-  id: string;
-  object: "job";
-  operation: string;
-  status: JobRecord["status"];
-  created_at: string;
-  started_at: string | null;
-  completed_at: string | null;
-  output: Record<string, unknown> | null;
-  error: { type: string; message: string } | null;
-  attempts: number;
-  params: Record<string, unknown>;
-  /** What the runner measured for the attempt that succeeded (Replicate-style `metrics`). */
-  metrics: { model_ms?: number; total_ms?: number } | null;
-}
-
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export type { PublicJob };
 
 /** The job as clients see it: `output` = runner result plus a signed `<artifact>_url` per artifact. */
 export async function publicJob(env: AppEnv, job: JobRecord, origin?: string): Promise<PublicJob> {
@@ -47,5 +34,8 @@ export async function publicJob(env: AppEnv, job: JobRecord, origin?: string): P
     attempts: job.attempts,
     params: job.params,
     metrics: job.status === "succeeded" ? ((job.metrics as PublicJob["metrics"]) ?? null) : null,
+    // Outbox rows written before jobs had parents hold snapshots without these fields.
+    parent_id: job.parent_id ?? null,
+    stages: job.stages ?? [],
   };
 }

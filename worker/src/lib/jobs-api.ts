@@ -1,4 +1,4 @@
-import { getOperation } from "../../../contract/operations.ts";
+import { getOperation, runsOnRunner } from "../../../contract/operations.ts";
 import type { Artifact } from "../../../contract/protocol.ts";
 import { jobQueue, type JobInput, type JobRecord } from "../durable/job-queue.ts";
 import type { AppEnv } from "../env.ts";
@@ -16,6 +16,9 @@ import { newId } from "./ids.ts";
  * the operation's schema (ApiError 422 on failure). Hooks run once per job, in the worker, right after the
  * runner's first successful `complete` report is committed; they cannot change the stored result (it is
  * final), so they record their own state elsewhere. A throwing hook is logged and does not fail the report.
+ *
+ * A worker-run operation (contract `runs_on: "worker"`: protect, verify) registers how it starts with
+ * registerWorkerOperation; its stages are child jobs created with `parent`, and it ends with the queue's settle().
  */
 
 export interface CreateJobRequest {
@@ -29,6 +32,8 @@ export interface CreateJobRequest {
   idempotency?: { key: string; hash: string };
   /** `Prefer: wait` in ms: the answer comes when the job ends or this time is up (`waitedMs` says how long). */
   waitMs?: number;
+  /** Makes the job a stage of this running worker-run job (listed in its `stages`, hidden from the job list). */
+  parent?: { id: string; stage: string };
 }
 
 export async function createJob(
@@ -59,9 +64,39 @@ export async function createJob(
     origin: req.origin,
     idempotency: req.idempotency,
     waitMs: req.waitMs,
+    parent: req.parent,
   });
   if ("conflict" in out) throw idempotencyConflict();
+  if ("parent_ended" in out) throw new ApiError(409, "parent_job_ended", `job ${req.parent?.id} has already ended`);
   return out;
+}
+
+/**
+ * Starts a worker-run job that the queue has just created (`running`, input stored): creates its first stages.
+ * Whatever it throws fails the job (`stage_not_created`); afterwards its completion hooks drive it to settle().
+ */
+export type WorkerOperationStart = (env: AppEnv, job: JobRecord) => Promise<void>;
+
+/**
+ * What the worker does when a client reads a worker-run job (GET, wait, list): tidies state kept outside the
+ * queue once the job has ended without its own hooks seeing it (a stage failed or the job was canceled).
+ */
+export type WorkerOperationRead = (env: AppEnv, job: JobRecord) => Promise<void>;
+
+const workerOperations = new Map<string, { start: WorkerOperationStart; onRead?: WorkerOperationRead }>();
+
+/** Registers how the worker runs `operation` (a contract entry with `runs_on: "worker"`). Call at module load. */
+export function registerWorkerOperation(
+  operation: string,
+  impl: { start: WorkerOperationStart; onRead?: WorkerOperationRead },
+): void {
+  const spec = getOperation(operation);
+  if (!spec || runsOnRunner(spec)) throw new Error(`${operation} is not a worker-run operation in the contract`);
+  workerOperations.set(operation, impl);
+}
+
+export function workerOperation(operation: string) {
+  return workerOperations.get(operation);
 }
 
 export function idempotencyConflict(): ApiError {

@@ -2,13 +2,13 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { setMetric } from "hono/timing";
 import { sha256Hex, stableJson } from "../../../contract/encoding.ts";
-import { OPERATIONS, type OperationSpec } from "../../../contract/operations.ts";
+import { getOperation, OPERATIONS, runsOnRunner, type OperationSpec } from "../../../contract/operations.ts";
 import { isTerminalStatus } from "../../../contract/protocol.ts";
 import { jobQueue, type JobInput, type JobRecord } from "../durable/job-queue.ts";
 import { intVar, type HonoEnv } from "../env.ts";
 import { newId } from "../lib/ids.ts";
-import { createJob, idempotencyConflict } from "../lib/jobs-api.ts";
-import { publicJob } from "../lib/job-view.ts";
+import { createJob, idempotencyConflict, workerOperation } from "../lib/jobs-api.ts";
+import { publicJob, type PublicJob } from "../lib/job-view.ts";
 import { requireScope } from "../lib/keys.ts";
 import { objectKeys } from "../lib/object-urls.ts";
 import { preferWait } from "../lib/prefer.ts";
@@ -18,6 +18,7 @@ import { SUPPORTED_FORMATS, supportedImageType } from "../lib/sniff.ts";
 import { ApiError, json, zodFieldErrors } from "../problem.ts";
 import { newRouter } from "../router.ts";
 import { Job, JobIdParam, JobList, ListJobsQuery, problemResponses, UploadRef } from "../schemas.ts";
+import type { AppEnv } from "../env.ts";
 
 export const jobs = newRouter();
 type C = Context<HonoEnv>;
@@ -94,9 +95,22 @@ function declaredLength(c: C, op: OperationSpec): void {
   if (Number.isFinite(n)) checkSize(op, n, intVar(c.env.MAX_INLINE_UPLOAD_BYTES, 10 * 1024 * 1024));
 }
 
+/**
+ * Params travel in the query string only with a raw image body; with JSON or multipart they are in the body, and a
+ * query string there would be silently dropped, so it is refused like any unknown parameter.
+ */
+function noQuery(c: C, where: string): void {
+  const names = [...new URL(c.req.url).searchParams.keys()];
+  if (names.length)
+    throw new ApiError(422, "invalid_params", `with this content type, params go ${where}, not in the query string`, {
+      errors: names.map((n) => ({ path: `query.${n}`, message: `params go ${where}` })),
+    });
+}
+
 async function readRequest(c: C, op: OperationSpec, jobId: string): Promise<ReadInput> {
   const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
   if (type === "application/json") {
+    noQuery(c, "in the JSON body's `params`");
     let body: unknown;
     try {
       body = await c.req.json();
@@ -106,6 +120,7 @@ async function readRequest(c: C, op: OperationSpec, jobId: string): Promise<Read
     return readFromUpload(c, op, body);
   }
   if (type === "multipart/form-data") {
+    noQuery(c, "in form fields");
     declaredLength(c, op);
     let form: FormData;
     try {
@@ -146,6 +161,51 @@ async function respondWithJob(c: C, job: JobRecord, extra: Record<string, string
   return json(await publicJob(c.env, job, origin), forceStatus ?? (isTerminalStatus(job.status) ? 200 : 202), headers);
 }
 
+/**
+ * The job as a client reads it: a worker-run job's own read step runs first (it tidies state outside the queue
+ * once a stage failed it or it was canceled, worker/src/identity/flows.ts).
+ */
+async function readable(env: AppEnv, job: JobRecord): Promise<JobRecord> {
+  const spec = getOperation(job.operation);
+  const impl = spec && !runsOnRunner(spec) ? workerOperation(job.operation) : undefined;
+  if (impl?.onRead) await impl.onRead(env, job);
+  return job;
+}
+
+/** An idempotent replay answers with the job the key made, after the `Prefer: wait` the replaying request asks for. */
+async function replay(c: C, job: JobRecord, wait: number): Promise<Response> {
+  let current = job;
+  if (wait > 0 && !isTerminalStatus(job.status))
+    current = (await jobQueue(c.env).waitFor(job.tenant_id, job.id, wait * 1000)) ?? job;
+  const headers: Record<string, string> = { "idempotent-replayed": "true" };
+  if (wait > 0) headers["preference-applied"] = `wait=${wait}`;
+  return respondWithJob(c, await readable(c.env, current), headers, 200);
+}
+
+/**
+ * A worker-run operation's job (protect, verify): created running, then its first stages are started here; a start
+ * that throws fails the job with `stage_not_created` and the client gets the error. `Prefer: wait` waits on the
+ * parent job, which ends when its last stage's hook settles it or a stage fails it.
+ */
+async function startWorkerJob(c: C, job: JobRecord, wait: number): Promise<JobRecord> {
+  const impl = workerOperation(job.operation);
+  const queue = jobQueue(c.env);
+  try {
+    if (!impl) throw new Error(`no worker implementation is registered for ${job.operation}`);
+    await impl.start(c.env, job);
+  } catch (e) {
+    await queue.settle(job.tenant_id, job.id, {
+      status: "failed",
+      error: { type: "stage_not_created", message: e instanceof Error ? e.message : String(e) },
+    });
+    throw e;
+  }
+  const t0 = Date.now();
+  const done = wait > 0 ? await queue.waitFor(job.tenant_id, job.id, wait * 1000) : await queue.get(job.tenant_id, job.id);
+  if (wait > 0 && c.get("metric")) setMetric(c, "wait", Date.now() - t0);
+  return readable(c.env, done ?? job);
+}
+
 async function createHandler(c: C, op: OperationSpec): Promise<Response> {
   const principal = requireScope(c.get("principal"), op.scope);
   const key = idempotencyKey(c);
@@ -170,12 +230,13 @@ async function createHandler(c: C, op: OperationSpec): Promise<Response> {
         )
       : null,
   ]);
+  const wait = preferWait(c);
   if (seen && seen.kind !== "none") {
     if (bytes) await c.env.OBJECTS.delete(read.input.key);
     if (seen.kind === "conflict") throw idempotencyConflict();
-    return respondWithJob(c, seen.job, { "idempotent-replayed": "true" }, 200);
+    return replay(c, seen.job, wait);
   }
-  const wait = preferWait(c);
+  const byWorker = !runsOnRunner(op);
   const t0 = Date.now();
   const { job, replayed, waitedMs } = await createJob(c.env, {
     tenantId: principal.tenantId,
@@ -185,7 +246,8 @@ async function createHandler(c: C, op: OperationSpec): Promise<Response> {
     origin: new URL(c.req.url).origin,
     jobId,
     idempotency: key ? { key, hash } : undefined,
-    waitMs: wait * 1000,
+    // A worker-run job waits once its stages exist (startWorkerJob), not inside the create call.
+    waitMs: byWorker ? 0 : wait * 1000,
   });
   // One call enqueues and waits; Server-Timing still reports the two apart (workerd's clock, 1 ms steps).
   const spent = Date.now() - t0;
@@ -196,9 +258,10 @@ async function createHandler(c: C, op: OperationSpec): Promise<Response> {
   if (replayed) {
     // Lost a race with an identical request: its job stands, our copy of the input is surplus.
     if (read.bytes) await c.env.OBJECTS.delete(read.input.key);
-    return respondWithJob(c, job, { "idempotent-replayed": "true" }, 200);
+    return replay(c, job, wait);
   }
-  return respondWithJob(c, job, wait > 0 ? { "preference-applied": `wait=${wait}` } : {});
+  const answer = byWorker ? await startWorkerJob(c, job, wait) : job;
+  return respondWithJob(c, answer, wait > 0 ? { "preference-applied": `wait=${wait}` } : {});
 }
 
 // One create route per public operation, straight from the contract's table.
@@ -212,7 +275,10 @@ for (const op of Object.values(OPERATIONS) as OperationSpec[]) {
     tags: ["Jobs"],
     security: [{ bearer: [] }],
     description:
-      `Creates a \`${op.name}\` job (scope \`${op.scope}\`). Send the image as the raw body with params in the query string, as multipart (\`image\` file + param fields), or as JSON referencing a signed upload. \`Prefer: wait=N\` (N ≤ 60) waits for the result. ` +
+      `Creates a \`${op.name}\` job (scope \`${op.scope}\`). Send the image as the raw body with params in the query string, as multipart (\`image\` file + param fields), or as JSON referencing a signed upload; an unknown param is \`422 invalid_params\`. \`Prefer: wait=N\` (N ≤ 60) waits for the result. The same \`Idempotency-Key\` with the same request answers the first job (\`Idempotent-Replayed: true\`, after its own \`Prefer: wait\`), with another request \`409 idempotency_key_reused\`. ` +
+      (op.stages
+        ? `The worker runs it as stage jobs of ${op.stages.map((s) => `\`${s}\``).join(" and ")} on the one image, listed in the job's \`stages\` (each a job with \`parent_id\`); a stage that fails fails the job with the stage's error code and message. `
+        : "") +
       `The image is sniffed from its bytes: ${SUPPORTED_FORMATS}; anything else, BMP included, is \`415 unsupported_image\`. ` +
       `Its shorter side must be at least ${op.limits.min_side} px (\`422 image_too_small\`) and its longer side at most ${op.limits.max_aspect_ratio} times the shorter (\`422 unsupported_aspect_ratio\`).`,
     request: {
@@ -247,12 +313,13 @@ const getJob = createRoute({
   request: { params: JobIdParam },
   responses: { 200: { description: "The job", content: { "application/json": { schema: Job } } }, ...problemResponses(401, 404) },
 });
-jobs.openapi(getJob, (async (c: C) => {
+jobs.openapi(getJob, async (c) => {
   const p = c.get("principal")!;
-  const job = await jobQueue(c.env).get(p.tenantId, c.req.param("id")!);
+  const job = await jobQueue(c.env).get(p.tenantId, c.req.valid("param").id);
   if (!job) throw new ApiError(404, "job_not_found", "no such job");
-  return json(await publicJob(c.env, job, new URL(c.req.url).origin));
-}) as never);
+  const body: PublicJob = await publicJob(c.env, await readable(c.env, job), new URL(c.req.url).origin);
+  return c.json(body, 200);
+});
 
 const listJobs = createRoute({
   method: "get",
@@ -266,19 +333,20 @@ const listJobs = createRoute({
     ...problemResponses(400, 401, 422),
   },
 });
-jobs.openapi(listJobs, (async (c: C & { req: { valid(t: "query"): z.infer<typeof ListJobsQuery> } }) => {
+jobs.openapi(listJobs, async (c) => {
   const p = c.get("principal")!;
   const q = c.req.valid("query");
   const page = await jobQueue(c.env).list(p.tenantId, q);
   if ("error" in page) throw new ApiError(400, "invalid_cursor", "the cursor is not valid");
   const origin = new URL(c.req.url).origin;
-  return json({
+  const body: z.infer<typeof JobList> = {
     object: "list",
     data: await Promise.all(page.data.map((j) => publicJob(c.env, j, origin))),
     has_more: page.next_cursor !== null,
     next_cursor: page.next_cursor,
-  });
-}) as never);
+  };
+  return c.json(body, 200);
+});
 
 const cancelJob = createRoute({
   method: "post",
@@ -292,21 +360,22 @@ const cancelJob = createRoute({
     ...problemResponses(401, 404, 409),
   },
 });
-jobs.openapi(cancelJob, (async (c: C) => {
+jobs.openapi(cancelJob, async (c) => {
   const p = c.get("principal")!;
-  const out = await jobQueue(c.env).cancel(p.tenantId, c.req.param("id")!);
+  const out = await jobQueue(c.env).cancel(p.tenantId, c.req.valid("param").id);
   if ("error" in out) {
     if (out.error === "not_found") throw new ApiError(404, "job_not_found", "no such job");
     throw new ApiError(409, "job_not_cancelable", "the job has already finished");
   }
-  return json(await publicJob(c.env, out.job, new URL(c.req.url).origin));
-}) as never);
+  const body: PublicJob = await publicJob(c.env, await readable(c.env, out.job), new URL(c.req.url).origin);
+  return c.json(body, 200);
+});
 
 const deleteJob = createRoute({
   method: "delete",
   path: "/v1/jobs/{id}",
   tags: ["Jobs"],
-  summary: "Delete a job and all of its objects (cancels it first if needed)",
+  summary: "Delete a job and all of its objects, and a protect or verify job's stage jobs (cancels it first if needed)",
   security: [{ bearer: [] }],
   request: { params: JobIdParam },
   responses: {
@@ -319,16 +388,18 @@ const deleteJob = createRoute({
     ...problemResponses(401, 404),
   },
 });
-jobs.openapi(deleteJob, (async (c: C) => {
+jobs.openapi(deleteJob, async (c) => {
   const p = c.get("principal")!;
-  const id = c.req.param("id")!;
+  const id = c.req.valid("param").id;
   const queue = jobQueue(c.env);
-  await queue.cancel(p.tenantId, id);
-  const job = await queue.remove(p.tenantId, id);
-  if (!job) throw new ApiError(404, "job_not_found", "no such job");
-  await deleteJobObjects(c.env, job);
-  return json({ id, object: "job", deleted: true });
-}) as never);
+  const canceled = await queue.cancel(p.tenantId, id);
+  // The cancel's read step tidies what a worker-run job keeps outside the queue before its record goes.
+  if ("job" in canceled) await readable(c.env, canceled.job);
+  const removed = await queue.remove(p.tenantId, id);
+  if (!removed.length) throw new ApiError(404, "job_not_found", "no such job");
+  for (const job of removed) await deleteJobObjects(c.env, job);
+  return c.json({ id, object: "job" as const, deleted: true as const }, 200);
+});
 
 /** Deletes everything under the job's prefix plus inputs that live elsewhere (signed uploads). */
 export async function deleteJobObjects(env: HonoEnv["Bindings"], job: JobRecord): Promise<void> {
