@@ -41,7 +41,7 @@ if (!HAS_OPENCV && !process.env.CI)
 
 type Call = ReturnType<typeof api>;
 
-/** Starts a protect or verify flow and polls it to the end; with `wait`, one request with `Prefer: wait`. */
+/** Starts a protect or verify job and polls it to the end; with `wait`, one request with `Prefer: wait`. */
 async function runFlow(call: Call, path: string, image: Buffer, contentType: string, wait = false) {
   const headers = { "content-type": contentType, ...(wait ? { prefer: "wait=60" } : {}) };
   const start = await call(path, { method: "POST", headers, body: new Uint8Array(image) });
@@ -51,10 +51,11 @@ async function runFlow(call: Call, path: string, image: Buffer, contentType: str
     return start.data;
   }
   expect(start.status, JSON.stringify(start.data)).toBe(202);
+  expect(start.data.id).toMatch(/^job_/);
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const { data } = await call(`/v1/identity/flows/${start.data.id}`);
-    if (data.status !== "running") return data;
+    const { data } = await call(`/v1/jobs/${start.data.id}`);
+    if (data.status !== "running" && data.status !== "queued") return data;
     if (Date.now() > deadline) throw new Error(`flow ${start.data.id} still running: ${JSON.stringify(data)}`);
     await new Promise((r) => setTimeout(r, 150));
   }
@@ -62,7 +63,9 @@ async function runFlow(call: Call, path: string, image: Buffer, contentType: str
 
 /** The faces the flow's face.analyze stage found (boxes and 68 landmarks), read back as an ordinary job. */
 async function facesSeenBy(call: Call, flow: any): Promise<{ box: any; landmarks: [number, number][] }[]> {
-  const { status, data } = await call(`/v1/jobs/${flow.stages["face.analyze"]}`);
+  const analyze = flow.stages.find((s: { name: string }) => s.name === "face.analyze");
+  const { status, data } = await call(`/v1/jobs/${analyze.id}`);
+  expect(data.parent_id).toBe(flow.id);
   expect(status).toBe(200);
   expect(data.status).toBe("succeeded");
   return data.output.faces;
@@ -314,6 +317,7 @@ describe("identity end to end: protect, re-share, swap, verify (real stack, real
 
       const event = await receiver.waitFor((e) => e.type === "verification.face_swap_detected", 30_000);
       expect(receiver.rejected).toBe(0);
+      expect(event.payload.data.job_id).toBe(flow.id);
       expect(event.payload.data.verification_id).toBe(flow.id);
       expect(event.payload.data.source.asset_id).toBe(protectedFlow.output.asset_id);
       expect(event.payload.data.evidence.identity_distance).toBe(evidence.identity_distance);

@@ -129,6 +129,14 @@ describe("protect → verify through the routes and the runner protocol", () => 
       if (!types.length) await new Promise((r) => setTimeout(r, 100));
     }
     expect(types).toEqual(["verification.face_swap_detected"]);
+    // The event names the verify job (GET /v1/jobs/{job_id}).
+    const row = await env.DB.prepare("SELECT event FROM webhook_deliveries WHERE endpoint_id = ?")
+      .bind(endpointId)
+      .first<{ event: string }>();
+    const data = (JSON.parse(row!.event) as { data: { job_id: string; verification_id: string } }).data;
+    expect(data.job_id).toBe(swapped.id);
+    expect(data.job_id).toMatch(/^job_/);
+    expect(data.verification_id).toBe(swapped.id);
   });
 
   it("another tenant, a tampered payload or no watermark give not_protected", async () => {
