@@ -15,13 +15,14 @@ body { margin: 0; display: flex; font: 15px/1.5 system-ui, -apple-system, "Segoe
 a { color: var(--accent); text-decoration: none; }
 a:hover { text-decoration: underline; }
 code { font: 0.9em ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; }
-nav { position: sticky; top: 0; height: 100vh; overflow-y: auto; width: 19rem; flex: none; padding: 1rem;
+nav { position: sticky; top: 0; height: 100vh; overflow-y: auto; width: 21rem; flex: none; padding: 1rem;
   border-right: 1px solid var(--line); background: var(--panel); font-size: 13px; }
 nav ul { list-style: none; margin: 0; padding: 0; }
 nav ul ul { margin: 0.2rem 0 0.6rem 0.4rem; }
 nav li { margin: 0.15rem 0; }
 nav .home { display: block; font-weight: 600; font-size: 16px; margin-bottom: 0.8rem; }
 nav .method { display: inline-block; width: 3.6em; }
+nav a { overflow-wrap: anywhere; }
 main { flex: 1; min-width: 0; max-width: 64rem; padding: 1rem 2rem 4rem; }
 h1 .version { font-size: 0.5em; color: var(--muted); font-weight: 400; }
 h2 { margin-top: 2.5rem; border-bottom: 1px solid var(--line); padding-bottom: 0.3rem; }

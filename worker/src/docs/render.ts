@@ -95,7 +95,8 @@ function typeLabel(s: Schema | undefined): Safe {
     if (t === "array") return html`${typeLabel(s.items)}[]`;
     if (t === "object" && !s.properties && s.additionalProperties && typeof s.additionalProperties === "object")
       return html`map of ${Object.keys(s.additionalProperties).length ? typeLabel(s.additionalProperties) : "any"}`;
-    return html`${t}${s.format ? html` <span class="fmt">(${s.format})</span>` : ""}`;
+    // The format belongs to the value's type, not to the null of a nullable one.
+    return html`${t}${s.format && t !== "null" ? html` <span class="fmt">(${s.format})</span>` : ""}`;
   });
   return labels.length ? html`${labels.map((l, i) => html`${i ? " | " : ""}${l}`)}` : html`any`;
 }
