@@ -10,7 +10,7 @@ import { log } from "./log.ts";
 import { SessionCache } from "./models/session-cache.ts";
 import { REGISTRY } from "./operations/registry.ts";
 import { startRunner } from "./serve.ts";
-import { resolve } from "node:path";
+import { extname, resolve } from "node:path";
 
 const USAGE = `usage:
   npm run runner -- serve
@@ -71,9 +71,15 @@ async function exec(argv: string[]): Promise<void> {
     signal: new AbortController().signal,
   });
   const written: string[] = [];
-  if (values.out && out.artifacts[0]) {
-    await writeFile(values.out, out.artifacts[0].body);
-    written.push(values.out);
+  if (values.out) {
+    // The first artifact is --out; any others (enhance.derain's maps) go next to it: clean.png -> clean.rain.png.
+    const ext = extname(values.out);
+    const stem = values.out.slice(0, values.out.length - ext.length);
+    for (const [i, artifact] of out.artifacts.entries()) {
+      const path = i === 0 ? values.out : `${stem}.${artifact.name}${ext}`;
+      await writeFile(path, artifact.body);
+      written.push(path);
+    }
   }
   process.stdout.write(
     JSON.stringify(

@@ -112,6 +112,44 @@ describe("tiledRestoration()", () => {
     expect(levels.size).toBe(1);
   });
 
+  it("writes several rasters per tile, each into its own output: graph outputs and values computed from the tile", async () => {
+    const run = tiledRestoration({
+      operation: "enhance.lowlight",
+      ...RESTORE,
+      scalars: () => ({ gain: 0.5 }),
+      // A grey map from the tile's own input (its red plane) next to the graph's RGB output.
+      rasters: () => ({
+        image: { channels: 3, from: "restored" },
+        red: { channels: 1, from: (r) => r.input.slice(0, r.height * r.width) },
+      }),
+    });
+    const image = greyAlpha(200, 150);
+    const res = await run(ctx(restore, [image], []));
+    expect(res.images!.map((a) => [a.name, a.format])).toEqual([
+      ["image", "webp"],
+      ["red", "webp"],
+    ]);
+    expect(res.result.tiles).toBe(12);
+    const red = res.images![1]!.image;
+    expect(red).toMatchObject({ width: 200, height: 150, channels: 1, bitDepth: 8, hasAlpha: false });
+    // Blended from up to four tiles with weights summing to 1, the map is the input's grey exactly.
+    for (let p = 0; p < 200 * 150; p++) if (red.data[p] !== image.data[2 * p]) throw new Error(`map differs at ${p}`);
+    expect(res.images![0]!.image).toMatchObject({ channels: 4, hasAlpha: true });
+  });
+
+  it("fails a job whose per-image output differs between tiles (a global estimate that saw tile content)", async () => {
+    const leaky = tiledRestoration({
+      operation: "enhance.lowlight",
+      ...RESTORE,
+      perImage: ["restored"],
+      scalars: () => ({ gain: 1 }),
+    });
+    await expect(leaky(ctx(restore, [greyAlpha(200, 150)], []))).rejects.toMatchObject({ code: "model_output_invalid" });
+    // One tile: nothing to disagree with, and the value comes back in the result.
+    const one = await leaky(ctx(restore, [greyAlpha(4, 3)], []));
+    expect(one.result.restored).toHaveLength(3 * 4 * 3);
+  });
+
   it("fails a job whose model lacks the output, and stops on abort", async () => {
     const wrong = tiledRestoration({ operation: "enhance.lowlight", ...INVERT, output: "enhanced" });
     await expect(wrong(ctx(invert, [greyAlpha(20, 20)], []))).rejects.toMatchObject({ code: "model_output_missing" });

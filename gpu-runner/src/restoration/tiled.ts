@@ -343,7 +343,10 @@ export const tiledRestorationBy = <Op extends RestorationOperation>(
   const schema = OPERATIONS[operation].params as unknown as z.ZodType<ParamsOf<Op>>;
   return async function tiledRestoration(ctx: OperationContext): Promise<OperationResult> {
     const parsed = schema.safeParse(ctx.params);
-    if (!parsed.success) throw new RunnerError("invalid_params", parsed.error.issues.map((i) => i.message).join("; "));
+    if (!parsed.success) {
+      const detail = parsed.error.issues.map((i) => `${i.path.join(".") || "params"}: ${i.message}`).join("; ");
+      throw new RunnerError("invalid_params", `invalid params for ${operation}: ${detail}`);
+    }
     const params = parsed.data;
     const input = ctx.inputs[0];
     if (!input) throw new RunnerError("invalid_input", `${operation} needs one input image`);
@@ -366,7 +369,7 @@ export const tiledRestorationBy = <Op extends RestorationOperation>(
         tiles: stats.tiles,
         tile_size: model.tile,
         overlap: model.overlap,
-        // Per-image estimates (an atmospheric light), rounded to what an 8-bit image resolves and more.
+        // Per-image estimates (an atmospheric light); 4 decimals are 40x finer than one 8-bit level.
         ...Object.fromEntries(Object.entries(perImage).map(([k, v]) => [k, Array.from(v, (x) => Math.round(x * 1e4) / 1e4)])),
       },
       images: Object.entries(images).map(([name, image]) => ({ name, image, format })),
