@@ -1,7 +1,14 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { OPERATIONS, OPERATION_NAMES, type OperationName } from "../../contract/operations.ts";
+import {
+  getOperation,
+  OPERATIONS,
+  OPERATION_NAMES,
+  RUNNER_OPERATION_NAMES,
+  runsOnRunner,
+  type OperationName,
+} from "../../contract/operations.ts";
 import { executeOperation } from "../../gpu-runner/src/execute.ts";
 import { loadManifest } from "../../gpu-runner/src/models/manifest.ts";
 import { SessionCache, type ModelRefT } from "../../gpu-runner/src/models/session-cache.ts";
@@ -41,6 +48,23 @@ describe("contract, pipeline registry and model manifest agree", () => {
     const withModels = OPERATION_NAMES.filter((n) => OPERATIONS[n].models.length > 0);
     expect(withModels.length).toBeGreaterThan(0);
     expect(withModels.filter((n) => !REGISTRY.has(n))).toEqual([]);
+  });
+
+  it("worker-run operations (protect, verify) have no pipeline, model or autoscaler trigger; runner operations have pipelines", () => {
+    const byWorker = OPERATION_NAMES.filter((n) => !runsOnRunner(OPERATIONS[n]));
+    expect(byWorker.sort()).toEqual(["protect", "verify"]);
+    const triggers = readFileSync(join(ROOT, "infra/autoscaler/scaledobject.yaml"), "utf8");
+    for (const name of byWorker) {
+      const spec = getOperation(name)!;
+      expect(REGISTRY.has(name), `${name} has a runner pipeline`).toBe(false);
+      expect(spec.models, name).toEqual([]);
+      expect(triggers, `${name} has an autoscaler trigger`).not.toContain(`operation="${name}"`);
+      // Its stages are what runners run: each one a runner operation with a pipeline.
+      expect(spec.stages!.length, name).toBeGreaterThan(0);
+      for (const stage of spec.stages!) expect(runsOnRunner(getOperation(stage)!) && REGISTRY.has(stage), stage).toBe(true);
+    }
+    // A runner operation without a pipeline would queue jobs that no runner ever leases.
+    expect(RUNNER_OPERATION_NAMES.filter((n) => !REGISTRY.has(n))).toEqual([]);
   });
 
   it("every model an operation names is in the manifest, with a file whose sha256 matches", async () => {

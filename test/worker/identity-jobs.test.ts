@@ -11,6 +11,7 @@ import {
   runnerCall,
   testEnv,
 } from "./helpers.ts";
+import { jobQueue } from "../../worker/src/durable/job-queue.ts";
 import type { AppEnv } from "../../worker/src/env.ts";
 import { createJob } from "../../worker/src/lib/jobs-api.ts";
 import type { PublicJob } from "../../worker/src/schemas.ts";
@@ -164,6 +165,24 @@ describe("protect and verify are jobs", () => {
     expect(await del.json()).toEqual({ id: job.id, object: "job", deleted: true });
     for (const id of [job.id, ...job.stages.map((s) => s.id)])
       await expectProblem(await call(`/v1/jobs/${id}`, { key }), 404, "job_not_found");
+  });
+});
+
+describe("retention", () => {
+  it("purges a finished protect or verify job with its stages, and leaves a running one whole", async () => {
+    const { key } = await createTenantKey(["verify"]);
+    const ended = (await (await post("/v1/verify", key, IMAGE)).json()) as Job;
+    await call(`/v1/jobs/${ended.id}/cancel`, { key, method: "POST" });
+    const running = (await (await post("/v1/verify", key, IMAGE)).json()) as Job;
+    const removed = await jobQueue(testEnv as unknown as AppEnv).purgeBefore(Date.now() + 1000, 500);
+    const ids = removed.map((j) => j.id);
+    for (const id of [ended.id, ...ended.stages.map((s) => s.id)]) expect(ids).toContain(id);
+    for (const id of [running.id, ...running.stages.map((s) => s.id)]) {
+      expect(ids).not.toContain(id);
+      expect((await call(`/v1/jobs/${id}`, { key })).status).toBe(200);
+    }
+    expect((await call(`/v1/jobs/${ended.id}`, { key })).status).toBe(404);
+    await call(`/v1/jobs/${running.id}/cancel`, { key, method: "POST" });
   });
 });
 

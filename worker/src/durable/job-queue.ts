@@ -459,18 +459,17 @@ export class JobQueue extends DurableObject<AppEnv> {
   }
 
   /**
-   * Retention: removes up to `limit` finished top-level jobs created before `cutoff`, with their stages, and returns
-   * every removed record for object deletion. Stages go with their parent (they are never younger than it).
+   * Retention: removes finished jobs created before `cutoff` (up to `limit` rows looked at), a parent with its
+   * stages, and returns every removed record for object deletion.
    */
   purgeBefore(cutoff: number, limit = 500): JobRecord[] {
     const rows = this.sql
-      .exec(
-        "SELECT id, tenant_id FROM jobs WHERE created_at < ? AND status IN ('succeeded','failed','canceled') AND parent_id IS NULL LIMIT ?",
-        cutoff,
-        limit,
-      )
-      .toArray();
-    return rows.flatMap((r) => this.remove(r.tenant_id as string, r.id as string));
+      .exec("SELECT * FROM jobs WHERE created_at < ? AND status IN ('succeeded','failed','canceled') LIMIT ?", cutoff, limit)
+      .toArray()
+      .map(toRecord);
+    // A stage goes with its parent (never younger than it): in this batch or, when the limit cut the parent off, a
+    // later one.
+    return rows.flatMap((job) => (job.parent_id ? [] : this.remove(job.tenant_id, job.id)));
   }
 
   // ---------------------------------------------------------------- runner side
@@ -683,7 +682,10 @@ export class JobQueue extends DurableObject<AppEnv> {
   ): Promise<JobRecord> {
     const ended: JobRecord[] = [];
     const done = this.ctx.storage.transactionSync(() => this.end(job, status, fields, ended));
-    for (const row of ended) {
+    for (const resolve of [...(this.terminalWaiters.get(job.id) ?? [])]) resolve(done);
+    this.terminalWaiters.delete(job.id);
+    // The parent or stages the cascade ended with it.
+    for (const row of ended.filter((r) => r.id !== job.id)) {
       for (const resolve of [...(this.terminalWaiters.get(row.id) ?? [])]) resolve(row);
       this.terminalWaiters.delete(row.id);
     }

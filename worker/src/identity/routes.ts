@@ -10,7 +10,7 @@
  *   POST   /v1/identity/keys/rotate    new active master key (admin)
  */
 
-import { z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import { requireScope } from "../lib/keys.ts";
 import { ApiError } from "../problem.ts";
 import { newRouter } from "../router.ts";
@@ -24,7 +24,7 @@ export const identityRoutes = newRouter();
 /** RFC 9745 Deprecation header: the alias has been deprecated since 2026-12-02 (00:00 UTC). */
 const DEPRECATED_SINCE = "@1796169600";
 
-identityRoutes.openAPIRegistry.registerPath({
+const flowAlias = createRoute({
   method: "get",
   path: "/v1/identity/flows/{id}",
   summary: "Deprecated: a protect or verify job (use GET /v1/jobs/{id}).",
@@ -95,11 +95,12 @@ identityRoutes.openAPIRegistry.registerPath({
   responses: { 200: json(DeletedAsset, "What was erased and what was kept"), ...problemResponses(401, 403, 404) },
 });
 
-identityRoutes.get("/v1/identity/flows/:id", async (c) => {
+identityRoutes.openapi(flowAlias, async (c) => {
   const principal = c.get("principal");
   if (!principal) throw new ApiError(401, "unauthorized", "an API key is required");
-  const job = await flowAsJob(c.env, principal.tenantId, c.req.param("id"), new URL(c.req.url).origin);
-  if (!job) throw new ApiError(404, "not_found", `no protect or verify job ${c.req.param("id")}`);
+  const { id } = c.req.valid("param");
+  const job = await flowAsJob(c.env, principal.tenantId, id, new URL(c.req.url).origin);
+  if (!job) throw new ApiError(404, "not_found", `no protect or verify job ${id}`);
   return c.json(job, 200, { deprecation: DEPRECATED_SINCE, link: `</v1/jobs/${job.id}>; rel="successor-version"` });
 });
 
