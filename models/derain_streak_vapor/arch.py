@@ -26,15 +26,38 @@ T_MIN = 0.1  # below this a transmission inversion only amplifies noise and JPEG
 OPACITY_MAX = 0.95
 
 
+class _ClampBack(torch.autograd.Function):
+    """clamp(x, lo, hi) whose gradient, outside [lo, hi], passes only when it points back into the range.
+
+    A plain clamp gives a saturated pixel no gradient, so one that left the range never returns. A full
+    straight-through clamp blew training up: a bright streak over a background brighter than A asks for T > 1, the
+    clamp holds T at 1, and the gradient kept pushing the head's output down without bound (SNet's head output reached
+    -1.1e5 by step 200 and the gradient norm before the clip grew from 6 to 1.3e5 in 250 steps, runs/main-st). Here
+    the push stops at the bound and the pull back stays."""
+
+    @staticmethod
+    def forward(ctx, x, lo: float, hi: float):
+        ctx.save_for_backward(x)
+        ctx.lo, ctx.hi = lo, hi
+        return x.clamp(lo, hi)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        # Gradient descent moves x by -g: below lo it may only go up (g < 0), above hi only down (g > 0).
+        keep = ((x >= ctx.lo) & (x <= ctx.hi)) | ((x < ctx.lo) & (g < 0)) | ((x > ctx.hi) & (g > 0))
+        return g * keep, None, None
+
+
+def clamp_back(x: torch.Tensor, lo: float, hi: float, training: bool) -> torch.Tensor:
+    return _ClampBack.apply(x, lo, hi) if training else x.clamp(lo, hi)
+
+
 def transmission(x: torch.Tensor, training: bool) -> torch.Tensor:
     """1 - clamp(x, 0, OPACITY_MAX): exactly 1 wherever x <= 0, so a rain-free pixel comes out of the inversion as it
     went in (a sigmoid never reaches 1, and on light rain, input 33 dB, the residual veil it leaves costs more than
-    the streaks). While training, the clamp passes its gradient straight through so that a pixel on the wrong side
-    still learns."""
-    c = x.clamp(0.0, OPACITY_MAX)
-    if training:
-        c = x - (x - c).detach()
-    return 1.0 - c
+    the streaks). While training, a saturated pixel still learns its way back (clamp_back)."""
+    return 1.0 - clamp_back(x, 0.0, OPACITY_MAX, training)
 
 
 def shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from models.common.export_hook import ExportSpec, export_model
 from models.common.onnx_export import spatial_axes
 
-from .arch import THUMB, StreakVapor, count_macs, count_params
+from .arch import THUMB, StreakVapor, clamp_back, count_macs, count_params
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL_ID = "derain-streak-vapor"
@@ -87,11 +87,10 @@ def training_step(model, batch, step: int, cfg: dict):
     dev = next(model.parameters()).device
     b = {k: v.to(dev) for k, v in batch.items()}
     j, t, t_s, t_v, a, t_v_coarse = model(b["image"], b["thumb"])
-    # L1 on the served output clamp(J, 0, 1), with the clamp's gradient passed straight through: the unclamped
-    # inversion's error is divided by T, so a few pixels with a small wrong T dominated the old loss (batch loss
-    # swinging 0.5-4); clamped, one pixel's J error is at most 1, and the straight-through keeps a pixel that left
-    # [0, 1] learning its way back.
-    jc = j - (j - j.clamp(0.0, 1.0)).detach()
+    # L1 on the served output clamp(J, 0, 1): the unclamped inversion's error is divided by T, so a few pixels with a
+    # small wrong T dominated the old loss (batch loss swinging 0.5-4); clamped, one pixel's J error is at most 1, and
+    # clamp_back keeps a pixel that left [0, 1] learning its way back without pushing it further out.
+    jc = clamp_back(j, 0.0, 1.0, True)
     l_j = (jc - b["J"]).abs().mean()
     l_v = (t_v - b["T_v"]).abs().mean()
     coarse_label = F.avg_pool2d(b["T_v"], 4, 4, ceil_mode=True, count_include_pad=False)
