@@ -18,14 +18,17 @@ interface Response {
 interface Operation {
   operationId?: string;
   security?: Record<string, string[]>[];
-  parameters?: { name: string; in: string; required?: boolean; schema?: { type?: string | string[] } }[];
+  parameters?: { $ref?: string; name?: string; in?: string; required?: boolean }[];
   requestBody?: { content?: Record<string, unknown> };
   responses: Record<string, Response>;
 }
 interface Doc {
   info: { license?: { name: string; identifier?: string; url?: string } };
   paths: Record<string, Record<string, Operation>>;
-  components: { responses?: Record<string, Response> };
+  components: {
+    responses?: Record<string, Response>;
+    parameters?: Record<string, { name: string; in: string; schema: { pattern: string } }>;
+  };
 }
 
 let doc: Doc;
@@ -69,7 +72,9 @@ describe("document", () => {
       const schemes = (op.security ?? []).flatMap((s) => Object.keys(s));
       if (schemes.length) want.push("401", "403", "429");
       if (schemes.includes("operator")) want.push("503");
-      if (op.parameters?.length || op.requestBody) want.push("422");
+      // x-request-id, on every operation, is never refused (an odd one is replaced).
+      const validated = (op.parameters ?? []).filter((p) => p.name !== undefined);
+      if (validated.length || op.requestBody) want.push("422");
       if (op.requestBody) want.push("415");
       if (op.requestBody?.content?.["application/json"]) want.push("400");
       for (const s of want) if (!op.responses[s]) missing.push(`${method.toUpperCase()} ${path}: ${s}`);
@@ -80,6 +85,23 @@ describe("document", () => {
       }
     }
     expect(missing).toEqual([]);
+  });
+
+  it("declares the x-request-id header on every operation, and echoes a valid one", async () => {
+    for (const { method, path, op } of operations())
+      expect(op.parameters, `${method} ${path}`).toContainEqual({ $ref: "#/components/parameters/RequestId" });
+    const param = doc.components.parameters!.RequestId!;
+    expect(param).toMatchObject({ name: "x-request-id", in: "header" });
+    const pattern = new RegExp(param.schema.pattern);
+    const res = await call("/v1/jobs", { headers: { "x-request-id": "trace:42.a-b" } });
+    await res.arrayBuffer();
+    expect(pattern.test("trace:42.a-b")).toBe(true);
+    expect(res.headers.get("x-request-id")).toBe("trace:42.a-b");
+    const odd = await call("/v1/jobs", { headers: { "x-request-id": "not ok!" } });
+    await odd.arrayBuffer();
+    expect(pattern.test("not ok!")).toBe(false);
+    expect(odd.status).toBe(200);
+    expect(odd.headers.get("x-request-id")).not.toBe("not ok!");
   });
 
   it("declares each shared error response it refers to, and only those", () => {
@@ -174,6 +196,10 @@ describe("/docs", () => {
       expect(asset.headers.get("cache-control")).toContain("immutable");
       await asset.arrayBuffer();
     }
+    const unknown = await call("/docs/reference.00000000.css", { key: null });
+    expect(unknown.status).toBe(404);
+    expect(unknown.headers.get("content-type")).toContain("application/problem+json");
+    await unknown.arrayBuffer();
   });
 
   it("lists every operation of the document with its id, and escapes the document's text", async () => {

@@ -6,6 +6,7 @@ import type { HonoEnv } from "../env.ts";
  * every route, so a route added anywhere (a new contract operation, a new feature folder) is covered without
  * listing it here:
  * - its operationId, from its method and path (`operationIdFor`);
+ * - the x-request-id header every request may carry;
  * - the problem+json errors that the layers in front of every handler give: authentication and rate limiting by
  *   security scheme, request validation when it has parameters or a body, and the catch-all 500.
  * Routes declare the errors of their own handlers (404 for an unknown id, 409, 413, 415, ...); a declared status
@@ -73,6 +74,18 @@ const COMMON_RESPONSES = {
 } as const;
 
 type ResponseName = keyof typeof COMMON_RESPONSES;
+
+/**
+ * The header every request may carry (middleware/logging.ts): one that matches the pattern is echoed in the
+ * response's x-request-id and logged; anything else is replaced by a fresh UUID, never refused.
+ */
+const REQUEST_ID_PARAMETER = {
+  name: "x-request-id",
+  in: "header",
+  required: false,
+  description: "Your id for this request, echoed in the response's `x-request-id` and in the logs; one is minted otherwise.",
+  schema: { type: "string", pattern: "^[\\w.:-]{1,128}$" },
+} as const;
 interface Operation {
   operationId?: string;
   security?: Record<string, string[]>[];
@@ -109,6 +122,8 @@ export function completeDocument(doc: OpenApiDocument): OpenApiDocument {
         op.responses[status] = { $ref: `#/components/responses/${name}` };
         used.add(name);
       }
+      // After commonErrors: an odd x-request-id is replaced, not a validation failure.
+      op.parameters = [...(op.parameters ?? []), { $ref: "#/components/parameters/RequestId" }];
       // Numeric order, as a reader scans them (the generator keeps declaration order).
       op.responses = Object.fromEntries(Object.entries(op.responses).sort(([a], [b]) => a.localeCompare(b)));
     }
@@ -116,6 +131,7 @@ export function completeDocument(doc: OpenApiDocument): OpenApiDocument {
   doc.components ??= {};
   const shared = Object.entries(COMMON_RESPONSES).filter(([name]) => used.has(name as ResponseName));
   doc.components.responses = { ...Object.fromEntries(shared), ...doc.components.responses };
+  doc.components.parameters = { ...doc.components.parameters, RequestId: REQUEST_ID_PARAMETER };
   return doc;
 }
 

@@ -35,6 +35,7 @@ interface Schema {
   pattern?: string;
 }
 interface Parameter {
+  $ref?: string;
   name: string;
   in: string;
   required?: boolean;
@@ -205,6 +206,8 @@ function responsesList(doc: OpenApiDocument, responses: Record<string, Response>
 function operationBlock(doc: OpenApiDocument, { method, path, op }: Entry): Safe {
   const id = op.operationId ?? `${method}-${path}`;
   const schemes = [...new Set((op.security ?? []).flatMap((s) => Object.keys(s)))];
+  const shared = (doc.components?.parameters ?? {}) as Record<string, Parameter>;
+  const params = (op.parameters ?? []).map((p) => (p.$ref ? (shared[refName(p.$ref)] ?? p) : p));
   return html`<details class="operation" id="op-${slug(id)}">
     <summary>
       <span class="method ${method}">${method.toUpperCase()}</span>
@@ -220,8 +223,7 @@ function operationBlock(doc: OpenApiDocument, { method, path, op }: Entry): Safe
             : " · no auth"
         }
       </p>
-      ${op.description ? html`<p>${inlineText(op.description)}</p>` : ""}
-      ${op.parameters?.length ? parametersTable(op.parameters) : ""}
+      ${op.description ? html`<p>${inlineText(op.description)}</p>` : ""} ${params.length ? parametersTable(params) : ""}
       ${
         op.requestBody
           ? html`<h4>Request body${op.requestBody.required ? html` <span class="req">required</span>` : ""}</h4>

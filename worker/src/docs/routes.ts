@@ -1,5 +1,4 @@
-import type { Context } from "hono";
-import type { HonoEnv } from "../env.ts";
+import { ApiError } from "../problem.ts";
 import { newRouter } from "../router.ts";
 import { ICON_SVG, STYLESHEET } from "./assets.ts";
 import type { OpenApiDocument } from "./openapi.ts";
@@ -24,16 +23,15 @@ function fingerprint(text: string): string {
   return (h >>> 0).toString(16).padStart(8, "0");
 }
 
-export const DOCS_ASSETS = {
-  stylesheet: `/docs/reference.${fingerprint(STYLESHEET)}.css`,
-  icon: `/docs/icon.${fingerprint(ICON_SVG)}.svg`,
-};
+/** The page's subresources by file name (content fingerprint in it), each with its body and type. */
+const FILES = new Map([
+  [`reference.${fingerprint(STYLESHEET)}.css`, { body: STYLESHEET, type: "text/css; charset=utf-8" }],
+  [`icon.${fingerprint(ICON_SVG)}.svg`, { body: ICON_SVG, type: "image/svg+xml" }],
+]);
+const [stylesheet, icon] = [...FILES.keys()].map((name) => `/docs/${name}`);
+export const DOCS_ASSETS = { stylesheet: stylesheet!, icon: icon! };
 
 const IMMUTABLE = "public, max-age=31536000, immutable";
-
-function asset(c: Context<HonoEnv>, body: string, type: string): Response {
-  return c.body(body, 200, { "content-type": type, "cache-control": IMMUTABLE, "x-content-type-options": "nosniff" });
-}
 
 /**
  * GET /docs: the API reference, rendered in the worker from the served OpenAPI document (render.ts), and its
@@ -52,7 +50,14 @@ export function docsRoutes(document: () => OpenApiDocument) {
       "cache-control": "public, max-age=300",
     }),
   );
-  docs.get(DOCS_ASSETS.stylesheet, (c) => asset(c, STYLESHEET, "text/css; charset=utf-8"));
-  docs.get(DOCS_ASSETS.icon, (c) => asset(c, ICON_SVG, "image/svg+xml"));
+  docs.get("/docs/:asset", (c) => {
+    const file = FILES.get(c.req.param("asset"));
+    if (!file) throw new ApiError(404, "not_found", `no docs asset ${c.req.param("asset")}`);
+    return c.body(file.body, 200, {
+      "content-type": file.type,
+      "cache-control": IMMUTABLE,
+      "x-content-type-options": "nosniff",
+    });
+  });
   return docs;
 }
