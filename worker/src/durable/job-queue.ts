@@ -123,7 +123,10 @@ export interface ListOptions {
 }
 
 /** How a worker-run job ends: its output, or the error that stopped it. */
-export type Settlement = { status: "succeeded"; result: Record<string, unknown> } | { status: "failed"; error: JobError };
+export type Settlement = ({ status: "succeeded"; result: Record<string, unknown> } | { status: "failed"; error: JobError }) & {
+  /** An event the outcome raises (verify's face_swap_detected), written with the job's own in the same transaction. */
+  event?: { type: string; data: Record<string, unknown> };
+};
 
 export interface QueueMetric {
   operation: string;
@@ -438,8 +441,8 @@ export class JobQueue extends DurableObject<AppEnv> {
     if (job.status !== "running" || runsOnRunner(getOperation(job.operation)!)) return { won: false, job };
     const done =
       outcome.status === "succeeded"
-        ? await this.finish(job, "succeeded", { result: outcome.result })
-        : await this.finish(job, "failed", { error: outcome.error });
+        ? await this.finish(job, "succeeded", { result: outcome.result, event: outcome.event })
+        : await this.finish(job, "failed", { error: outcome.error, event: outcome.event });
     return { won: true, job: done };
   }
 
@@ -678,6 +681,7 @@ export class JobQueue extends DurableObject<AppEnv> {
       artifacts?: Artifact[];
       metrics?: Record<string, unknown> | null;
       error?: JobError;
+      event?: { type: string; data: Record<string, unknown> };
     },
   ): Promise<JobRecord> {
     const ended: JobRecord[] = [];
@@ -707,6 +711,7 @@ export class JobQueue extends DurableObject<AppEnv> {
       artifacts?: Artifact[];
       metrics?: Record<string, unknown> | null;
       error?: JobError;
+      event?: { type: string; data: Record<string, unknown> };
     },
     ended: JobRecord[],
   ): JobRecord {
@@ -731,6 +736,7 @@ export class JobQueue extends DurableObject<AppEnv> {
     }
     const row = this.row(job.id)!;
     ended.push(row);
+    if (fields.event) this.outbox.add(row.tenant_id, fields.event.type, { data: fields.event.data });
     if (!row.parent_id) {
       this.outbox.add(row.tenant_id, `job.${status}`, { job: row });
     } else if (status !== "succeeded") {

@@ -227,14 +227,16 @@ async function flowOfChild(env: AppEnv, job: JobRecord, column: ChildColumn): Pr
 const isJobFlow = (flow: FlowRow) => flow.id.startsWith("job_");
 
 /**
- * Ends the flow once: for a job, the queue's settle() decides who wins (and writes the job's event); the row's own
- * status then follows, so that no later hook moves it on. Returns whether this call ended it.
+ * Ends the flow once: for a job, the queue's settle() decides who wins and writes the job's event, and `event` (the
+ * outcome's own, e.g. a face swap alert) in the same transaction; the row's own status then follows, so that no
+ * later hook moves it on. Returns whether this call ended it.
  */
 async function finish(
   env: AppEnv,
   flow: FlowRow,
   output: Record<string, unknown> | null,
   error: { type: string; message: string } | null = null,
+  event?: { type: string; data: Record<string, unknown> },
 ): Promise<boolean> {
   // A protect that fails after face analysis leaves a record that never became an asset.
   if (error && flow.kind === "protect" && flow.asset_id) await discardUnissuedAsset(env, flow.tenant_id, flow.asset_id);
@@ -243,8 +245,8 @@ async function finish(
       flow.tenant_id,
       flow.id,
       error
-        ? { status: "failed", error: { type: error.type, message: error.message } }
-        : { status: "succeeded", result: output ?? {} },
+        ? { status: "failed", error: { type: error.type, message: error.message }, event }
+        : { status: "succeeded", result: output ?? {}, event },
     );
     await mirror(env, flow, settled?.job ?? null, output, error);
     return settled?.won === true;
@@ -260,7 +262,9 @@ async function finish(
       flow.id,
     )
     .run();
-  return res.meta.changes === 1;
+  const won = res.meta.changes === 1;
+  if (won && event) await emitEvent(env, flow.tenant_id, event.type, event.data);
+  return won;
 }
 
 /** The row's status after its job ended: what the queue holds (a job canceled or failed by a stage ends `failed` here). */
@@ -500,17 +504,21 @@ async function maybeDecide(env: AppEnv, flowId: string): Promise<void> {
     outcome.verdict = "inconclusive";
     outcome.reason = "identity calibration (models/identity/calibration.json) is not installed";
   }
-  const won = await finish(env, flow, outcome as unknown as Record<string, unknown>);
+  const alert =
+    outcome.verdict === "face_swapped"
+      ? {
+          type: "verification.face_swap_detected",
+          data: {
+            // The verify job (GET /v1/jobs/{job_id}); verification_id is the same id, kept for receivers written before.
+            job_id: flow.id,
+            verification_id: flow.id,
+            source: outcome.source,
+            evidence: outcome.evidence,
+          },
+        }
+      : undefined;
+  const won = await finish(env, flow, outcome as unknown as Record<string, unknown>, null, alert);
   if (won) await forgetDescriptors(env, flow.id, analyzed, region);
-  if (won && outcome.verdict === "face_swapped") {
-    await emitEvent(env, flow.tenant_id, "verification.face_swap_detected", {
-      // The verify job (GET /v1/jobs/{job_id}); verification_id is the same id, kept for receivers written before.
-      job_id: flow.id,
-      verification_id: flow.id,
-      source: outcome.source,
-      evidence: outcome.evidence,
-    });
-  }
 }
 
 const NO_RATE = { rate: 1, ci95: [0, 1] as [number, number] };
