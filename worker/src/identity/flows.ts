@@ -275,7 +275,8 @@ async function mirror(
   output: Record<string, unknown> | null,
   error: { type: string; message: string } | null,
 ): Promise<void> {
-  const status = job?.status === "succeeded" ? "succeeded" : "failed";
+  // No job: it was deleted before the row caught up, and the row keeps what its own step decided.
+  const status = job ? (job.status === "succeeded" ? "succeeded" : "failed") : error ? "failed" : "succeeded";
   const stored = job ? (job.status === "succeeded" ? null : job.error) : error;
   await env.DB.prepare(
     `UPDATE identity_flows SET status = ?, output = ?, error = ?, updated_at = ? WHERE id = ? AND status = 'running'`,
