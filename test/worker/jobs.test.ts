@@ -101,6 +101,40 @@ describe("idempotency", () => {
     expect(stored.objects).toHaveLength(1);
   });
 
+  it("a replay with Prefer: wait waits for the job the key made, as a new request would", async () => {
+    const { key } = await createTenantKey(["inspect"]);
+    const body = uniquePng();
+    const headers = { "idempotency-key": `wait-${crypto.randomUUID()}` };
+    const job = (await (await postImage("/v1/inspect", body, { key, headers })).json()) as JobJson;
+    const replay = postImage("/v1/inspect", body, { key, headers: { ...headers, prefer: "wait=20" } });
+    const leased = await leaseJob(job.id);
+    const done = await runnerCall(`/internal/runner/jobs/${job.id}/complete`, {
+      lease_id: leased.lease_id,
+      result: { width: 1, height: 1 },
+      artifacts: [],
+    });
+    expect(done.status).toBe(200);
+    const res = await replay;
+    expect(res.status).toBe(200);
+    expect(res.headers.get("idempotent-replayed")).toBe("true");
+    expect(res.headers.get("preference-applied")).toBe("wait=20");
+    expect((await res.json()) as JobJson).toMatchObject({ id: job.id, status: "succeeded", output: { width: 1 } });
+  });
+
+  it("a query string next to a JSON or multipart body is refused, not dropped (params go in the body there)", async () => {
+    const form = new FormData();
+    form.set("image", new File([uniquePng()], "a.png", { type: "image/png" }));
+    const multipart = await call("/v1/inspect?foo=bar", { method: "POST", body: form });
+    expect(multipart.status).toBe(422);
+    expect(await problem(multipart)).toMatchObject({
+      type: "https://vigil.dev/errors/invalid_params",
+      errors: [{ path: "query.foo" }],
+    });
+    const viaUpload = await postJson("/v1/inspect?foo=bar", { upload_id: "upl_none" });
+    expect(viaUpload.status).toBe(422);
+    expect((await problem(viaUpload)).type).toBe("https://vigil.dev/errors/invalid_params");
+  });
+
   it("concurrent identical requests create one job", async () => {
     const body = uniquePng();
     const headers = { "idempotency-key": `race-${crypto.randomUUID()}` };
