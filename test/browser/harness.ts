@@ -94,15 +94,18 @@ export interface OpenedPage {
   close(): Promise<void>;
 }
 
-/**
- * Opens `url` in a new context of `browser` and waits for the network to go quiet. `origin` (default: the URL's)
- * is the one the page may talk to; anything else is recorded and aborted.
- */
-export async function openPage(
-  browser: Browser,
-  url: string,
-  opts: { origin?: string; viewport?: { width: number; height: number }; storage?: Record<string, string> } = {},
-): Promise<OpenedPage> {
+export interface OpenOptions {
+  /** The origin the page may talk to (default: the URL's); requests anywhere else are recorded and aborted. */
+  origin?: string;
+  viewport?: { width: number; height: number };
+  /** sessionStorage entries for the page's origin, set before any of its scripts run (e.g. a signed-in console). */
+  storage?: Record<string, string>;
+  /** When `openPage` returns (default "networkidle": 500 ms with no request; a page that polls faster needs "load"). */
+  waitUntil?: "load" | "domcontentloaded" | "networkidle";
+}
+
+/** Opens `url` in a new context of `browser`, recording from the first request on. */
+export async function openPage(browser: Browser, url: string, opts: OpenOptions = {}): Promise<OpenedPage> {
   const origin = opts.origin ?? new URL(url).origin;
   const context = await browser.newContext({ viewport: opts.viewport ?? { width: 1280, height: 900 } });
   const requests: RecordedRequest[] = [];
@@ -120,7 +123,6 @@ export async function openPage(
     new URL(route.request().url()).origin === origin ? route.continue() : route.abort("blockedbyclient"),
   );
   if (opts.storage) {
-    // sessionStorage for the page's origin before any of its scripts run (e.g. a signed-in console).
     await context.addInitScript((entries: Record<string, string>) => {
       for (const [k, v] of Object.entries(entries)) sessionStorage.setItem(k, v);
     }, opts.storage);
@@ -130,7 +132,7 @@ export async function openPage(
     if (m.type() === "error") errors.push(`console: ${m.text()}`);
   });
   page.on("pageerror", (e) => errors.push(`uncaught: ${e.message}`));
-  const response = await page.goto(url, { waitUntil: "networkidle" });
+  const response = await page.goto(url, { waitUntil: opts.waitUntil ?? "networkidle" });
   return {
     page,
     context,
