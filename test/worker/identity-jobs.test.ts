@@ -341,6 +341,11 @@ describe("the deprecated alias", () => {
     const alias = doc.paths["/v1/identity/flows/{id}"]!.get;
     expect(alias.deprecated).toBe(true);
     expect(alias.description).toMatch(/Deprecated/);
+    const listParams = doc.paths["/v1/jobs"]!.get.parameters as { name: string; in: string; schema: { enum?: string[] } }[];
+    expect(listParams.find((p) => p.name === "include_children")).toMatchObject({
+      in: "query",
+      schema: { enum: ["true", "false"] },
+    });
     for (const path of ["/v1/protect", "/v1/verify"]) {
       const op = doc.paths[path]!.post;
       expect(op.responses["202"].content["application/json"].schema.$ref).toBe("#/components/schemas/Job");
