@@ -136,6 +136,7 @@ describe("every answered status is declared", () => {
     const undeclared: string[] = [];
     const crashes: string[] = [];
     let probes = 0;
+    let sharedChecked = 0;
     for (const { method, path, op } of operations()) {
       const operator = (op.security ?? []).some((s) => "operator" in s);
       const url = path.replace(/\{(\w+)\}/g, (_, name: string) => `${name}_doesnotexist0000`);
@@ -158,10 +159,18 @@ describe("every answered status is declared", () => {
           const type = ((await res.json()) as { type: string }).type;
           // A stable type that names the failure, not a generic one (Hono's 415 came out as `bad_request`).
           if (res.status === 415) expect(type, what).toMatch(/\/(unsupported_media_type|unsupported_image)$/);
+          // A shared error response names the codes it carries: the one answered must be among them.
+          const declared = op.responses[String(res.status)];
+          if (declared?.$ref) {
+            const codes = [...(resolve(declared).description ?? "").matchAll(/`(\w+)`/g)].map((m) => m[1]);
+            expect(codes, what).toContain(type.split("/").pop());
+            sharedChecked++;
+          }
         }
       }
     }
     expect(probes).toBeGreaterThan(150);
+    expect(sharedChecked).toBeGreaterThan(10);
     expect(crashes).toEqual([]);
     expect(undeclared).toEqual([]);
   });

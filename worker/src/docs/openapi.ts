@@ -57,7 +57,7 @@ const problem = (description: string, headers?: Headers) => ({
 const COMMON_RESPONSES = {
   MalformedRequest: problem("`bad_request` or `invalid_json`: the body is not the JSON it says it is."),
   Unauthenticated: problem(
-    "`unauthorized`: no bearer credential, or one that is unknown, revoked or expired. Carries `WWW-Authenticate`.",
+    "`unauthorized`: no bearer credential; `invalid_api_key`, `api_key_revoked`, `api_key_expired` (tenant routes) or `invalid_operator_key` (operator routes): one that does not pass. Carries `WWW-Authenticate`.",
     { "WWW-Authenticate": { description: 'Bearer realm="vigil"', schema: { type: "string" } } },
   ),
   TenantForbidden: problem(
