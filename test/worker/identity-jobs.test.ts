@@ -5,7 +5,9 @@ import {
   createTenantKey,
   detectedReading,
   expectProblem,
+  lease,
   leaseJob,
+  OPERATOR_KEY,
   pngOf,
   postJson,
   runnerCall,
@@ -82,6 +84,11 @@ describe("protect and verify are jobs", () => {
     expect(job.stages.map((s) => [s.name, s.operation, s.status])).toEqual([["face.analyze", "face.analyze", "queued"]]);
     const analyzeId = stageId(job, "face.analyze")!;
     expect(await getJob(key, analyzeId)).toMatchObject({ parent_id: job.id, operation: "face.analyze", stages: [] });
+    // The worker runs protect itself: no runner is handed it, and it has no queue gauge for the autoscaler.
+    expect(await lease(["protect", "verify"])).toEqual([]);
+    const gauges = await (await call("/internal/metrics/queue", { key: OPERATOR_KEY })).text();
+    expect(gauges).toContain('vigil_jobs_queued{operation="face.analyze"}');
+    expect(gauges).not.toContain('operation="protect"');
 
     await completeJob(analyzeId, "face.analyze", analyzed);
     const embedding = await getJob(key, job.id);
