@@ -57,7 +57,7 @@ import {
   recordCalibration,
   WatermarkCodec,
 } from "./verdict.ts";
-import type { DescriptorChip } from "../../../contract/operations.ts";
+import { OPERATIONS, type DescriptorChip } from "../../../contract/operations.ts";
 
 export type FlowKind = "protect" | "verify";
 
@@ -83,12 +83,8 @@ export interface FlowRow {
   updated_at: number;
 }
 
-export interface ProtectParams {
-  owner: string | null;
-  external_ref: string | null;
-  strength: number;
-  format: "png" | "jpeg" | "webp";
-}
+/** A protect job's params as the contract's schema leaves them (defaults filled in). */
+export type ProtectParams = z.output<(typeof OPERATIONS)["protect"]["params"]>;
 
 /**
  * How many faces protect seals and verify analyses: face.analyze's default, stated here so that both flows
