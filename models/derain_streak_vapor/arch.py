@@ -53,11 +53,12 @@ def clamp_back(x: torch.Tensor, lo: float, hi: float, training: bool) -> torch.T
     return _ClampBack.apply(x, lo, hi) if training else x.clamp(lo, hi)
 
 
-def transmission(x: torch.Tensor, training: bool) -> torch.Tensor:
+def transmission(x: torch.Tensor, training: bool, gate: torch.Tensor | float = 1.0) -> torch.Tensor:
     """1 - clamp(x, 0, OPACITY_MAX): exactly 1 wherever x <= 0, so a rain-free pixel comes out of the inversion as it
     went in (a sigmoid never reaches 1, and on light rain, input 33 dB, the residual veil it leaves costs more than
-    the streaks). While training, a saturated pixel still learns its way back (clamp_back)."""
-    return 1.0 - clamp_back(x, 0.0, OPACITY_MAX, training)
+    the streaks). While training, a saturated pixel still learns its way back (clamp_back). gate scales the opacity
+    (the veil decision, veil_gate)."""
+    return 1.0 - gate * clamp_back(x, 0.0, OPACITY_MAX, training)
 
 
 def shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
@@ -160,12 +161,21 @@ class ANet(nn.Module):
         self.fc = nn.Sequential(nn.Linear(2 * c, 64), nn.ReLU(inplace=True))
         self.a = nn.Linear(64, 3)
         self.desc = nn.Linear(64, desc)
+        self.veil = nn.Linear(64, 1)
 
     def forward(self, thumb):
         f = self.enc(thumb)  # B, c, 8, 8 for the fixed thumbnail
         g = self.fc(torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], 1))
         # A is a bright, near-grey light in rain; the +1.5 bias starts it at 0.82 rather than mid-grey.
-        return torch.sigmoid(self.a(g) + 1.5), self.desc(g)
+        return torch.sigmoid(self.a(g) + 1.5), self.desc(g), self.veil(g)[:, 0]
+
+
+def veil_gate(logit: torch.Tensor, training: bool) -> torch.Tensor:
+    """The photo-level "is there a veil" decision, from ANet's logit (trained as a classifier): 0 below p = 0.25 and
+    1 above 0.75, so an unveiled photo gets T_v = 1 exactly however VNet's map looks. Without it the decision was
+    spread over VNet's dense output, and at step 300 one of the 4 light-rain validation photos got a full veil
+    (T_v mean 0.61): 34.90 dB in, 17.19 dB out."""
+    return clamp_back((torch.sigmoid(logit) - 0.25) / 0.5, 0.0, 1.0, training)
 
 
 class VNet(nn.Module):
@@ -177,7 +187,7 @@ class VNet(nn.Module):
         self.fuse = nn.Sequential(conv(c + branch * len(kernels) + desc, c), zero_conv(c, 1))
         self.refine = nn.Sequential(conv(5, 8), zero_conv(8, 1))
 
-    def forward(self, x, t_s, desc):
+    def forward(self, x, t_s, desc, gate):
         # 1/4 resolution: vapour follows depth, which changes slowly except at object edges (the refine stage).
         small = F.avg_pool2d(torch.cat([x, t_s], 1), 4, 4, ceil_mode=True, count_include_pad=False)
         f = self.inp(small)
@@ -188,7 +198,8 @@ class VNet(nn.Module):
         coarse = self.fuse(torch.cat([f] + pyr + [g], 1))
         up = up_to(coarse, x)
         fine = up + self.refine(torch.cat([x, t_s, up], 1))
-        return transmission(fine, self.training), transmission(coarse, self.training)
+        g = gate[:, None, None, None]
+        return transmission(fine, self.training, g), transmission(coarse, self.training, g)
 
 
 class StreakVapor(nn.Module):
@@ -200,14 +211,14 @@ class StreakVapor(nn.Module):
 
     def forward(self, image, thumb):
         """image: B,3,H,W tile in [0, 1]; thumb: B,3,THUMB,THUMB of the whole photo.
-        Returns J (unclamped), T = T_s * T_v, T_s, T_v, A (B,3), T_v at 1/4 resolution."""
-        a, desc = self.anet(thumb)
+        Returns J (unclamped), T = T_s * T_v, T_s, T_v, A (B,3), T_v at 1/4 resolution, the veil logit (B,)."""
+        a, desc, veil = self.anet(thumb)
         t_s = self.snet(image)
-        t_v, t_v_coarse = self.vnet(image, t_s, desc)
+        t_v, t_v_coarse = self.vnet(image, t_s, desc, veil_gate(veil, self.training))
         t = t_s * t_v
         A = a[:, :, None, None]
         j = (image - (1.0 - t) * A) / t.clamp(min=T_MIN)
-        return j, t, t_s, t_v, a, t_v_coarse
+        return j, t, t_s, t_v, a, t_v_coarse, veil
 
 
 def count_params(m: nn.Module) -> int:
