@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { RunnerError } from "../../gpu-runner/src/errors.ts";
 import type { OperationContext, RasterImage } from "../../gpu-runner/src/operations/types.ts";
 import { restorePlanar, thumbnailFeed, tiledRestoration, type TiledModel } from "../../gpu-runner/src/restoration/tiled.ts";
+import { cropPlanar, tileStarts } from "../../gpu-runner/src/restoration/tiles.ts";
 import { ROOT } from "./helpers.ts";
 
 /**
@@ -158,6 +159,36 @@ describe("tiledRestoration()", () => {
     const run = tiledRestoration({ operation: "enhance.lowlight", ...INVERT });
     await expect(run(ctx(invert, [greyAlpha(20, 20)], [], aborted.signal))).rejects.toMatchObject({ code: "aborted" });
     await expect(run({ ...ctx(invert, [], []), params: { format: "gif" } })).rejects.toThrow(RunnerError);
+  });
+
+  it("aligns tile starts to a graph's stride: the last tile reaches past the border, which is cut off", async () => {
+    for (const length of [1030, 2021, 3000, 4001]) {
+      const starts = tileStarts(length, 1024, 160, 8);
+      expect(starts.every((s) => s % 8 === 0)).toBe(true);
+      expect(starts[0]).toBe(0);
+      const end = starts.at(-1)! + 1024;
+      expect(end).toBeGreaterThanOrEqual(length);
+      expect(end - length).toBeLessThan(8);
+      for (let i = 1; i < starts.length; i++) expect(starts[i - 1]! + 1024 - starts[i]!).toBeGreaterThanOrEqual(160);
+    }
+    expect(tileStarts(1000, 1024, 160, 8)).toEqual([0]);
+    expect(() => tileStarts(3000, 1000, 160, 16)).toThrow(RangeError);
+    // 203 x 149 is no multiple of 8 on either axis: the last tiles reach past both borders, and every pixel is still
+    // 1 - x, with alpha kept.
+    const run = tiledRestoration({ operation: "enhance.lowlight", ...INVERT, align: 8 });
+    const image = greyAlpha(203, 149);
+    const res = await run(ctx(invert, [image], []));
+    const out = res.images![0]!.image;
+    for (let p = 0; p < 203 * 149; p++) {
+      for (let c = 0; c < 3; c++) expect(out.data[4 * p + c]).toBe(255 - image.data[2 * p]!);
+      expect(out.data[4 * p + 3]).toBe(image.data[2 * p + 1]);
+    }
+    // The overhang is read as repeated edge pixels, the same in the raster and planar crops.
+    const rgb = Float32Array.from({ length: 3 * 10 * 13 }, (_, i) => i / 390);
+    const tile = { top: 8, left: 8, height: 8, width: 8 };
+    const planar = cropPlanar(rgb, 10, 13, tile);
+    expect(planar[7 * 8 + 7]).toBe(rgb[9 * 13 + 12]); // row 15 -> 9, column 15 -> 12
+    expect(planar[2 * 64 + 3 * 8 + 6]).toBe(rgb[2 * 130 + 9 * 13 + 12]);
   });
 
   it("refuses an overlap the edge margin would use up", async () => {

@@ -35,6 +35,10 @@ export interface TiledModel {
    * computes per pixel, where zero padding makes a tile differ from a whole-image pass. Must be < overlap / 2.
    */
   edgeMargin: number;
+  /**
+   * Tile starts are multiples of this (the graph's total stride; 1 by default): see tileStarts. Must divide `tile`.
+   */
+  align?: number;
   /** Global context: a size x size area thumbnail of the whole image, turned into feeds once and given to every tile. */
   thumbnail?: { size: number; feeds(thumb: Float32Array, size: number): Feeds };
   /** Feed name of [tile top, tile left, image height, image width] (1 x 4, pixels), for graphs that place the tile. */
@@ -188,10 +192,11 @@ async function runTiledTargets(
   opts: TiledRunOptions,
 ): Promise<{ stats: TiledStats; perImage: Record<string, Float32Array> }> {
   const { height, width } = source;
-  const tiles = planBlend(height, width, opts.tile ?? model.tile, opts.overlap ?? model.overlap, model.edgeMargin);
+  const tiles = planBlend(height, width, opts.tile ?? model.tile, opts.overlap ?? model.overlap, model.edgeMargin, model.align);
   const shared: Feeds = { ...opts.feeds };
   if (model.thumbnail) Object.assign(shared, model.thumbnail.feeds(source.thumbnail(model.thumbnail.size), model.thumbnail.size));
-  // All tiles have the same size (tileStarts ends the last one at the border), so one input buffer serves them all.
+  // All tiles have the same size (tileStarts ends the last one at the border, or past it when aligned), so one input
+  // buffer serves them all.
   const buffer = new Float32Array(3 * tiles[0]!.height * tiles[0]!.width);
   const perImage: Record<string, Float32Array> = {};
   let modelMs = 0;

@@ -14,20 +14,36 @@ export interface Tile {
   width: number;
 }
 
-/** Start offsets of tiles of `size` covering `length` with at least `overlap` shared pixels between neighbours. */
-export function tileStarts(length: number, size: number, overlap: number): number[] {
+/**
+ * Start offsets of tiles of `size` covering `length` with at least `overlap` shared pixels between neighbours.
+ *
+ * With `align` > 1 every start is a multiple of `align` (a graph's total stride), so each tile samples its strided
+ * layers on the same grid as its neighbours: unaligned, two tiles' outputs differ everywhere, not only near their
+ * edges (derain's stride-8 graph: up to 1.5 levels inside the tiles). The last tile then ends up to `align` - 1 px
+ * past the border, read as the edge pixels repeated (cropRaster / cropPlanar) and cut off when blended.
+ */
+export function tileStarts(length: number, size: number, overlap: number, align = 1): number[] {
   if (length <= size) return [0];
   const step = size - overlap;
-  const n = Math.ceil((length - overlap) / step);
-  // Spread the tiles evenly so the last one ends exactly at the border (no thin remainder tile).
-  const stride = (length - size) / (n - 1);
-  return Array.from({ length: n }, (_, i) => Math.round(i * stride));
+  if (align === 1) {
+    const n = Math.ceil((length - overlap) / step);
+    // Spread the tiles evenly so the last one ends exactly at the border (no thin remainder tile).
+    const stride = (length - size) / (n - 1);
+    return Array.from({ length: n }, (_, i) => Math.round(i * stride));
+  }
+  if (size % align !== 0) throw new RangeError(`tile size ${size} must be a multiple of the alignment ${align}`);
+  const last = Math.ceil((length - size) / align) * align;
+  // Evenly spread, then rounded to the grid: add tiles until rounding leaves no pair sharing less than `overlap`.
+  for (let n = Math.ceil((last + size - overlap) / step); ; n++) {
+    const starts = Array.from({ length: n }, (_, i) => Math.round((i * last) / (n - 1) / align) * align);
+    if (starts.every((s, i) => i === 0 || s - starts[i - 1]! <= step)) return starts;
+  }
 }
 
-export function planTiles(height: number, width: number, size: number, overlap: number): Tile[] {
+export function planTiles(height: number, width: number, size: number, overlap: number, align = 1): Tile[] {
   const tiles: Tile[] = [];
-  for (const top of tileStarts(height, size, overlap))
-    for (const left of tileStarts(width, size, overlap))
+  for (const top of tileStarts(height, size, overlap, align))
+    for (const left of tileStarts(width, size, overlap, align))
       tiles.push({ top, left, height: Math.min(size, height), width: Math.min(size, width) });
   return tiles;
 }
@@ -55,12 +71,15 @@ export function rampWeight(i: number, length: number, start: number, total: numb
 export function axisWeights(starts: number[], size: number, total: number, overlap: number, margin: number): Float32Array[] {
   if (overlap <= 2 * margin) throw new RangeError(`tile overlap ${overlap} must exceed twice the edge margin ${margin}`);
   const len = Math.min(size, total);
-  const raw = starts.map((s) => Float32Array.from({ length: len }, (_, i) => rampWeight(i, len, s, total, overlap, margin)));
+  // Positions past the border (an aligned last tile's overhang) get no weight.
+  const raw = starts.map((s) =>
+    Float32Array.from({ length: len }, (_, i) => (s + i < total ? rampWeight(i, len, s, total, overlap, margin) : 0)),
+  );
   const sum = new Float64Array(total);
-  starts.forEach((s, k) => raw[k]!.forEach((w, i) => (sum[s + i]! += w)));
+  starts.forEach((s, k) => raw[k]!.forEach((w, i) => s + i < total && (sum[s + i]! += w)));
   starts.forEach((s, k) => {
     const r = raw[k]!;
-    for (let i = 0; i < len; i++) r[i] = r[i]! / sum[s + i]!;
+    for (let i = 0; i < len && s + i < total; i++) r[i] = r[i]! / sum[s + i]!;
   });
   return raw;
 }
@@ -70,9 +89,9 @@ export interface BlendTile extends Tile {
   colWeights: Float32Array;
 }
 
-export function planBlend(height: number, width: number, size: number, overlap: number, margin: number): BlendTile[] {
-  const rows = tileStarts(height, size, overlap);
-  const cols = tileStarts(width, size, overlap);
+export function planBlend(height: number, width: number, size: number, overlap: number, margin: number, align = 1): BlendTile[] {
+  const rows = tileStarts(height, size, overlap, align);
+  const cols = tileStarts(width, size, overlap, align);
   const wy = axisWeights(rows, size, height, overlap, margin);
   const wx = axisWeights(cols, size, width, overlap, margin);
   const tiles: BlendTile[] = [];
@@ -115,9 +134,12 @@ export function blendInto(
 ): void {
   const plane = height * width;
   const tilePlane = tile.height * tile.width;
-  const wx = tile.colWeights;
+  // An aligned last tile may reach past the border: only its columns and rows inside the image are blended.
+  const cols = Math.min(tile.width, width - tile.left);
+  const rows = Math.min(tile.height, height - tile.top);
+  const wx = tile.colWeights.subarray(0, cols);
   const [soleFrom, soleTo] = soleSpan(wx);
-  for (let y = 0; y < tile.height; y++) {
+  for (let y = 0; y < rows; y++) {
     const wy = tile.rowWeights[y]!;
     if (wy === 0) continue;
     const row = (tile.top + y) * width + tile.left;
@@ -128,9 +150,9 @@ export function blendInto(
       if (wy === 1) {
         for (let x = 0; x < soleFrom; x++) out[o + x]! += wx[x]! * tileOut[t + x]!;
         out.set(tileOut.subarray(t + soleFrom, t + soleTo), o + soleFrom);
-        for (let x = soleTo; x < tile.width; x++) out[o + x]! += wx[x]! * tileOut[t + x]!;
+        for (let x = soleTo; x < cols; x++) out[o + x]! += wx[x]! * tileOut[t + x]!;
       } else {
-        for (let x = 0; x < tile.width; x++) out[o + x]! += wy * wx[x]! * tileOut[t + x]!;
+        for (let x = 0; x < cols; x++) out[o + x]! += wy * wx[x]! * tileOut[t + x]!;
       }
     }
   }
@@ -141,7 +163,7 @@ export function blendInto(
  * alpha dropped): the tile's share of the raster-to-tensor conversion, without a full-image float copy.
  */
 export function cropRaster(
-  image: { width: number; channels: number; bitDepth: 8 | 16; data: Uint8Array | Uint16Array },
+  image: { width: number; height: number; channels: number; bitDepth: 8 | 16; data: Uint8Array | Uint16Array },
   tile: Tile,
   into?: Float32Array,
 ): Float32Array {
@@ -150,10 +172,13 @@ export function cropRaster(
   const scale = 1 / (image.bitDepth === 16 ? 65535 : 255);
   const plane = tile.height * tile.width;
   const out = into ?? new Float32Array(3 * plane);
+  // Past the border (an aligned last tile) the last row and column repeat.
+  const inside = Math.min(tile.width, width - tile.left);
   for (let y = 0; y < tile.height; y++) {
-    let i = ((tile.top + y) * width + tile.left) * channels;
+    const row = Math.min(tile.top + y, image.height - 1);
+    let i = (row * width + tile.left) * channels;
     const o = y * tile.width;
-    for (let x = 0; x < tile.width; x++, i += channels) {
+    for (let x = 0; x < tile.width; x++, i += x < inside ? channels : 0) {
       const red = data[i]! * scale;
       out[o + x] = red;
       out[plane + o + x] = colour ? data[i + 1]! * scale : red;
@@ -167,10 +192,14 @@ export function cropRaster(
 export function cropPlanar(src: Float32Array, height: number, width: number, tile: Tile, into?: Float32Array): Float32Array {
   const plane = height * width;
   const out = into ?? new Float32Array(3 * tile.height * tile.width);
+  // Past the border (an aligned last tile) the last row and column repeat.
+  const inside = Math.min(tile.width, width - tile.left);
   for (let c = 0; c < 3; c++)
     for (let y = 0; y < tile.height; y++) {
-      const from = c * plane + (tile.top + y) * width + tile.left;
-      out.set(src.subarray(from, from + tile.width), (c * tile.height + y) * tile.width);
+      const from = c * plane + Math.min(tile.top + y, height - 1) * width + tile.left;
+      const to = (c * tile.height + y) * tile.width;
+      out.set(src.subarray(from, from + inside), to);
+      out.fill(src[from + inside - 1]!, to + inside, to + tile.width);
     }
   return out;
 }
