@@ -12,6 +12,7 @@ import { openEncoder, type EncoderSessions } from "../../gpu-runner/src/operatio
 import {
   MIN_SIDE,
   READINGS,
+  alignmentZ,
   TILE,
   chipGrid,
   fullFrameHypothesis,
@@ -247,6 +248,29 @@ describe("codec 2: the parts of the search", () => {
     const [pu, pv] = centreChip(p);
     expect(Math.hypot(pu! - tu!, pv! - tv!)).toBeLessThan(0.2);
     expect(await bitsAt(copy, p)).toBe(HEX);
+  });
+
+  it("the alignment z-score separates the true geometry of a crop from wrong ones, marked or not", async () => {
+    const copy = await copyOf((s) => s.extract({ left: 120, top: 80, width: 960, height: 640 }));
+    const view = await workingViewOf(copy);
+    const truth = await trueHypothesis(copy, 120, 80);
+    const atTruth = alignmentZ(view, truth);
+    // Where the decoder switches on its scale scan: a crop whose geometry is known must clear it.
+    expect(atTruth).toBeGreaterThan(7);
+    // 3 % off in scale, or half a tile off in offset: no better than noise.
+    const wrongScale = {
+      ...truth,
+      lattice: { e1: [truth.lattice.e1[0] * 1.03, 0], e2: [0, truth.lattice.e2[1] * 1.03] },
+    } as Hypothesis;
+    expect(Math.abs(alignmentZ(view, wrongScale))).toBeLessThan(5);
+    expect(Math.abs(alignmentZ(view, { ...truth, ta: truth.ta + 0.5, tb: truth.tb + 0.5 }))).toBeLessThan(5);
+    // The same crop and geometry on the unmarked photo.
+    const plainPng = await encodeImage(await photo(W, H), "png");
+    const plainCrop = await decodeImage(
+      await sharp(plainPng).extract({ left: 120, top: 80, width: 960, height: 640 }).png().toBuffer(),
+      LIMITS,
+    );
+    expect(Math.abs(alignmentZ(await workingViewOf(plainCrop), truth))).toBeLessThan(5);
   });
 });
 

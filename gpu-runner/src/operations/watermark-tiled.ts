@@ -105,6 +105,9 @@ const LAYOUT: Layout = (() => {
   };
 })();
 
+/** Chips per channel bit in a tile (640 payload chips over 128 bits). */
+const CHIPS_PER_BIT = LAYOUT.bitChips[0]!.length;
+
 /** The keyed sign of tile (i, j) of the original (column, row): the position code. */
 export function tileSign(i: number, j: number): number {
   let h = Math.imul(i | 0, 0x9e3779b1) ^ Math.imul(j | 0, 0x85ebca77) ^ SEED;
@@ -671,7 +674,7 @@ function splatCyclic(
 }
 
 /** Every sample folded onto one tile of the lattice (bilinear splat into FOLD x FOLD bins). */
-function fold(view: WorkingView, lattice: Lattice): Float64Array {
+export function fold(view: WorkingView, lattice: Lattice): Float64Array {
   const [i00, i01, i10, i11] = inverse(lattice);
   return splatCyclic(view, FOLD, [i00 * FOLD, i01 * FOLD, -0.5], [i10 * FOLD, i11 * FOLD, -0.5]);
 }
@@ -734,7 +737,7 @@ const shiftOf = (flip: 1 | -1, ta: number, tb: number): [number, number] => [fli
  * The best cyclic alignment of the fold with the synchronisation template, plain and mirrored: offsets (ta, tb)
  * in tiles and the peak's z-score over all FOLD^2 shifts.
  */
-function synchronise(bins: Float64Array, lattice: Lattice): Hypothesis[] {
+export function synchronise(bins: Float64Array, lattice: Lattice): Hypothesis[] {
   const out: Hypothesis[] = [];
   const maps = correlationMaps(bins);
   for (const flip of [1, -1] as const) {
@@ -929,17 +932,81 @@ export function readChips(
 
 /**
  * Sign-agnostic alignment score of a hypothesis: the synchronisation chips' statistic plus the magnitudes of the
- * 128 bit statistics. Every chip of the tile counts (the payload's 640 as well as the 256 synchronisation chips),
- * yet the score does not depend on the payload's signs: under no mark, flipping the sign of any bit statistic
- * leaves it unchanged, so choosing a geometry by it does not favour any word, and the p-value's count of
- * readings still holds.
+ * 128 bit statistics, as a z-score against what it would be on a fold of pure noise of the same spread. Every chip
+ * of the tile counts (the payload's 640 as well as the 256 synchronisation chips), yet the score does not depend on
+ * the payload's signs: under no mark, flipping the sign of any bit statistic leaves it unchanged, so choosing a
+ * geometry by it does not favour any word, and the p-value's count of readings still holds. Why the
+ * normalisation: the sum of magnitudes grows with the fold's own spread, so the raw score also rewards lining the
+ * fold up with the host's texture; on the training photos' uncropped copies the raw score's polish moved off the
+ * true geometry (0 bit errors there) to one that read 6-13, the normalised one stays at 0.
  */
-function alignmentScore(view: WorkingView, hyp: Pick<Hypothesis, "lattice" | "flip" | "ta" | "tb">): number {
+export function alignmentScore(view: WorkingView, hyp: Pick<Hypothesis, "lattice" | "flip" | "ta" | "tb">): number {
   const folded = foldChips(view, hyp);
   let s = 0;
   for (const k of LAYOUT.syncChips) s += LAYOUT.sign[k]! * folded[k]!;
   for (const v of bitStatistics(folded)) s += Math.abs(v);
-  return s;
+  let sum = 0;
+  let sq = 0;
+  for (const v of folded) {
+    sum += v;
+    sq += v * v;
+  }
+  const mean = sum / folded.length;
+  const sigma = Math.sqrt(Math.max(1e-30, sq / folded.length - mean * mean));
+  // Under noise of spread sigma per chip: a bit statistic is N(0, 5 sigma^2), its magnitude has mean
+  // sqrt(5) sigma sqrt(2 / pi) and variance 5 sigma^2 (1 - 2 / pi); the sync statistic is N(0, 256 sigma^2).
+  const mu0 = CODE_BITS * Math.sqrt(CHIPS_PER_BIT) * sigma * Math.sqrt(2 / Math.PI);
+  const sd0 = sigma * Math.sqrt(SYNC_CHIPS + CODE_BITS * CHIPS_PER_BIT * (1 - 2 / Math.PI));
+  return (s - mu0) / sd0;
+}
+
+/**
+ * The template's chips for cyclic shifts: for every sync chip and then every bit chip in bit order, its row, column
+ * and keyed sign. Bits are runs of 5 (CHIPS_PER_BIT) in this order.
+ */
+const TEMPLATE = (() => {
+  const order = [...LAYOUT.syncChips, ...LAYOUT.bitChips.flatMap((c) => [...c])];
+  return {
+    row: Int32Array.from(order, (k) => Math.floor(k / TILE)),
+    col: Int32Array.from(order, (k) => k % TILE),
+    sign: Float64Array.from(order, (k) => LAYOUT.sign[k]!),
+  };
+})();
+
+/**
+ * The alignment score of a hypothesis as a z-score: its value at the hypothesis' own chip phase against the same
+ * score with the template shifted cyclically by each of the other 1,023 whole-chip shifts over the same folded
+ * tile. The shifted scores are what the fold gives where the template does not line up, so the z-score needs no
+ * model of the host's residue in the fold. Like the score, it does not depend on the payload's signs.
+ */
+export function alignmentZ(view: WorkingView, hyp: Pick<Hypothesis, "lattice" | "flip" | "ta" | "tb">): number {
+  const F = foldChips(view, hyp);
+  const { row, col, sign } = TEMPLATE;
+  const n = row.length;
+  const idx = new Int32Array(n);
+  let sum = 0;
+  let sq = 0;
+  let own = 0;
+  for (let dv = 0; dv < TILE; dv++)
+    for (let du = 0; du < TILE; du++) {
+      for (let i = 0; i < n; i++) idx[i] = ((row[i]! + dv) & (TILE - 1)) * TILE + ((col[i]! + du) & (TILE - 1));
+      let s = 0;
+      let i = 0;
+      for (; i < SYNC_CHIPS; i++) s += sign[i]! * F[idx[i]!]!;
+      for (; i < n; i += CHIPS_PER_BIT) {
+        let t = 0;
+        for (let j = i; j < i + CHIPS_PER_BIT; j++) t += sign[j]! * F[idx[j]!]!;
+        s += t < 0 ? -t : t;
+      }
+      if (dv === 0 && du === 0) own = s;
+      else {
+        sum += s;
+        sq += s * s;
+      }
+    }
+  const m = TILE_CHIPS - 1;
+  const mean = sum / m;
+  return (own - mean) / Math.sqrt(Math.max(1e-30, sq / m - mean * mean));
 }
 
 /**
@@ -1050,8 +1117,48 @@ const sameLattice = (a: Hypothesis, b: Hypothesis) =>
   Math.abs(a.lattice.e2[1] - b.lattice.e2[1]) < 0.5;
 
 /**
- * The READINGS hypotheses of a copy whose payload is read: the READINGS - 1 best of the search (best
- * synchronisation first), polished, then the full-frame one. [] when the copy is too small to hold a tile.
+ * The scale scan's period ratio: at 0.5 % the scanned period is within 0.25 % of any true one, a misregistration of
+ * a quarter chip 100 chips from the fold's reference, which the synchronisation still sees.
+ */
+const SCAN_STEP = 1.005;
+/** Scan hypotheses kept for the alignment z-score (its cost: a fold of the view and 1,024 template shifts each). */
+const SCAN_KEEP = 12;
+
+/**
+ * Axis-aligned square lattices at every period from PERIOD_MIN to PERIOD_MAX in 0.5 % steps, each synchronised:
+ * the SCAN_KEEP distinct best by synchronisation z. A crop or a resize keeps the mark's grid square and upright, so
+ * its lattice is one of these, whatever the host's own autocorrelation says.
+ */
+function scaleScan(view: WorkingView): Hypothesis[] {
+  const all: Hypothesis[] = [];
+  for (let p = PERIOD_MIN; p <= PERIOD_MAX; p *= SCAN_STEP) {
+    const l: Lattice = { e1: [p, 0], e2: [0, p] };
+    all.push(...synchronise(fold(view, l), l));
+  }
+  all.sort((a, b) => b.z - a.z);
+  const out: Hypothesis[] = [];
+  for (const h of all) {
+    if (out.some((d) => sameLattice(d, h))) continue;
+    out.push(h);
+    if (out.length === SCAN_KEEP) break;
+  }
+  return out;
+}
+
+/**
+ * Below this alignment z-score, the search's own hypotheses are joined by the scale scan's. On the training
+ * photos' crops the true geometry scored 8-13 where its payload read, and wrong geometries 3-6.
+ */
+const SCAN_BELOW_Z = 7;
+
+/**
+ * The READINGS hypotheses of a copy whose payload is read: the READINGS - 1 best by alignment z-score, polished,
+ * then the full-frame one. [] when the copy is too small to hold a tile. The candidates are the search's (lattices
+ * from the autocorrelation, refined by synchronisation z) and, when none of them aligns, the scale scan's. Why the
+ * alignment z-score chooses: the synchronisation z-score sees 256 chips and sat at 4.5-6 on crops of textured
+ * photos, inside the range that wrong geometries reach over a search this wide, while the alignment z-score sees
+ * all 896 and put the true geometry at 8-13 against 3-6. Both are payload independent, so READINGS still counts
+ * every reading.
  */
 export function tiledHypotheses(view: WorkingView): Hypothesis[] {
   if (view.w < PERIOD_MIN * 1.5 || view.h < PERIOD_MIN * 1.5) return [];
@@ -1066,9 +1173,19 @@ export function tiledHypotheses(view: WorkingView): Hypothesis[] {
 
   const distinct: Hypothesis[] = [];
   for (const h of found) if (!distinct.some((d) => sameLattice(d, h))) distinct.push(h);
+  const pool = distinct.slice(0, READINGS + 1).map((h) => ({ h, az: alignmentZ(view, h) }));
+  if (Math.max(...pool.map((p) => p.az)) < SCAN_BELOW_Z)
+    for (const h of scaleScan(view)) if (!pool.some((p) => sameLattice(p.h, h))) pool.push({ h, az: alignmentZ(view, h) });
+  pool.sort((a, b) => b.az - a.az);
+  const picked: Hypothesis[] = [];
+  for (const { h } of pool) {
+    if (picked.some((d) => sameLattice(d, h))) continue;
+    picked.push(h);
+    if (picked.length === READINGS - 1) break;
+  }
   // The full frame is read even when the search found nearly the same alignment: its lattice is exact, where a
   // refined one can be off by a fraction of a sample per period and lose bits across a wide copy.
-  return [...distinct.slice(0, READINGS - 1).map((h) => polish(view, h)), fullFrameHypothesis(view)];
+  return [...picked.map((h) => polish(view, h)), fullFrameHypothesis(view)];
 }
 
 /** Geometry of a hypothesis with its whole-tile shift, in the contract's terms (contract/watermark-geometry.ts). */
