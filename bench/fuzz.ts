@@ -1,6 +1,6 @@
 import { cpus } from "node:os";
 import { GEOMETRY_ERROR_CODES } from "../contract/geometry.ts";
-import { getOperation, OPERATION_NAMES } from "../contract/operations.ts";
+import { getOperation, RUNNER_OPERATION_NAMES } from "../contract/operations.ts";
 import { RunnerError } from "../gpu-runner/src/errors.ts";
 import { executeOperation } from "../gpu-runner/src/execute.ts";
 import { IMAGE_ERROR_CODES } from "../gpu-runner/src/image/decode.ts";
@@ -11,12 +11,14 @@ import { corpus, makeSeeds, type FuzzCase } from "./fuzz-corpus.ts";
 
 /**
  * The fuzzing campaign of issue 12: every corpus image (bench/fuzz-corpus.ts) through the runner's input path for
- * every operation in contract/operations.ts, in process: executeOperation, i.e. params check, decodeImage or
- * readEncoded with the operation's max_pixels and animation policy, then the geometry check. inspect runs its real
- * pipeline (its thumbnails are decodes too); the model pipelines are replaced by one that returns at once, since
- * their input checks are all before `run` (test/runner/fuzz.test.ts runs the real face and watermark pipelines on
- * the worst geometric cases). Each image either decodes or is rejected with a code from KNOWN_CODES; anything
- * else is a crash, a call that does not settle within the time limit a hang.
+ * every runner operation in contract/operations.ts (RUNNER_OPERATION_NAMES: protect and verify have no pipeline to
+ * fuzz; the worker runs them as child jobs of face.analyze and watermark.embed/decode, which are in the list), in
+ * process: executeOperation, i.e. params check, decodeImage or readEncoded with the operation's max_pixels and
+ * animation policy, then the geometry check. inspect runs its real pipeline (its thumbnails are decodes too); the
+ * model pipelines are replaced by one that returns at once, since their input checks are all before `run`
+ * (test/runner/fuzz.test.ts runs the real face and watermark pipelines on the worst geometric cases). Each image
+ * either decodes or is rejected with a code from KNOWN_CODES; anything else is a crash, a call that does not settle
+ * within the time limit a hang.
  *
  *   npm run bench -- fuzz                 (10,000 images; writes bench/results/fuzz.json)
  *   FUZZ_COUNT=2000 FUZZ_SEED=7 npm run bench -- fuzz
@@ -40,7 +42,7 @@ export interface FuzzOptions {
   count: number;
   /** Per operation call; a call that takes longer is counted as a hang. */
   timeoutMs: number;
-  /** The operations to run (default: all of contract/operations.ts). */
+  /** The operations to run (default: every runner operation, RUNNER_OPERATION_NAMES). */
   operations?: string[];
   onCase?: (c: FuzzCase, outcomes: Record<string, string>, ms: number) => void;
 }
@@ -80,7 +82,7 @@ const bump = (m: Record<string, Record<string, number>>, k: string, v: string) =
 
 export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   const seeds = await makeSeeds(opts.seed);
-  const operations = opts.operations ?? (OPERATION_NAMES as string[]);
+  const operations = opts.operations ?? [...RUNNER_OPERATION_NAMES];
   const pipelines = new Map(operations.map((n) => [n, inputPathOnly(n)]));
   const inputSettings = (n: string) => {
     const { max_pixels, min_side, max_aspect_ratio } = getOperation(n)!.limits;
