@@ -1,5 +1,6 @@
 import { HTTPException } from "hono/http-exception";
 import { timing } from "hono/timing";
+import { consoleRoutes } from "./console/routes.ts";
 import { docsRoutes } from "./docs/routes.ts";
 import { openApiDocument } from "./docs/openapi.ts";
 import { jobQueue } from "./durable/job-queue.ts";
@@ -76,6 +77,7 @@ const openApi = openApiDocument(app, {
 });
 app.get("/openapi.json", (c) => c.json(openApi()));
 app.route("/", docsRoutes(openApi));
+app.route("/", consoleRoutes());
 
 app.notFound((c) => problemResponse(new ApiError(404, "not_found", `no route for ${c.req.method} ${c.req.path}`), c.req.path));
 
