@@ -3,6 +3,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import sharp from "sharp";
+import { isTerminalStatus, type JobStatus } from "../contract/protocol.ts";
 import { executeOperation } from "../gpu-runner/src/execute.ts";
 import { SessionCache } from "../gpu-runner/src/models/session-cache.ts";
 import { faceAnalyzePipeline } from "../gpu-runner/src/operations/face-analyze.ts";
@@ -16,9 +17,9 @@ import { percentile } from "./stats.ts";
  *
  * 1. End to end through the real local stack (wrangler dev + one CPU runner): the photo is protected once,
  *    then its protected JPEG is verified RUNS times after WARMUP verifies. Per verify: the client's time from
- *    POST /v1/verify (Prefer: wait=30) to the answer with the finished flow, the flow's own
- *    created → finished time in the worker, and each stage job's runner metrics (total_ms = decode + compute,
- *    model_ms = compute). Once with runner concurrency 1 (`npm start`'s default: the stages run one after the
+ *    POST /v1/verify (Prefer: wait=30) to the answer with the finished job, the verify job's own
+ *    created_at → completed_at time in the worker, and each stage's child job's runner metrics (total_ms = decode
+ *    + compute, model_ms = compute). Once with runner concurrency 1 (`npm start`'s default: the stages run one after the
  *    other) and once with 2 (what infra/autoscaler deploys: both stages are leased together, but face analysis
  *    holds the runner's event loop while it computes, so the decode stage mostly waits for it).
  * 2. Runner-side compute alone: `executeOperation` of face.analyze (with the params verify sends) and
@@ -30,9 +31,9 @@ const SAMPLE = root("node_modules/@vladmandic/face-api/demo/sample1.jpg"); // 3 
 const SIZE = [1732, 1155] as const; // 2.0 MP, the size models/identity/CARD.md section 5 uses
 const RUNS = Number(process.env.BENCH_IDENTITY_RUNS ?? 12);
 const WARMUP = 3;
-// One request with `Prefer: wait=30` (the worker answers when the flow has finished), as a client would call it;
-// BENCH_IDENTITY_WAIT=0 polls /v1/identity/flows/:id every POLL_MS instead (each poll costs workerd CPU on the
-// same 2 cores the runner needs). The flow's own created → finished time (worker clock) is reported as well.
+// One request with `Prefer: wait=30` (the worker answers when the job has finished), as a client would call it;
+// BENCH_IDENTITY_WAIT=0 polls GET /v1/jobs/:id every POLL_MS instead (each poll costs workerd CPU on the same 2
+// cores the runner needs). The job's own created_at → completed_at time (worker clock) is reported as well.
 const WAIT = process.env.BENCH_IDENTITY_WAIT !== "0";
 const POLL_MS = Number(process.env.BENCH_IDENTITY_POLL_MS ?? 50);
 const CONCURRENCY = (process.env.BENCH_IDENTITY_CONCURRENCY ?? "1,2").split(",").map(Number);
@@ -50,9 +51,33 @@ function summary(samples: number[]) {
   };
 }
 
+/** The fields of a job (worker/src/schemas.ts `Job`) this bench reads. */
+interface JobJson {
+  id: string;
+  status: JobStatus;
+  created_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+  output: Record<string, any> | null;
+  error: { type: string; message: string } | null;
+  params: Record<string, unknown>;
+  metrics: { model_ms?: number; total_ms?: number } | null;
+  stages: { name: string; id: string; operation: string; status: JobStatus }[];
+}
+
+/** GET /v1/jobs/:id every `everyMs` until the job is terminal (a no-op for one answered finished). */
+async function untilDone(stack: LocalStack, job: JobJson, everyMs: number): Promise<JobJson> {
+  const auth = { authorization: `Bearer ${stack.vars.VIGIL_DEV_KEY}` };
+  while (!isTerminalStatus(job.status)) {
+    await new Promise((r) => setTimeout(r, everyMs));
+    job = (await fetch(`${stack.url}/v1/jobs/${job.id}`, { headers: auth }).then((r) => r.json())) as JobJson;
+  }
+  return job;
+}
+
 interface VerifySample {
   client_ms: number;
-  flow_ms: number;
+  job_ms: number;
   verdict: string;
   stages: Record<string, { total_ms: number; model_ms: number; started: number; completed: number }>;
   /** The params the worker gave the face.analyze stage. */
@@ -67,30 +92,27 @@ async function verifyOnce(stack: LocalStack, image: Uint8Array<ArrayBuffer>): Pr
     headers: { ...auth, "content-type": "image/jpeg", ...(WAIT ? { prefer: "wait=30" } : {}) },
     body: image,
   });
-  let flow = (await res.json()) as any;
-  if (res.status !== 200 && res.status !== 202) throw new Error(`verify: HTTP ${res.status} ${JSON.stringify(flow)}`);
-  while (flow.status === "running") {
-    await new Promise((r) => setTimeout(r, POLL_MS));
-    flow = await fetch(`${stack.url}/v1/identity/flows/${flow.id}`, { headers: auth }).then((r) => r.json());
-  }
+  const answered = (await res.json()) as JobJson;
+  if (res.status !== 200 && res.status !== 202) throw new Error(`verify: HTTP ${res.status} ${JSON.stringify(answered)}`);
+  const job = await untilDone(stack, answered, POLL_MS);
   const client_ms = performance.now() - t0;
-  if (flow.status !== "succeeded") throw new Error(`verify flow ${flow.id} ${flow.status}: ${JSON.stringify(flow.error)}`);
+  if (job.status !== "succeeded") throw new Error(`verify job ${job.id} ${job.status}: ${JSON.stringify(job.error)}`);
   const stages: VerifySample["stages"] = {};
   let analyzeParams: Record<string, unknown> = {};
-  for (const [name, id] of Object.entries(flow.stages as Record<string, string>)) {
-    const job = (await fetch(`${stack.url}/v1/jobs/${id}`, { headers: auth }).then((r) => r.json())) as any;
+  for (const { name, id } of job.stages) {
+    const child = (await fetch(`${stack.url}/v1/jobs/${id}`, { headers: auth }).then((r) => r.json())) as JobJson;
     stages[name] = {
-      total_ms: Number(job.metrics?.total_ms),
-      model_ms: Number(job.metrics?.model_ms),
-      started: Date.parse(job.started_at),
-      completed: Date.parse(job.completed_at),
+      total_ms: Number(child.metrics?.total_ms),
+      model_ms: Number(child.metrics?.model_ms),
+      started: Date.parse(child.started_at!),
+      completed: Date.parse(child.completed_at!),
     };
-    if (name === "face.analyze") analyzeParams = job.params;
+    if (name === "face.analyze") analyzeParams = child.params;
   }
   return {
     client_ms,
-    flow_ms: Date.parse(flow.updated_at) - Date.parse(flow.created_at),
-    verdict: flow.output.verdict,
+    job_ms: Date.parse(job.completed_at!) - Date.parse(job.created_at),
+    verdict: job.output!.verdict,
     stages,
     analyzeParams,
   };
@@ -109,18 +131,14 @@ async function throughStack(photo: Buffer, concurrency: number) {
   try {
     await stack.start();
     const auth = { authorization: `Bearer ${stack.vars.VIGIL_DEV_KEY}` };
-    const p = await fetch(`${stack.url}/v1/protect?format=jpeg`, {
+    const answered = await fetch(`${stack.url}/v1/protect?format=jpeg`, {
       method: "POST",
       headers: { ...auth, "content-type": "image/jpeg" },
       body: new Uint8Array(photo),
-    }).then((r) => r.json() as Promise<any>);
-    let flow: any = p;
-    while (flow.status === "running") {
-      await new Promise((r) => setTimeout(r, 100));
-      flow = await fetch(`${stack.url}/v1/identity/flows/${p.id}`, { headers: auth }).then((r) => r.json());
-    }
-    if (flow.status !== "succeeded") throw new Error(`protect ${flow.status}: ${JSON.stringify(flow.error)}`);
-    const image: Response = await fetch(flow.output.image_url);
+    }).then((r) => r.json() as Promise<JobJson>);
+    const protectJob = await untilDone(stack, answered, 100);
+    if (protectJob.status !== "succeeded") throw new Error(`protect ${protectJob.status}: ${JSON.stringify(protectJob.error)}`);
+    const image: Response = await fetch(protectJob.output!.image_url);
     const protectedJpeg = new Uint8Array(await image.arrayBuffer());
 
     for (let i = 0; i < WARMUP; i++) await verifyOnce(stack, protectedJpeg);
@@ -136,15 +154,18 @@ async function throughStack(photo: Buffer, concurrency: number) {
       runner_concurrency: concurrency,
       analyze_params: samples[0]!.analyzeParams,
       protected_jpeg_bytes: protectedJpeg.byteLength,
-      faces_protected: flow.output.faces.length,
+      faces_protected: protectJob.output!.faces.length,
       verdicts: [...new Set(samples.map((s) => s.verdict))],
       verify_client_wall: {
         ...summary(samples.map((s) => s.client_ms)),
         note: WAIT
-          ? "POST /v1/verify with Prefer: wait=30 until the answer with the finished flow"
-          : `POST /v1/verify until a poll (every ${POLL_MS} ms) sees the flow finished`,
+          ? "POST /v1/verify with Prefer: wait=30 until the answer with the finished job"
+          : `POST /v1/verify until a poll (every ${POLL_MS} ms) sees the job finished`,
       },
-      verify_flow_in_worker: { ...summary(samples.map((s) => s.flow_ms)), note: "flow created_at → updated_at (worker clock)" },
+      verify_job_in_worker: {
+        ...summary(samples.map((s) => s.job_ms)),
+        note: "verify job created_at → completed_at (worker clock)",
+      },
       stage_runner_total: {
         "face.analyze": stage("face.analyze", "total_ms"),
         "watermark.decode": stage("watermark.decode", "total_ms"),
