@@ -1,6 +1,7 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Scope } from "../../worker/src/env.ts";
+import { CONSOLE_ASSETS } from "../../worker/src/console/routes.ts";
 import { DOCS_ASSETS } from "../../worker/src/docs/routes.ts";
 import { app } from "../../worker/src/index.ts";
 import { call, DEV_KEY, OPERATOR_KEY, operatorCall, ORIGIN, pngOf, postJson, testEnv } from "./helpers.ts";
@@ -98,6 +99,8 @@ const ROUTES: Record<string, Row> = {
   "GET /openapi.json": { auth: PUBLIC, ok: 200, request: () => get("/openapi.json") },
   "GET /docs": { auth: PUBLIC, ok: 200, request: () => get("/docs") },
   "GET /docs/:asset": { auth: PUBLIC, ok: 200, request: () => get(DOCS_ASSETS.stylesheet) },
+  "GET /console": { auth: PUBLIC, ok: 200, request: () => get("/console") },
+  "GET /console/:asset": { auth: PUBLIC, ok: 200, request: () => get(CONSOLE_ASSETS.script) },
 
   "GET /v1/objects/*": {
     auth: { kind: "signed-url" },
