@@ -65,6 +65,10 @@ describe("contract, pipeline registry and model manifest agree", () => {
     }
     // A runner operation without a pipeline would queue jobs that no runner ever leases.
     expect(RUNNER_OPERATION_NAMES.filter((n) => !REGISTRY.has(n))).toEqual([]);
+    // One autoscaler trigger per runner operation: jobs of one without a trigger (protect's and verify's
+    // face.analyze stages included) would wait in the queue of a fleet scaled to zero.
+    for (const name of RUNNER_OPERATION_NAMES)
+      expect(triggers.split(`operation="${name}"`).length - 1, `${name}: autoscaler triggers`).toBe(1);
   });
 
   it("every model an operation names is in the manifest, with a file whose sha256 matches", async () => {
