@@ -3,6 +3,7 @@ import { expect } from "vitest";
 import { signRunnerRequest } from "../../contract/runner-auth.ts";
 import type { LeasedJob } from "../../contract/protocol.ts";
 import { jobQueue } from "../../worker/src/durable/job-queue.ts";
+import type { PublicJob } from "../../worker/src/schemas.ts";
 
 export const ORIGIN = "http://vigil.test";
 export const DEV_KEY = "vgl_dev_test_key_0123456789abcdef";
@@ -181,34 +182,13 @@ export async function createTenantKey(scopes: string[], tenant?: { rate_limit_pe
   return { tenantId: tenantJson.id, keyId: keyJson.id, key: keyJson.key };
 }
 
-export interface JobJson {
-  id: string;
-  object: string;
-  status: string;
-  attempts: number;
-  output: Record<string, unknown> | null;
-  error: { type: string; message: string } | null;
-  params: Record<string, unknown>;
-  operation: string;
-  created_at: string;
-  started_at: string | null;
-  completed_at: string | null;
-  metrics: { model_ms?: number; total_ms?: number } | null;
-}
+/** A job as the API serves it (create, GET /v1/jobs/:id, lists, webhooks): the type of the worker's zod `Job`. */
+export type JobJson = PublicJob;
 
 export async function createInspectJob(key: string = DEV_KEY, init: RequestInit = {}): Promise<JobJson> {
   const res = await postImage("/v1/inspect", uniquePng(), { ...init, key });
   if (res.status !== 202 && res.status !== 200) throw new Error(`create: ${res.status} ${await res.text()}`);
   return (await res.json()) as JobJson;
-}
-
-/** An identity flow as GET /v1/identity/flows/:id returns it. */
-export interface FlowJson {
-  id: string;
-  status: string;
-  output: Record<string, any> | null;
-  error: unknown;
-  stages: Record<string, string | null>;
 }
 
 /**
