@@ -196,7 +196,7 @@ async function call(stack: LocalStack, path: string, init: RequestInit = {}): Pr
   return { status: res.status, data: await res.json() };
 }
 
-/** POST with `Prefer: wait=60`; polls the flow if the worker answered before it finished. */
+/** POST with `Prefer: wait=60`; polls the job (protect and verify are jobs) if the worker answered before it finished. */
 async function runFlow(stack: LocalStack, path: string, image: Buffer): Promise<any> {
   const { format } = await sharp(image).metadata();
   const start = await call(stack, path, {
@@ -208,10 +208,10 @@ async function runFlow(stack: LocalStack, path: string, image: Buffer): Promise<
     throw new Error(`${path}: HTTP ${start.status} ${JSON.stringify(start.data)}`);
   let flow = start.data;
   const deadline = Date.now() + 120_000;
-  while (flow.status === "running") {
-    if (Date.now() > deadline) throw new Error(`flow ${flow.id} still running`);
+  while (flow.status === "queued" || flow.status === "running") {
+    if (Date.now() > deadline) throw new Error(`job ${flow.id} still ${flow.status}`);
     await new Promise((r) => setTimeout(r, 200));
-    flow = (await call(stack, `/v1/identity/flows/${flow.id}`)).data;
+    flow = (await call(stack, `/v1/jobs/${flow.id}`)).data;
   }
   return flow;
 }
@@ -369,7 +369,10 @@ async function collect(): Promise<void> {
         continue;
       }
       if (attempts.length) console.log(`${t.id}: protected at crop margin ${crop?.margin} after ${attempts.join("; ")}`);
-      const analyze = await call(stack, `/v1/jobs/${flow.stages["face.analyze"]}`);
+      const analyze = await call(
+        stack,
+        `/v1/jobs/${flow.stages.find((s: { operation: string }) => s.operation === "face.analyze").id}`,
+      );
       const landmarks = analyze.data.output.faces[0].landmarks as [number, number][];
       const bytes = Buffer.from(await (await fetch(flow.output.image_url)).arrayBuffer());
       protectedImages.set(t.id, { bytes, asset: flow.output.asset_id, landmarks });
