@@ -8,9 +8,10 @@
  * above their count) the four disjoint quadrants of the large held-out photos (long side >= 2000 px) until
  * --limit images; different photos from training, never crops of training photos. Attacks use libvips (sharp) codecs and operations at full resolution.
  * False positives: every photo of the corpus (train and held-out) unmarked, plus --fp-crops random crops of each.
- * Writes models/watermark/eval/results.json and, with --card, the tables into models/watermark/CARD.md.
+ * Writes models/watermark/eval/results.json and, with --card, the tables into models/watermark/CARD.md; --progress FILE
+ * also appends one JSON line per finished image (name, PSNR, per-attack detections) as the run goes.
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { appendFile, readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
@@ -37,6 +38,8 @@ const { values: args } = parseArgs({
     shard: { type: "string", default: "0/1" },
     only: { type: "string", default: "all" },
     merge: { type: "string", multiple: true },
+    // One JSON line per finished image (its per-attack detections), so that a run cut short still counts.
+    progress: { type: "string" },
   },
 });
 const [SHARD, SHARDS] = args.shard!.split("/").map(Number) as [number, number];
@@ -336,6 +339,7 @@ async function main(): Promise<void> {
       row.n++;
     }
     donor = img;
+    if (args.progress) await appendFile(args.progress, JSON.stringify(record) + "\n");
     const s = ((Date.now() - started) / 1000).toFixed(0);
     console.error(
       `[${k + 1}/${jobs.length}] ${job.name} ${img.width}x${img.height} psnr ${q.psnr.toFixed(2)} ssim ${q.ssim.toFixed(4)} (${s}s)`,
