@@ -27,9 +27,33 @@ export const ok = <T extends z.ZodType>(schema: T, description: string) => ({
   content: { "application/json": { schema } },
 });
 
-export const problemResponses = (...codes: number[]) =>
+/**
+ * What each error status means on any route that declares it, as /docs shows it next to the status. The stable
+ * codes are in each answer's `type`; the shared responses of worker/src/docs/openapi.ts name them per layer.
+ */
+const PROBLEM_DESCRIPTIONS = {
+  400: "Bad request: the body, a header or the cursor cannot be read",
+  401: "Unauthenticated: no bearer credential, or one that does not pass",
+  403: "Forbidden: this credential may not use this route (its scopes, or the wrong kind of credential)",
+  404: "Not found: no such object for this tenant",
+  409: "Conflict: the object's state, or an earlier request with the same key, rules this request out",
+  413: "Payload too large: the body is over this route's limit",
+  415: "Unsupported media type: a Content-Type this route does not take, or an image no runner decodes",
+  422: "Unprocessable: a parameter, the body or the image is not acceptable here",
+  429: "Too many requests: the rate limit is reached; retry after Retry-After seconds",
+  503: "Unavailable: this deployment is not configured for the request, or has run out of what it needs",
+} as const satisfies Record<number, string>;
+
+/** An error status a route can declare: one with a description above. */
+export type ProblemStatus = keyof typeof PROBLEM_DESCRIPTIONS;
+
+/** The problem+json error responses of a route, by status, for its `responses`. */
+export const problemResponses = (...codes: ProblemStatus[]) =>
   Object.fromEntries(
-    codes.map((code) => [code, { description: "Error", content: { "application/problem+json": { schema: Problem } } }]),
+    codes.map((code) => [
+      code,
+      { description: PROBLEM_DESCRIPTIONS[code], content: { "application/problem+json": { schema: Problem } } },
+    ]),
   ) as Record<number, { description: string; content: { "application/problem+json": { schema: typeof Problem } } }>;
 
 /** One stage of a worker-run job (protect, verify): a child job, readable at GET /v1/jobs/{id}. */

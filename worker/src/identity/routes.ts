@@ -151,7 +151,7 @@ for (const [method, path, summary, status] of [
     // A rotation racing another one is a 409 rotation_conflict (master-keys.ts).
     responses: {
       [status]: { description: "OK" },
-      ...problemResponses(...(method === "post" ? [401, 403, 409, 429] : [401, 403, 429])),
+      ...(method === "post" ? problemResponses(401, 403, 409, 429) : problemResponses(401, 403, 429)),
     },
   });
 }

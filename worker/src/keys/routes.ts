@@ -4,7 +4,16 @@ import type { HonoEnv, Scope } from "../env.ts";
 import { requireOperator } from "../middleware/auth.ts";
 import { ApiError, json } from "../problem.ts";
 import { newRouter } from "../router.ts";
-import { ApiKey, ApiKeyWithSecret, CreateKey, jsonBody, ok, problemResponses, RotateKey } from "../schemas.ts";
+import {
+  ApiKey,
+  ApiKeyWithSecret,
+  CreateKey,
+  jsonBody,
+  ok,
+  problemResponses,
+  RotateKey,
+  type ProblemStatus,
+} from "../schemas.ts";
 import {
   apiKeyOr404,
   createApiKey,
@@ -36,7 +45,7 @@ interface Variant {
   params: { collection?: z.ZodObject; key: z.ZodObject };
   keyParam: string;
   /** 401/403/404 codes the variant can answer, for the document. */
-  errors: number[];
+  errors: ProblemStatus[];
   /** The tenant the request acts on, after the variant's checks. */
   tenant(c: C): Promise<string>;
   /** Throws unless the caller may hand out keys (minting, and a rotation's successor). */
