@@ -131,7 +131,21 @@ export function jobView(job: Job, before?: string): HTMLElement {
           job.error.message,
         )
       : null,
-    verification ? verdictView(verification) : null,
+    verification
+      ? h(
+          "div",
+          { class: "checked" },
+          before
+            ? h(
+                "figure",
+                { class: "input" },
+                h("img", { src: before, alt: "the checked image" }),
+                h("figcaption", {}, "checked image"),
+              )
+            : null,
+          verdictView(verification),
+        )
+      : null,
     main
       ? before
         ? beforeAfter(before, main, ["original", job.operation === "protect" ? "watermarked" : "result"])
