@@ -1,4 +1,5 @@
 import { mkdirSync, writeFileSync } from "node:fs";
+import { runCliBench } from "./cli.ts";
 import { runFuzzBench } from "./fuzz.ts";
 import { runIdentityBench } from "./identity.ts";
 import { runLowlightBench } from "./lowlight.ts";
@@ -15,6 +16,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   identity: runIdentityBench,
   storm: runStormBench,
   fuzz: runFuzzBench,
+  cli: runCliBench,
 };
 
 mkdirSync(new URL("results/", import.meta.url), { recursive: true });
