@@ -44,6 +44,7 @@ export function jobsPanel(api: Api, open: (job: Job) => void): { el: HTMLElement
       }
       open(j);
     });
+    tr.addEventListener("keydown", (e) => e.key === "Enter" && open(j));
     return tr;
   };
 

@@ -66,7 +66,7 @@ async function dropFile(page: Page, bytes: Buffer, name: string, type: string) {
   await page.dispatchEvent("#drop", "drop", { dataTransfer: transfer });
 }
 
-/** Runs `operation` on the chosen file and waits for its job to end on the page; returns the job id. */
+/** Runs `operation` (its label in the form: the path under /v1) on the chosen file and waits for its job to end on the page; returns the job id. */
 async function runOperation(page: Page, operation: string, timeout = 90_000): Promise<string> {
   const select = page.locator("#operation");
   // Choosing the operation again would redraw its param fields (and lose what was typed in them).
@@ -84,7 +84,7 @@ async function runOperation(page: Page, operation: string, timeout = 90_000): Pr
   const id = (await article.getAttribute("data-job"))!;
   expect(id).not.toBe(before);
   expect(await article.getAttribute("data-status"), (await article.textContent()) ?? "").toBe("succeeded");
-  expect(await article.locator("h2").textContent()).toBe(operation);
+  expect(await article.locator("h2").textContent()).toBe(operation.replace("/", "."));
   return id;
 }
 
@@ -145,6 +145,10 @@ describe.runIf(chromiumAvailable())("/console in Chromium, against the local sta
     }
     console.log(`console assets (bytes): ${JSON.stringify(sizes)}`);
     expect(sizes.script! + sizes.stylesheet!).toBeLessThan(40_000);
+    // An asset name that is not the current build's is a 404 problem, not the page.
+    const stale = await fetch(`${stack.url}/console/console.0000000000.js`);
+    expect([stale.status, stale.headers.get("content-type")]).toEqual([404, "application/problem+json"]);
+    expect(((await stale.json()) as { type: string }).type).toBe("https://vigil.dev/errors/not_found");
   });
 
   it("shows the API's problem for a wrong key and for a file that is not an image, on a page of its own", async () => {
@@ -225,6 +229,25 @@ describe.runIf(chromiumAvailable())("/console in Chromium, against the local sta
     await compare.locator("input[type=range]").fill("20");
     expect(await compare.locator("img.after").evaluate((el) => getComputedStyle(el).clipPath)).toBe("inset(0px 0px 0px 20%)");
     protectedImage = Buffer.from(await (await fetch(protectJob.output.image_url)).arrayBuffer());
+  });
+
+  it("restores a rainy photo (enhance/derain with maps): the result behind the slider, the maps beside it", async () => {
+    await page.selectOption("#operation", { label: "enhance/derain" });
+    await page.check("#param-maps");
+    await page.setInputFiles("#file", join(root, "test/fixtures/rainy-garden.jpg"));
+    const id = await runOperation(page, "enhance/derain");
+    const job = await call(`/v1/jobs/${id}`);
+    expect(job.params.maps).toBe(true);
+    const compare = page.locator("#result figure.compare");
+    await expect
+      .poll(() => compare.locator("img").evaluateAll((imgs) => imgs.map((i) => (i as HTMLImageElement).naturalWidth)))
+      .toEqual([1024, 1024]);
+    expect(await compare.locator("img.after").getAttribute("src")).toBe(job.output.image_url);
+    const maps = page.locator("#result figure.artifact");
+    expect(await maps.locator("figcaption").allTextContents()).toEqual(["transmission", "rain"]);
+    await expect
+      .poll(() => maps.locator("img").evaluateAll((imgs) => imgs.map((i) => (i as HTMLImageElement).naturalWidth)))
+      .toEqual([1024, 1024]);
   });
 
   it("verifies the protected copy dropped on the page: authentic, traced to its asset", async () => {
