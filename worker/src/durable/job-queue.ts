@@ -128,6 +128,15 @@ export type Settlement = ({ status: "succeeded"; result: Record<string, unknown>
   event?: { type: string; data: Record<string, unknown> };
 };
 
+/** What a terminal transition writes with the status (finish, end); `event` is an extra event in the same commit. */
+interface EndFields {
+  result?: Record<string, unknown>;
+  artifacts?: Artifact[];
+  metrics?: Record<string, unknown> | null;
+  error?: JobError;
+  event?: { type: string; data: Record<string, unknown> };
+}
+
 export interface QueueMetric {
   operation: string;
   queued: number;
@@ -673,17 +682,7 @@ export class JobQueue extends DurableObject<AppEnv> {
    * The one terminal transition. The state change and its `job.<status>` event commit together; the event is
    * sent after the commit (and again by the alarm until the webhook consumer confirms it).
    */
-  private async finish(
-    job: JobRecord,
-    status: "succeeded" | "failed" | "canceled",
-    fields: {
-      result?: Record<string, unknown>;
-      artifacts?: Artifact[];
-      metrics?: Record<string, unknown> | null;
-      error?: JobError;
-      event?: { type: string; data: Record<string, unknown> };
-    },
-  ): Promise<JobRecord> {
+  private async finish(job: JobRecord, status: "succeeded" | "failed" | "canceled", fields: EndFields): Promise<JobRecord> {
     const ended: JobRecord[] = [];
     const done = this.ctx.storage.transactionSync(() => this.end(job, status, fields, ended));
     for (const resolve of [...(this.terminalWaiters.get(job.id) ?? [])]) resolve(done);
@@ -703,18 +702,7 @@ export class JobQueue extends DurableObject<AppEnv> {
    * unfinished stages (a running one learns it on its next heartbeat), and a stage that fails or is canceled fails
    * its running parent with the stage's own error code and message. Every ended row goes to `ended`.
    */
-  private end(
-    job: JobRecord,
-    status: "succeeded" | "failed" | "canceled",
-    fields: {
-      result?: Record<string, unknown>;
-      artifacts?: Artifact[];
-      metrics?: Record<string, unknown> | null;
-      error?: JobError;
-      event?: { type: string; data: Record<string, unknown> };
-    },
-    ended: JobRecord[],
-  ): JobRecord {
+  private end(job: JobRecord, status: "succeeded" | "failed" | "canceled", fields: EndFields, ended: JobRecord[]): JobRecord {
     this.sql.exec(
       `UPDATE jobs SET status = ?, completed_at = ?, lease_expires_at = NULL, result = ?, artifacts = ?, metrics = ?, error = ?
        WHERE id = ?`,
