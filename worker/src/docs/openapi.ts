@@ -15,7 +15,21 @@ import type { HonoEnv } from "../env.ts";
 export type OpenApiDocument = ReturnType<OpenAPIHono<HonoEnv>["getOpenAPI31Document"]>;
 type Config = Parameters<OpenAPIHono<HonoEnv>["getOpenAPI31Document"]>[0];
 
-const METHODS = ["get", "put", "post", "delete", "patch", "head", "options", "trace"] as const;
+/** The methods a path item can hold, in the order the reference lists an operation's methods. */
+const METHODS = ["get", "post", "put", "patch", "delete", "head", "options", "trace"] as const;
+
+/**
+ * Every operation of the document, path by path in document order and METHODS order within a path. `op` is the
+ * document's own object, typed as the caller reads it, so edits to it stay in the document.
+ */
+export function operationsOf<Op>(doc: OpenApiDocument): { method: string; path: string; op: Op }[] {
+  return Object.entries(doc.paths ?? {}).flatMap(([path, item]) =>
+    METHODS.flatMap((method) => {
+      const op = (item as Record<string, Op | undefined>)[method];
+      return op ? [{ method, path, op }] : [];
+    }),
+  );
+}
 
 const pascal = (s: string) =>
   s
@@ -111,22 +125,18 @@ function commonErrors(op: Operation): [status: string, response: ResponseName][]
 /** Adds operationIds, the common error responses and their components to a generated document, in place. */
 export function completeDocument(doc: OpenApiDocument): OpenApiDocument {
   const used = new Set<ResponseName>();
-  for (const [path, item] of Object.entries(doc.paths ?? {})) {
-    for (const method of METHODS) {
-      const op = (item as Record<string, Operation | undefined>)[method];
-      if (!op) continue;
-      op.operationId = operationIdFor(method, path);
-      op.responses ??= {};
-      for (const [status, name] of commonErrors(op)) {
-        if (op.responses[status]) continue;
-        op.responses[status] = { $ref: `#/components/responses/${name}` };
-        used.add(name);
-      }
-      // After commonErrors: an odd x-request-id is replaced, not a validation failure.
-      op.parameters = [...(op.parameters ?? []), { $ref: "#/components/parameters/RequestId" }];
-      // Numeric order, as a reader scans them (the generator keeps declaration order).
-      op.responses = Object.fromEntries(Object.entries(op.responses).sort(([a], [b]) => a.localeCompare(b)));
+  for (const { method, path, op } of operationsOf<Operation>(doc)) {
+    op.operationId = operationIdFor(method, path);
+    op.responses ??= {};
+    for (const [status, name] of commonErrors(op)) {
+      if (op.responses[status]) continue;
+      op.responses[status] = { $ref: `#/components/responses/${name}` };
+      used.add(name);
     }
+    // After commonErrors: an odd x-request-id is replaced, not a validation failure.
+    op.parameters = [...(op.parameters ?? []), { $ref: "#/components/parameters/RequestId" }];
+    // Numeric order, as a reader scans them (the generator keeps declaration order).
+    op.responses = Object.fromEntries(Object.entries(op.responses).sort(([a], [b]) => a.localeCompare(b)));
   }
   doc.components ??= {};
   const shared = Object.entries(COMMON_RESPONSES).filter(([name]) => used.has(name as ResponseName));

@@ -1,5 +1,5 @@
 import { html, inlineText, Safe } from "./html.ts";
-import type { OpenApiDocument } from "./openapi.ts";
+import { operationsOf, type OpenApiDocument } from "./openapi.ts";
 
 /**
  * The API reference as one static HTML page, rendered from the same document /openapi.json serves: operations
@@ -69,7 +69,6 @@ interface Entry {
   op: Operation;
 }
 
-const METHODS = ["get", "post", "put", "patch", "delete", "head", "options", "trace"] as const;
 /** Nested objects are expanded this deep; below it a property shows its type only (no schema here goes deeper). */
 const MAX_DEPTH = 4;
 
@@ -239,13 +238,9 @@ function operationBlock(doc: OpenApiDocument, { method, path, op }: Entry): Safe
 /** Operations by tag, tags in the order they first appear (the order the routes are mounted). */
 function byTag(doc: OpenApiDocument): Map<string, Entry[]> {
   const groups = new Map<string, Entry[]>();
-  for (const [path, item] of Object.entries(doc.paths ?? {})) {
-    for (const method of METHODS) {
-      const op = (item as Record<string, Operation | undefined>)[method];
-      if (!op) continue;
-      const tag = op.tags?.[0] ?? "Other";
-      groups.set(tag, [...(groups.get(tag) ?? []), { method, path, op }]);
-    }
+  for (const entry of operationsOf<Operation>(doc)) {
+    const tag = entry.op.tags?.[0] ?? "Other";
+    groups.set(tag, [...(groups.get(tag) ?? []), entry]);
   }
   return groups;
 }
