@@ -69,6 +69,7 @@ export function jobsPanel(api: Api, open: (job: Job) => void): { el: HTMLElement
     if (!stopped) timer = setTimeout(() => (document.hidden ? schedule(ms) : void load()), ms);
   }
   function refresh() {
+    if (stopped) return;
     clearTimeout(timer);
     void load();
   }

@@ -1,7 +1,7 @@
 import { apiClient, loadDocument, type Api, type Job } from "./api.ts";
 import { fill, h } from "./dom.ts";
 import { jobsPanel } from "./jobs.ts";
-import { follow, jobView, problemView, runnableOperations, runView } from "./run.ts";
+import { follow, problemView, runnableOperations, runView } from "./run.ts";
 import { webhooksView } from "./webhooks.ts";
 
 /** The API key lives in sessionStorage only: it goes with the tab, and nothing is written to localStorage. */
@@ -72,7 +72,7 @@ async function start(key: string) {
   const jobs = jobsPanel(api, async (j: Job) => {
     show("run");
     try {
-      await follow(api, j.id, (job) => fill(result, jobView(job)));
+      await follow(api, j.id, result);
     } catch (err) {
       fill(result, problemView(err));
     }

@@ -170,18 +170,20 @@ export function jobView(job: Job, before?: string): HTMLElement {
   );
 }
 
-/** Polls a job until it ends, calling `show` on every change of status or stages. */
-export async function follow(api: Api, id: string, show: (job: Job) => void, everyMs = 400): Promise<Job> {
+/**
+ * Shows job `id` in `result` and polls it until it ends, redrawing on every change of status or stages. Only the
+ * job opened last owns `result`: a job still followed from an earlier click stops when another is opened.
+ */
+export async function follow(api: Api, id: string, result: HTMLElement, before?: string, everyMs = 400): Promise<void> {
+  result.dataset.following = id;
   let last = "";
-  for (;;) {
+  while (result.dataset.following === id) {
     const job = await api<Job>("GET", `/v1/jobs/${id}`);
+    if (result.dataset.following !== id) return;
     const key = job.status + job.stages.map((s) => s.status).join();
-    if (key !== last) show(job);
+    if (key !== last) fill(result, jobView(job, before));
     last = key;
-    if (TERMINAL.includes(job.status)) {
-      show(job);
-      return job;
-    }
+    if (TERMINAL.includes(job.status)) return;
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
@@ -248,6 +250,7 @@ export function runView(api: Api, ops: Runnable[], onJob: () => void): HTMLEleme
       if (v !== undefined) query[f.name] = v;
     }
     run.disabled = true;
+    result.dataset.following = "";
     fill(result, h("p", { class: "muted" }, `Uploading ${file.name}…`));
     const before = preview;
     try {
@@ -258,7 +261,7 @@ export function runView(api: Api, ops: Runnable[], onJob: () => void): HTMLEleme
         headers: { "content-type": file.type || "application/octet-stream", "idempotency-key": crypto.randomUUID() },
       });
       onJob();
-      await follow(api, job.id, (j) => fill(result, jobView(j, before)));
+      await follow(api, job.id, result, before);
       onJob();
     } catch (err) {
       fill(result, problemView(err));
