@@ -17,7 +17,8 @@ import { chromiumAvailable, launchBrowser, openPage, type OpenedPage } from "./h
  * verify the protected copy (dropped on the page) and a face-swapped copy, and read the verdicts, the job list and
  * the delivery log off the page. The swap is the identity e2e test's: another person's face from face-api's demo
  * photo, blended onto the protected image with models/identity/swap.py (Debian's OpenCV) on the landmarks the
- * service found.
+ * service found. Runtime: 40-52 s for this file on the 2-core dev machine (four jobs on the CPU runner: protect,
+ * derain, two verifies, plus one verify for the swap's landmarks), after the project's shared stack start (16 s).
  */
 const stack = inject("stack");
 const root = new URL("../../", import.meta.url).pathname;
@@ -214,8 +215,28 @@ describe.runIf(chromiumAvailable())("/console in Chromium, against the local sta
     await page.setInputFiles("#file", PHOTO);
     await page.selectOption("#operation", { label: "protect" });
     await page.fill("#param-owner", "console-e2e");
+    // Every status the job list and the result panel show, in order, as the page draws them.
+    await page.evaluate(() => {
+      const seen: string[] = [];
+      (window as unknown as { seen: string[] }).seen = seen;
+      const record = () =>
+        document.querySelectorAll("#jobs tr[data-job], #result article.job").forEach((el) => {
+          const v = `${el.closest("#jobs") ? "list" : "result"} ${el.getAttribute("data-job")} ${el.getAttribute("data-status")}`;
+          if (seen.at(-1) !== v && !seen.includes(v)) seen.push(v);
+        });
+      new MutationObserver(record).observe(document.body, { subtree: true, childList: true, attributes: true });
+    });
     const id = await runOperation(page, "protect");
     protectJob = await call(`/v1/jobs/${id}`);
+    // Live status: both showed the job unfinished before they showed it succeeded.
+    const seen = (await page.evaluate(() => (window as unknown as { seen: string[] }).seen)).filter((v) => v.includes(id));
+    for (const where of ["list", "result"]) {
+      const statuses = seen.filter((v) => v.startsWith(`${where} `)).map((v) => v.split(" ")[2]);
+      expect(statuses.at(-1), `${where}: ${statuses}`).toBe("succeeded");
+      expect(statuses.slice(0, -1), `${where}: ${statuses}`).toEqual(
+        expect.arrayContaining([expect.stringMatching(/queued|running/)]),
+      );
+    }
     expect(protectJob.operation).toBe("protect");
     expect(protectJob.params.owner).toBe("console-e2e");
     expect(await page.locator('#result tr[data-field="asset_id"] td').textContent()).toBe(protectJob.output.asset_id);
