@@ -17,8 +17,8 @@ import { chromiumAvailable, launchBrowser, openPage, type OpenedPage } from "./h
  * verify the protected copy (dropped on the page) and a face-swapped copy, and read the verdicts, the job list and
  * the delivery log off the page. The swap is the identity e2e test's: another person's face from face-api's demo
  * photo, blended onto the protected image with models/identity/swap.py (Debian's OpenCV) on the landmarks the
- * service found. Runtime: 40-52 s for this file on the 2-core dev machine (four jobs on the CPU runner: protect,
- * derain, two verifies, plus one verify for the swap's landmarks), after the project's shared stack start (16 s).
+ * service found. Runtime: 40-52 s for this file on the 2-core dev machine (five jobs on the CPU runner: protect,
+ * derain and three verifies, one of them the test's own for the swap's landmarks), after the shared stack start (16 s).
  */
 const stack = inject("stack");
 const root = new URL("../../", import.meta.url).pathname;
