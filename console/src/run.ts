@@ -1,4 +1,5 @@
 import {
+  ApiError,
   TERMINAL,
   type Api,
   type Job,
@@ -7,7 +8,6 @@ import {
   type OpenApiParameter,
   type Verification,
 } from "./api.ts";
-import { ApiError } from "./api.ts";
 import { fill, h } from "./dom.ts";
 import { beforeAfter } from "./slider.ts";
 import { verdictView } from "./verdict.ts";
@@ -79,7 +79,8 @@ function paramField(p: OpenApiParameter): { el: HTMLElement; read(): string | un
   };
 }
 
-function problemView(e: unknown): HTMLElement {
+/** A refusal as the API explained it (status, stable code, detail, field errors), or any other failure as text. */
+export function problemView(e: unknown): HTMLElement {
   if (e instanceof ApiError) {
     return h(
       "div",
@@ -94,7 +95,6 @@ function problemView(e: unknown): HTMLElement {
   }
   return h("div", { class: "problem", role: "alert" }, String(e instanceof Error ? e.message : e));
 }
-export { problemView };
 
 /** A job's page: status and stages while it runs; then its verdict, images or facts, and the raw JSON. */
 export function jobView(job: Job, before?: string): HTMLElement {
