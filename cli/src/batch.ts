@@ -71,6 +71,7 @@ export async function runBatch(o: BatchOptions): Promise<{ results: FileResult[]
   const results: FileResult[] = new Array(o.files.length);
   const todo: { index: number; file: string; hash: string; key: string; idempotencyKey: string }[] = [];
   for (const [index, file] of o.files.entries()) {
+    if (o.signal.aborted) break;
     const hash = await sha256File(file);
     const key = BatchState.key(o.label, o.params, file);
     const prev = o.state?.get(key);
@@ -128,7 +129,7 @@ export async function runBatch(o: BatchOptions): Promise<{ results: FileResult[]
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(o.concurrency, todo.length)) }, worker));
   progress.stop();
-  for (const t of todo) results[t.index] ??= { file: t.file, status: "interrupted" };
+  for (const [i, file] of o.files.entries()) results[i] ??= { file, status: "interrupted" };
   const count = (s: FileResult["status"]) => results.filter((r) => r.status === s).length;
   return {
     results,

@@ -2,6 +2,7 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import { readFileSync } from "node:fs";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { Vigil, VigilConnectionError, VigilError } from "@vigil/sdk";
+import { backoffMs } from "../../sdk/src/transport.ts";
 
 /** A real HTTP server whose handler decides per attempt; it records every request it got. */
 async function serve(handler: (req: IncomingMessage, res: ServerResponse, n: number, body: Buffer) => void) {
@@ -109,7 +110,11 @@ describe("retries", () => {
     expect(Date.now() - t0).toBeLessThan(1000);
   });
 
-  it("backs off exponentially with jitter: the gaps grow and stay under the cap", async () => {
+  it("backs off with full jitter: uniform below base * 2^n, capped", async () => {
+    const opts = { baseDelayMs: 100, maxDelayMs: 250, maxRetries: 4, maxRetryAfterMs: 60_000 };
+    expect([0, 1, 2, 3].map((n) => backoffMs(n, opts, () => 1))).toEqual([100, 200, 250, 250]);
+    expect([0, 1, 2, 3].map((n) => backoffMs(n, opts, () => 0.5))).toEqual([50, 100, 125, 125]);
+    expect(backoffMs(3, opts, () => 0)).toBe(0);
     const { url, seen } = await serve((_req, res) => problem(res, 503, "unavailable"));
     const delays: number[] = [];
     const v = new Vigil({
