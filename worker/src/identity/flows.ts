@@ -42,6 +42,7 @@ import {
   publicAsset,
   setAssetImage,
   tracePayload,
+  type AssetRow,
   type NormBox,
   type TracedPayload,
 } from "./assets.ts";
@@ -359,8 +360,15 @@ async function onEmbedded(env: AppEnv, job: JobRecord): Promise<void> {
     return;
   }
   await setAssetImage(env, flow.tenant_id, flow.asset_id, image.key, mark.data);
-  const asset = await env.DB.prepare(`SELECT * FROM identity_assets WHERE id = ?`).bind(flow.asset_id).first();
-  const pub = publicAsset(asset as never);
+  const asset = await env.DB.prepare(`SELECT * FROM identity_assets WHERE id = ?`).bind(flow.asset_id).first<AssetRow>();
+  if (!asset) {
+    await finish(env, flow, null, {
+      type: "asset_not_found",
+      message: "the asset record was removed before its image was marked",
+    });
+    return;
+  }
+  const pub = publicAsset(asset);
   const expires = Math.floor(Date.now() / 1000) + IMAGE_URL_TTL_S;
   await finish(env, flow, {
     asset_id: pub.id,

@@ -2,7 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { HonoEnv, Scope } from "../env.ts";
 import { requireOperator } from "../middleware/auth.ts";
-import { ApiError, json } from "../problem.ts";
+import { ApiError } from "../problem.ts";
 import { newRouter } from "../router.ts";
 import {
   ApiKey,
@@ -105,14 +105,14 @@ for (const v of variants) {
       request: { ...(v.params.collection ? { params: v.params.collection } : {}), body: jsonBody(CreateKey) },
       responses: { 201: ok(ApiKeyWithSecret, "Created"), ...problemResponses(...v.errors, 422) },
     }),
-    (async (c: C & { req: { valid(t: "json"): z.infer<typeof CreateKey> } }) => {
+    async (c) => {
       const b = c.req.valid("json");
       const scopes = b.scopes as Scope[];
       const tenantId = await v.tenant(c);
       v.mayGrant(c);
       const { row, token } = await createApiKey(c.env, tenantId, b.name ?? null, scopes);
-      return json({ ...publicKey(row), key: token }, 201);
-    }) as never,
+      return c.json({ ...publicKey(row), key: token }, 201);
+    },
   );
 
   keys.openapi(
@@ -128,10 +128,10 @@ for (const v of variants) {
         ...problemResponses(...v.errors),
       },
     }),
-    (async (c: C) => {
+    async (c) => {
       const rows = await listApiKeys(c.env, await v.tenant(c));
-      return json({ object: "list", data: rows.map(publicKey) });
-    }) as never,
+      return c.json({ object: "list" as const, data: rows.map(publicKey) }, 200);
+    },
   );
 
   keys.openapi(
@@ -144,7 +144,7 @@ for (const v of variants) {
       request: { params: v.params.key },
       responses: { 200: ok(ApiKey, "Revoked"), ...problemResponses(...v.errors) },
     }),
-    (async (c: C) => json(publicKey(await revokeApiKey(c.env, await v.tenant(c), keyId(c))))) as never,
+    async (c) => c.json(publicKey(await revokeApiKey(c.env, await v.tenant(c), keyId(c))), 200),
   );
 
   keys.openapi(
@@ -160,13 +160,13 @@ for (const v of variants) {
       request: { params: v.params.key, body: { content: { "application/json": { schema: RotateKey } }, required: false } },
       responses: { 201: ok(ApiKeyWithSecret, "The successor"), ...problemResponses(...v.errors, 409, 422) },
     }),
-    (async (c: C & { req: { valid(t: "json"): z.infer<typeof RotateKey> | undefined } }) => {
+    async (c) => {
       const tenantId = await v.tenant(c);
       const old = await apiKeyOr404(c.env, tenantId, keyId(c));
       v.mayGrant(c); // a successor is a new key, as when minting
       const grace = (c.req.header("content-type") ?? "").includes("json") ? (c.req.valid("json")?.grace_seconds ?? 0) : 0;
       const { row, token } = await rotateApiKey(c.env, old, grace);
-      return json({ ...publicKey(row), key: token }, 201);
-    }) as never,
+      return c.json({ ...publicKey(row), key: token }, 201);
+    },
   );
 }

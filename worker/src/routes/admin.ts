@@ -1,9 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import type { Context } from "hono";
-import type { HonoEnv } from "../env.ts";
 import { newId } from "../lib/ids.ts";
 import { requireOperator } from "../middleware/auth.ts";
-import { json } from "../problem.ts";
 import { newRouter } from "../router.ts";
 import { CreateTenant, jsonBody, ok, problemResponses, Tenant } from "../schemas.ts";
 
@@ -13,7 +10,6 @@ import { CreateTenant, jsonBody, ok, problemResponses, Tenant } from "../schemas
  * them (issue 12, defect 2). The operator's key routes for any tenant are in keys/routes.ts.
  */
 export const admin = newRouter();
-type C = Context<HonoEnv>;
 
 admin.use("/v1/admin/*", async (c, next) => {
   requireOperator(c);
@@ -50,7 +46,7 @@ admin.openapi(
     request: { body: jsonBody(CreateTenant) },
     responses: { 201: ok(Tenant, "Created"), ...problemResponses(401, 403, 422, 503) },
   }),
-  (async (c: C & { req: { valid(t: "json"): z.infer<typeof CreateTenant> } }) => {
+  async (c) => {
     const b = c.req.valid("json");
     const row: TenantRow = {
       id: newId("ten"),
@@ -64,8 +60,8 @@ admin.openapi(
     )
       .bind(row.id, row.name, row.created_at, row.rate_limit_per_minute, row.rate_limit_burst)
       .run();
-    return json(tenantJson(row), 201);
-  }) as never,
+    return c.json(tenantJson(row), 201);
+  },
 );
 
 admin.openapi(
@@ -80,8 +76,8 @@ admin.openapi(
       ...problemResponses(401, 403, 503),
     },
   }),
-  (async (c: C) => {
+  async (c) => {
     const { results } = await c.env.DB.prepare("SELECT * FROM tenants ORDER BY created_at DESC LIMIT 1000").all<TenantRow>();
-    return json({ object: "list", data: results.map(tenantJson) });
-  }) as never,
+    return c.json({ object: "list" as const, data: results.map(tenantJson) }, 200);
+  },
 );

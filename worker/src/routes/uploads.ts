@@ -1,11 +1,8 @@
 import { createRoute } from "@hono/zod-openapi";
-import type { Context } from "hono";
-import type { HonoEnv } from "../env.ts";
 import { newId } from "../lib/ids.ts";
 import { objectKeys, objectUrlSigner } from "../lib/object-urls.ts";
-import { json } from "../problem.ts";
 import { newRouter } from "../router.ts";
-import { problemResponses, Upload } from "../schemas.ts";
+import { ok, problemResponses, Upload } from "../schemas.ts";
 import { MAX_OBJECT_BYTES } from "./objects.ts";
 
 export const uploads = newRouter();
@@ -19,11 +16,11 @@ uploads.openapi(
     security: [{ bearer: [] }],
     summary: "Get a signed URL to PUT a large image to; reference it as { upload_id } when creating a job",
     responses: {
-      201: { description: "Created", content: { "application/json": { schema: Upload } } },
+      201: ok(Upload, "Created"),
       ...problemResponses(401, 429),
     },
   }),
-  (async (c: Context<HonoEnv>) => {
+  async (c) => {
     const tenantId = c.get("principal")!.tenantId;
     const id = newId("upl");
     const key = objectKeys.upload(tenantId, id);
@@ -32,9 +29,9 @@ uploads.openapi(
     await c.env.DB.prepare("INSERT INTO uploads (id, tenant_id, object_key, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
       .bind(id, tenantId, key, Date.now(), expiresAt * 1000)
       .run();
-    return json(
+    return c.json(
       { upload_id: id, upload_url: url, expires_at: new Date(expiresAt * 1000).toISOString(), max_bytes: MAX_OBJECT_BYTES },
       201,
     );
-  }) as never,
+  },
 );

@@ -6,7 +6,7 @@ import { newId } from "../lib/ids.ts";
 import { checkWebhookUrl } from "../lib/ssrf.ts";
 import { sealSecret } from "../lib/secret-box.ts";
 import { generateWebhookSecret, PREVIOUS_SECRET_GRACE_SECONDS } from "../lib/webhooks.ts";
-import { ApiError, json } from "../problem.ts";
+import { ApiError } from "../problem.ts";
 import { newRouter } from "../router.ts";
 import {
   CreateWebhookEndpoint,
@@ -71,7 +71,7 @@ webhooks.openapi(
     request: { body: { content: { "application/json": { schema: CreateWebhookEndpoint } }, required: true } },
     responses: { 201: ok(WebhookEndpointWithSecret, "Created"), ...problemResponses(401, 403, 422) },
   }),
-  (async (c: C & { req: { valid(t: "json"): z.infer<typeof CreateWebhookEndpoint> } }) => {
+  async (c) => {
     const b = c.req.valid("json");
     const verdict = checkWebhookUrl(b.url, c.env.VIGIL_MODE);
     if (!verdict.ok) {
@@ -101,8 +101,8 @@ webhooks.openapi(
         row.created_at,
       )
       .run();
-    return json({ ...endpointJson(row), secret: row.secret }, 201);
-  }) as never,
+    return c.json({ ...endpointJson(row), secret: row.secret }, 201);
+  },
 );
 
 webhooks.openapi(
@@ -117,12 +117,12 @@ webhooks.openapi(
       ...problemResponses(401, 403),
     },
   }),
-  (async (c: C) => {
+  async (c) => {
     const { results } = await c.env.DB.prepare("SELECT * FROM webhook_endpoints WHERE tenant_id = ? ORDER BY created_at DESC")
       .bind(c.get("principal")!.tenantId)
       .all<EndpointRow>();
-    return json({ object: "list", data: results.map(endpointJson) });
-  }) as never,
+    return c.json({ object: "list" as const, data: results.map(endpointJson) }, 200);
+  },
 );
 
 webhooks.openapi(
@@ -133,13 +133,16 @@ webhooks.openapi(
     security,
     summary: "Delete a webhook endpoint",
     request: { params: IdParam },
-    responses: { 200: ok(z.object({ id: z.string(), deleted: z.literal(true) }), "Deleted"), ...problemResponses(401, 403, 404) },
+    responses: {
+      200: ok(z.object({ id: z.string(), object: z.literal("webhook_endpoint"), deleted: z.literal(true) }), "Deleted"),
+      ...problemResponses(401, 403, 404),
+    },
   }),
-  (async (c: C) => {
-    const ep = await endpointOr404(c, c.req.param("id")!);
+  async (c) => {
+    const ep = await endpointOr404(c, c.req.valid("param").id);
     await c.env.DB.prepare("DELETE FROM webhook_endpoints WHERE id = ?").bind(ep.id).run();
-    return json({ id: ep.id, object: "webhook_endpoint", deleted: true });
-  }) as never,
+    return c.json({ id: ep.id, object: "webhook_endpoint" as const, deleted: true as const }, 200);
+  },
 );
 
 webhooks.openapi(
@@ -152,8 +155,8 @@ webhooks.openapi(
     request: { params: IdParam },
     responses: { 200: ok(WebhookEndpointWithSecret, "Rotated"), ...problemResponses(401, 403, 404) },
   }),
-  (async (c: C) => {
-    const ep = await endpointOr404(c, c.req.param("id")!);
+  async (c) => {
+    const ep = await endpointOr404(c, c.req.valid("param").id);
     const secret = generateWebhookSecret();
     await c.env.DB.prepare(
       "UPDATE webhook_endpoints SET secret = ?, previous_secret = ?, previous_secret_expires_at = ? WHERE id = ?",
@@ -166,15 +169,16 @@ webhooks.openapi(
         ep.id,
       )
       .run();
-    return json({ ...endpointJson(ep), secret });
-  }) as never,
+    return c.json({ ...endpointJson(ep), secret }, 200);
+  },
 );
 
+type DeliveryStatus = z.infer<typeof WebhookDelivery>["status"];
 interface DeliveryRow {
   id: string;
   event_id: string;
   event_type: string;
-  status: string;
+  status: DeliveryStatus;
   created_at: number;
   updated_at: number;
 }
@@ -200,8 +204,8 @@ webhooks.openapi(
       ...problemResponses(401, 403, 404),
     },
   }),
-  (async (c: C & { req: { valid(t: "query"): { limit: number } } }) => {
-    const ep = await endpointOr404(c, c.req.param("id")!);
+  async (c) => {
+    const ep = await endpointOr404(c, c.req.valid("param").id);
     const { limit } = c.req.valid("query");
     const { results: deliveries } = await c.env.DB.prepare(
       "SELECT * FROM webhook_deliveries WHERE endpoint_id = ? ORDER BY created_at DESC LIMIT ?",
@@ -219,26 +223,29 @@ webhooks.openapi(
         ).results
       : [];
     const iso = (ms: number) => new Date(ms).toISOString();
-    return json({
-      object: "list",
-      data: deliveries.map((d) => ({
-        id: d.id,
-        object: "webhook_delivery",
-        event_id: d.event_id,
-        event_type: d.event_type,
-        status: d.status,
-        attempts: attempts
-          .filter((a) => a.delivery_id === d.id)
-          .map((a) => ({
-            attempt: a.attempt,
-            status_code: a.status_code,
-            error: a.error,
-            duration_ms: a.duration_ms,
-            created_at: iso(a.created_at),
-          })),
-        created_at: iso(d.created_at),
-        updated_at: iso(d.updated_at),
-      })),
-    });
-  }) as never,
+    return c.json(
+      {
+        object: "list" as const,
+        data: deliveries.map((d) => ({
+          id: d.id,
+          object: "webhook_delivery" as const,
+          event_id: d.event_id,
+          event_type: d.event_type,
+          status: d.status,
+          attempts: attempts
+            .filter((a) => a.delivery_id === d.id)
+            .map((a) => ({
+              attempt: a.attempt,
+              status_code: a.status_code,
+              error: a.error,
+              duration_ms: a.duration_ms,
+              created_at: iso(a.created_at),
+            })),
+          created_at: iso(d.created_at),
+          updated_at: iso(d.updated_at),
+        })),
+      },
+      200,
+    );
+  },
 );
