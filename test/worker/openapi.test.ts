@@ -1,17 +1,33 @@
+import { Validator, type Schema } from "@cfworker/json-schema";
 import { beforeAll, describe, expect, it } from "vitest";
 import { operationIdFor, type OpenApiDocument } from "../../worker/src/docs/openapi.ts";
 import { renderReference } from "../../worker/src/docs/render.ts";
 import { DOCS_CSP } from "../../worker/src/docs/routes.ts";
-import { call, createTenantKey, DEV_KEY, OPERATOR_KEY, PNG_1x1 } from "./helpers.ts";
+import { SCOPES } from "../../worker/src/env.ts";
+import "../../worker/src/identity/flows.ts";
+import {
+  call,
+  completeJob,
+  createTenantKey,
+  DEV_KEY,
+  OPERATOR_KEY,
+  pngOf,
+  PNG_1x1,
+  postImage,
+  postJson,
+  uniquePng,
+} from "./helpers.ts";
 
 /**
  * The served /openapi.json against the rules docs/openapi.ts promises, and against the real routes: every
  * operation is probed with requests that fail (or succeed) the usual ways, and each status it answers must be one
  * the document declares for it. The served document is also linted by Redocly in test/browser/openapi-lint.test.ts
- * (the linter runs in Node, not in workerd).
+ * (the linter runs in Node, not in workerd). Every body answered, success and problem+json alike, is validated
+ * against the JSON schema the document declares for its status and content type (@cfworker/json-schema, 2020-12,
+ * the dialect of OpenAPI 3.1).
  */
 
-interface Response {
+interface DocResponse {
   $ref?: string;
   description?: string;
   content?: Record<string, unknown>;
@@ -21,25 +37,92 @@ interface Operation {
   security?: Record<string, string[]>[];
   parameters?: { $ref?: string; name?: string; in?: string; required?: boolean }[];
   requestBody?: { content?: Record<string, unknown> };
-  responses: Record<string, Response>;
+  responses: Record<string, DocResponse>;
 }
 interface Doc {
+  openapi: string;
   info: { license?: { name: string; identifier?: string; url?: string } };
   paths: Record<string, Record<string, Operation>>;
   components: {
-    responses?: Record<string, Response>;
+    responses?: Record<string, DocResponse>;
     parameters?: Record<string, { name: string; in: string; schema: { pattern: string } }>;
+    schemas?: Record<string, unknown>;
   };
 }
 
 let doc: Doc;
 const operations = () =>
   Object.entries(doc.paths).flatMap(([path, item]) => Object.entries(item).map(([method, op]) => ({ method, path, op })));
-const resolve = (r: Response) => (r.$ref ? doc.components.responses![r.$ref.split("/").pop()!]! : r);
+const resolve = (r: DocResponse) => (r.$ref ? doc.components.responses![r.$ref.split("/").pop()!]! : r);
 
 beforeAll(async () => {
   doc = (await (await call("/openapi.json", { key: null })).json()) as Doc;
 });
+
+/**
+ * A declared response's schema as a standalone JSON schema: the document's component schemas become its `$defs`
+ * (every `#/components/schemas/X` pointer is rewritten to `#/$defs/X`), so each `$ref` resolves inside it.
+ */
+const validators = new Map<string, Validator>();
+function validatorFor(key: string, schema: unknown): Validator {
+  let v = validators.get(key);
+  if (!v) {
+    const toDefs = (x: unknown) => JSON.parse(JSON.stringify(x).replaceAll('"#/components/schemas/', '"#/$defs/'));
+    v = new Validator({ ...toDefs(schema), $defs: toDefs(doc.components.schemas ?? {}) } as Schema, "2020-12", false);
+    validators.set(key, v);
+  }
+  return v;
+}
+
+const bodyCount = { validated: 0 };
+
+/**
+ * Mismatches that stand in files this suite's owner does not own: worker/src/identity/routes.ts declares the
+ * master-key responses as a bare "OK" with no content, while both answer a JSON body. Each must still occur (so
+ * that declaring them makes this list go), and nothing else may.
+ */
+const KNOWN = [
+  "GET /v1/identity/keys 200: content type application/json not declared",
+  "POST /v1/identity/keys/rotate 201: content type application/json not declared",
+];
+function expectOnlyKnown(mismatches: string[]): void {
+  const known = (m: string) => KNOWN.some((k) => m.startsWith(k));
+  expect(mismatches.filter((m) => !known(m))).toEqual([]);
+  expect(KNOWN.filter((k) => !mismatches.some((m) => m.startsWith(k)))).toEqual([]);
+}
+
+/**
+ * Why `res`, answered by `method path` (the document's path template), does not match the document: its status is
+ * not declared, its content type is not among the declared ones, or its JSON body fails the declared schema. Null
+ * when it matches. Consumes the body; `parsed` receives the JSON when there is one.
+ */
+async function mismatch(method: string, path: string, res: Response, parsed?: (body: unknown) => void): Promise<string | null> {
+  const op = doc.paths[path]?.[method];
+  if (!op) return `${method.toUpperCase()} ${path} is not in the document`;
+  const what = `${method.toUpperCase()} ${path} ${res.status}`;
+  const declared = op.responses[String(res.status)] ?? op.responses.default;
+  const text = await res.text();
+  if (!declared) return `${what}: status not declared`;
+  const content = resolve(declared).content ?? {};
+  const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  if (!text)
+    return Object.keys(content).length && res.status !== 204 ? `${what}: empty body, declared ${Object.keys(content)}` : null;
+  const media = Object.keys(content).find((m) => m === type || (m.endsWith("/*") && type.startsWith(m.slice(0, -1))));
+  if (!media)
+    return `${what}: content type ${type || "(none)"} not declared (declared: ${Object.keys(content).join(", ") || "none"})`;
+  if (!/json$/.test(media)) return null;
+  const schema = (content[media] as { schema?: unknown }).schema;
+  const body: unknown = JSON.parse(text);
+  parsed?.(body);
+  if (schema === undefined) return null;
+  const result = validatorFor(`${method} ${path} ${res.status} ${media}`, schema).validate(body);
+  bodyCount.validated++;
+  if (result.valid) return null;
+  const errors = result.errors
+    .filter((e) => e.keyword !== "properties" && e.keyword !== "$ref" && e.keyword !== "allOf")
+    .map((e) => `${e.instanceLocation} ${e.error}`);
+  return `${what} (${media}): ${(errors.length ? errors : result.errors.map((e) => e.error)).slice(0, 4).join("; ")}`;
+}
 
 describe("operationId", () => {
   it("follows the one rule: method, then the path after /v1 in PascalCase, {param} as By<Param>", () => {
@@ -135,6 +218,8 @@ describe("every answered status is declared", () => {
   it("for every operation, credential and body", async () => {
     const undeclared: string[] = [];
     const crashes: string[] = [];
+    const mismatches: string[] = [];
+    const before = bodyCount.validated;
     let probes = 0;
     let sharedChecked = 0;
     for (const { method, path, op } of operations()) {
@@ -151,12 +236,12 @@ describe("every answered status is declared", () => {
           const what = `${method.toUpperCase()} ${path} (key ${key?.slice(0, 4) ?? "none"}, body ${label}): ${res.status}`;
           if (res.status >= 500) crashes.push(what);
           if (!op.responses[String(res.status)]) undeclared.push(what);
-          if (res.status < 400) {
-            await res.arrayBuffer();
-            continue;
-          }
+          let answer: unknown;
+          const wrong = await mismatch(method, path, res, (b) => (answer = b));
+          if (wrong) mismatches.push(`${wrong} (key ${key?.slice(0, 4) ?? "none"}, body ${label})`);
+          if (res.status < 400) continue;
           expect(res.headers.get("content-type"), what).toContain("application/problem+json");
-          const type = ((await res.json()) as { type: string }).type;
+          const type = (answer as { type: string }).type;
           // A stable type that names the failure, not a generic one (Hono's 415 came out as `bad_request`).
           if (res.status === 415) expect(type, what).toMatch(/\/(unsupported_media_type|unsupported_image)$/);
           // A shared error response names the codes it carries: the one answered must be among them.
@@ -173,6 +258,168 @@ describe("every answered status is declared", () => {
     expect(sharedChecked).toBeGreaterThan(10);
     expect(crashes).toEqual([]);
     expect(undeclared).toEqual([]);
+    console.info(
+      `openapi bodies: ${probes} probes, ${bodyCount.validated - before} bodies validated, ${mismatches.length} mismatches`,
+    );
+    expectOnlyKnown(mismatches);
+    expect(bodyCount.validated - before).toBeGreaterThan(150);
+  });
+});
+
+/**
+ * Every operation called the way a client uses it, so that each answers its success body: a tenant and its keys,
+ * an upload, jobs of each operation (played through the runner protocol to success where the body changes with
+ * it), protect driven to an asset, webhooks with a delivery, identity keys, and the tear-down calls. Each answer is
+ * checked against the document; then every operation must have answered a 2xx body that was validated.
+ */
+describe("every operation's success body matches the document", () => {
+  it("for a walk through the API that calls each operation", async () => {
+    const mismatches: string[] = [];
+    const succeeded = new Set<string>();
+    const before = bodyCount.validated;
+    const check = async <T = Record<string, any>>(
+      method: string,
+      path: string,
+      res: Response | Promise<Response>,
+      status: number,
+    ): Promise<T> => {
+      const r = await res;
+      let body: unknown;
+      const wrong = await mismatch(method, path, r, (b) => (body = b));
+      if (wrong) mismatches.push(wrong);
+      expect(r.status, `${method.toUpperCase()} ${path}: ${JSON.stringify(body)}`).toBe(status);
+      if (status < 300) succeeded.add(`${method} ${path}`);
+      return body as T;
+    };
+    const op = (key: string | null = OPERATOR_KEY) => ({ key });
+
+    // The operator: a tenant, its keys (minted, listed, rotated with grace, revoked).
+    const tenant = await check("post", "/v1/admin/tenants", postJson("/v1/admin/tenants", { name: "walk" }, op()), 201);
+    await check("get", "/v1/admin/tenants", call("/v1/admin/tenants", op()), 200);
+    const base = `/v1/admin/tenants/${tenant.id}/keys`;
+    const minted = await check("post", "/v1/admin/tenants/{id}/keys", postJson(base, { name: "all", scopes: SCOPES }, op()), 201);
+    await check("get", "/v1/admin/tenants/{id}/keys", call(base, op()), 200);
+    const spare = await check("post", "/v1/admin/tenants/{id}/keys", postJson(base, { scopes: ["inspect"] }, op()), 201);
+    const successor = await check(
+      "post",
+      "/v1/admin/tenants/{id}/keys/{key_id}/rotate",
+      postJson(`${base}/${spare.id}/rotate`, { grace_seconds: 60 }, op()),
+      201,
+    );
+    await check(
+      "post",
+      "/v1/admin/tenants/{id}/keys/{key_id}/revoke",
+      call(`${base}/${successor.id}/revoke`, { method: "POST", ...op() }),
+      200,
+    );
+
+    // The tenant's own key management, with its admin key.
+    const key: string = minted.key;
+    const own = await check("post", "/v1/api_keys", postJson("/v1/api_keys", { name: "ci", scopes: ["inspect"] }, { key }), 201);
+    await check("get", "/v1/api_keys", call("/v1/api_keys", { key }), 200);
+    const next = await check(
+      "post",
+      "/v1/api_keys/{id}/rotate",
+      call(`/v1/api_keys/${own.id}/rotate`, { method: "POST", key }),
+      201,
+    );
+    await check("post", "/v1/api_keys/{id}/revoke", call(`/v1/api_keys/${next.id}/revoke`, { method: "POST", key }), 200);
+
+    // A webhook endpoint first, so that the jobs below are delivered to it.
+    const endpoint = await check(
+      "post",
+      "/v1/webhook_endpoints",
+      postJson("/v1/webhook_endpoints", { url: "https://hooks.example.com/walk?secret=x", events: ["*"] }, { key }),
+      201,
+    );
+    await check("get", "/v1/webhook_endpoints", call("/v1/webhook_endpoints", { key }), 200);
+    await check("post", "/v1/uploads", call("/v1/uploads", { method: "POST", key }), 201);
+
+    // Each image operation's create, queued; inspect played to success, read, listed; one canceled, one deleted.
+    const image = await pngOf(64, 64);
+    for (const path of doc.paths ? Object.keys(doc.paths) : []) {
+      const post = doc.paths[path]!.post;
+      if (!post?.requestBody?.content?.["image/*"]) continue;
+      await check("post", path, postImage(path, image, { key }), 202);
+    }
+    const inspect = await check("post", "/v1/inspect", postImage("/v1/inspect", uniquePng(), { key }), 202);
+    await completeJob(inspect.id, "inspect", { width: 1, height: 1, format: "png" });
+    const done = await check("get", "/v1/jobs/{id}", call(`/v1/jobs/${inspect.id}`, { key }), 200);
+    expect(done.status).toBe("succeeded");
+    await check("get", "/v1/jobs", call("/v1/jobs?include_children=true&limit=100", { key }), 200);
+    const queued = await check("post", "/v1/inspect", postImage("/v1/inspect", uniquePng(), { key }), 202);
+    await check("post", "/v1/jobs/{id}/cancel", call(`/v1/jobs/${queued.id}/cancel`, { method: "POST", key }), 200);
+    await check("delete", "/v1/jobs/{id}", call(`/v1/jobs/${queued.id}`, { method: "DELETE", key }), 200);
+
+    // protect played through its stages to an asset; the asset read, listed, erased; the job through its alias.
+    const protect = await check("post", "/v1/protect", postImage("/v1/protect?owner=walk", image, { key }), 202);
+    const stage = (job: Record<string, any>, name: string) => job.stages.find((s: { name: string }) => s.name === name).id;
+    await completeJob(stage(protect, "face.analyze"), "face.analyze", { faces: [], identity_code_bits: 32 });
+    const embedding = await check("get", "/v1/jobs/{id}", call(`/v1/jobs/${protect.id}`, { key }), 200);
+    await completeJob(stage(embedding, "watermark.embed"), "watermark.embed", {}, image);
+    const protectedJob = await check("get", "/v1/identity/flows/{id}", call(`/v1/identity/flows/${protect.id}`, { key }), 200);
+    expect(protectedJob.status).toBe("succeeded");
+    const assetId: string = protectedJob.output.asset_id;
+    await check("get", "/v1/assets", call("/v1/assets", { key }), 200);
+    await check("get", "/v1/assets/{id}", call(`/v1/assets/${assetId}`, { key }), 200);
+    await check("delete", "/v1/assets/{id}", call(`/v1/assets/${assetId}`, { method: "DELETE", key }), 200);
+
+    // Error answers a client meets along the way: each a problem+json body of the declared schema.
+    const revokedRotate = call(`${base}/${successor.id}/rotate`, { method: "POST", ...op() });
+    await check("post", "/v1/admin/tenants/{id}/keys/{key_id}/rotate", revokedRotate, 409);
+    await check("post", "/v1/jobs/{id}/cancel", call(`/v1/jobs/${inspect.id}/cancel`, { method: "POST", key }), 409);
+    await check("get", "/v1/jobs", call("/v1/jobs?cursor=not-a-cursor", { key }), 400);
+    await check("get", "/v1/jobs", call("/v1/jobs?limit=1000", { key }), 422);
+    const text = { method: "POST", key, headers: { "content-type": "text/plain" }, body: "hello" };
+    await check("post", "/v1/inspect", call("/v1/inspect", text), 415);
+    await check("post", "/v1/inspect", postImage("/v1/inspect?strength=2", image, { key }), 422);
+    const once = { key, headers: { "idempotency-key": "walk" } };
+    await check("post", "/v1/inspect", postImage("/v1/inspect", image, once), 202);
+    await check("post", "/v1/inspect", postImage("/v1/inspect", uniquePng(), once), 409);
+    await check("post", "/v1/webhook_endpoints", postJson("/v1/webhook_endpoints", { url: "http://127.0.0.1/x" }, { key }), 422);
+
+    // Identity master keys.
+    await check("get", "/v1/identity/keys", call("/v1/identity/keys", { key }), 200);
+    await check("post", "/v1/identity/keys/rotate", call("/v1/identity/keys/rotate", { method: "POST", key }), 201);
+
+    // The endpoint's deliveries (the finished jobs' events), a secret rotation, the endpoint's removal.
+    const deliveriesPath = `/v1/webhook_endpoints/${endpoint.id}/deliveries`;
+    let deliveries: { data: unknown[] } = { data: [] };
+    for (let i = 0; i < 50 && deliveries.data.length === 0; i++) {
+      if (i) await new Promise((r) => setTimeout(r, 100));
+      deliveries = await check("get", "/v1/webhook_endpoints/{id}/deliveries", call(deliveriesPath, { key }), 200);
+    }
+    expect(deliveries.data.length).toBeGreaterThan(0);
+    await check(
+      "post",
+      "/v1/webhook_endpoints/{id}/rotate_secret",
+      call(`/v1/webhook_endpoints/${endpoint.id}/rotate_secret`, { method: "POST", key }),
+      200,
+    );
+    await check(
+      "delete",
+      "/v1/webhook_endpoints/{id}",
+      call(`/v1/webhook_endpoints/${endpoint.id}`, { method: "DELETE", key }),
+      200,
+    );
+
+    // Whatever else the document lists answers without a credential or with the operator's (health, docs).
+    for (const { method, path } of operations()) {
+      if (succeeded.has(`${method} ${path}`) || method !== "get" || path.includes("{")) continue;
+      const r = await call(path, {
+        key: (doc.paths[path]!.get!.security ?? []).some((s) => "operator" in s) ? OPERATOR_KEY : null,
+      });
+      await check("get", path, r, r.status);
+    }
+
+    console.info(
+      `openapi bodies: success walk, ${bodyCount.validated - before} bodies validated, ${mismatches.length} mismatches`,
+    );
+    expectOnlyKnown(mismatches);
+    const never = operations()
+      .map(({ method, path }) => `${method} ${path}`)
+      .filter((o) => !succeeded.has(o));
+    expect(never).toEqual([]);
   });
 });
 
