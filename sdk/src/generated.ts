@@ -731,6 +731,7 @@ export interface OperationTypes {
     body: never;
     response: {
       id: string;
+      object: "webhook_endpoint";
       deleted: true;
     };
   };

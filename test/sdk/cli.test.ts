@@ -151,7 +151,7 @@ describe("vigil CLI", () => {
       });
       const firstSeconds = (Date.now() - t0) / 1000;
       expect(sent).toBe(true);
-      expect(first.code).toBe(130);
+      expect(first.code, `first run:\n${first.stdout.slice(-3000)}\n${first.stderr.slice(-2000)}`).toBe(130);
       expect(first.stderr).toMatch(new RegExp(`protect \\[[#-]{24}\\] \\d+/${N} [\\d.]+/s ETA \\d+s ok \\d+ failed 0 skipped 0`));
       expect(first.stderr).toContain("interrupted: finishing up");
       const s1 = JSON.parse(first.stdout).summary;
@@ -166,7 +166,7 @@ describe("vigil CLI", () => {
       const t1 = Date.now();
       const second = await vigil(["protect", "photos", "--concurrency", "4", "--state", state, "--json"]);
       const secondSeconds = (Date.now() - t1) / 1000;
-      expect(second.code).toBe(0);
+      expect(second.code, `second run:\n${second.stdout.slice(-3000)}\n${second.stderr.slice(-2000)}`).toBe(0);
       const s2 = JSON.parse(second.stdout).summary;
       expect(s2).toMatchObject({ total: N, skipped: s1.succeeded, succeeded: N - s1.succeeded, failed: 0, interrupted: 0 });
       expect(second.stderr).toContain(`skipped ${s1.succeeded}`);
