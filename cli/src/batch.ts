@@ -69,7 +69,7 @@ async function saveOutputs(client: Vigil, job: Job, file: string, dir: string, s
 export async function runBatch(o: BatchOptions): Promise<{ results: FileResult[]; summary: BatchSummary }> {
   const started = Date.now();
   const results: FileResult[] = new Array(o.files.length);
-  const todo: { index: number; file: string; hash: string; key: string; idempotencyKey: string }[] = [];
+  const todo: { index: number; file: string; hash: string; key: string; idempotencyKey: string; resumed: boolean }[] = [];
   for (const [index, file] of o.files.entries()) {
     if (o.signal.aborted) break;
     const hash = await sha256File(file);
@@ -80,7 +80,7 @@ export async function runBatch(o: BatchOptions): Promise<{ results: FileResult[]
       continue;
     }
     const reuse = prev && prev.hash === hash && prev.status === "pending";
-    todo.push({ index, file, hash, key, idempotencyKey: reuse ? prev.idempotency_key : randomUUID() });
+    todo.push({ index, file, hash, key, idempotencyKey: reuse ? prev.idempotency_key : randomUUID(), resumed: !!reuse });
   }
   const progress = new Progress(o.label, o.files.length, o.files.length - todo.length);
   let next = 0;
@@ -89,10 +89,19 @@ export async function runBatch(o: BatchOptions): Promise<{ results: FileResult[]
       const t = todo[next++]!;
       o.state?.set(t.key, { hash: t.hash, status: "pending", idempotency_key: t.idempotencyKey });
       try {
-        const job = await o.client.createJob(o.operation, readFileSync(t.file), o.params as never, {
-          idempotencyKey: t.idempotencyKey,
-          signal: o.signal,
-          timeoutMs: o.timeoutMs,
+        const send = () =>
+          o.client.createJob(o.operation, readFileSync(t.file), o.params as never, {
+            idempotencyKey: t.idempotencyKey,
+            signal: o.signal,
+            timeoutMs: o.timeoutMs,
+          });
+        const job = await send().catch((e: unknown) => {
+          // The interrupted request this key was kept for reached the API as another request (a body cut short by
+          // the abort): it made no job for this file's bytes, so the file is sent again under a new key.
+          if (!(t.resumed && e instanceof VigilError && e.code === "idempotency_key_reused")) throw e;
+          t.idempotencyKey = randomUUID();
+          o.state?.set(t.key, { hash: t.hash, status: "pending", idempotency_key: t.idempotencyKey });
+          return send();
         });
         const ok = job.status === "succeeded";
         const outputs = ok && o.outDir ? await saveOutputs(o.client, job, t.file, o.outDir, o.signal) : undefined;
