@@ -1,12 +1,18 @@
 import { createHash } from "node:crypto";
 import { geometryProblem } from "../../contract/geometry.ts";
-import { getOperation } from "../../contract/operations.ts";
+import { getOperation, type OperationName } from "../../contract/operations.ts";
 import { describe, runInJobScope } from "./crash-guard.ts";
 import { RunnerError } from "./errors.ts";
 import { decodeImage, readEncoded, type EncodedImage } from "./image/decode.ts";
 import { CONTENT_TYPES, encodeImage } from "./image/encode.ts";
 import type { ModelRefT, SessionCache } from "./models/session-cache.ts";
-import type { OperationPipeline, RasterImage } from "./operations/types.ts";
+import {
+  parseParams,
+  type OperationContext,
+  type OperationPipeline,
+  type OperationResult,
+  type RasterImage,
+} from "./operations/types.ts";
 
 export interface ExecuteRequest {
   pipeline: OperationPipeline;
@@ -34,16 +40,24 @@ export interface ExecuteResult {
   metrics: { model_ms: number; total_ms: number };
 }
 
-/** Params are validated with the contract's schema on the runner too: the ticket is trusted, its contents are still checked. */
+/**
+ * Params are validated with the contract's schema on the runner too: the ticket is trusted, its contents are still
+ * checked. For a pipeline that is not definePipeline's (a test's), by its name when the contract has it.
+ */
 export function validateParams(operation: string, params: unknown): Record<string, unknown> {
   const spec = getOperation(operation);
   if (!spec) return (params ?? {}) as Record<string, unknown>;
-  const parsed = spec.params.safeParse(params ?? {});
-  if (!parsed.success) {
-    const detail = parsed.error.issues.map((i) => `${i.path.join(".") || "params"}: ${i.message}`).join("; ");
-    throw new RunnerError("invalid_params", `invalid params for ${operation}: ${detail}`);
-  }
-  return parsed.data as Record<string, unknown>;
+  return parseParams(spec.name as OperationName, params) as Record<string, unknown>;
+}
+
+/** The pipeline's run bound to the job's parsed params: parsed here, once, before any input is decoded. */
+function prepared(
+  pipeline: OperationPipeline,
+  raw: unknown,
+): (ctx: Omit<OperationContext, "params">) => Promise<OperationResult> {
+  if (pipeline.prepare) return pipeline.prepare(raw);
+  const params = validateParams(pipeline.name, raw);
+  return (ctx) => pipeline.run({ ...ctx, params });
 }
 
 export function checkAborted(signal: AbortSignal): void {
@@ -87,7 +101,7 @@ export async function executeOperation(req: ExecuteRequest): Promise<ExecuteResu
 async function execute(req: ExecuteRequest): Promise<ExecuteResult> {
   const started = performance.now();
   let modelMs = 0;
-  const params = validateParams(req.pipeline.name, req.params);
+  const run = prepared(req.pipeline, req.params);
   const spec = getOperation(req.pipeline.name);
   if (spec && (req.inputs.length < spec.inputs.min || req.inputs.length > spec.inputs.max)) {
     throw new RunnerError(
@@ -104,8 +118,7 @@ async function execute(req: ExecuteRequest): Promise<ExecuteResult> {
     else images.push(await decodeImage(bytes, decodeOptions));
   }
   for (const { width, height } of [...images, ...encoded.map((e) => e.header)]) checkGeometry(req.pipeline.name, width, height);
-  const output = await req.pipeline.run({
-    params,
+  const output = await run({
     inputs: images,
     encoded,
     signal: req.signal,

@@ -1,7 +1,7 @@
 import { DERAIN_METHODS, type DerainMethod } from "../../../contract/operations.ts";
 import { invertScattering, liftVeil } from "../restoration/scattering.ts";
 import { thumbnailFeed, tiledRestorationBy, type TileResult, type TiledRestorationModel } from "../restoration/tiled.ts";
-import type { OperationPipeline } from "./types.ts";
+import { definePipeline } from "./types.ts";
 
 /**
  * Rain removal (models/derain/README.md, "Serving"). streak-vapor inverts I = J T + (1 - T) A with T = T_s T_v and a
@@ -34,7 +34,7 @@ export const DERAIN: Record<DerainMethod, TiledRestorationModel<"enhance.derain"
   },
 };
 
-export const derainPipeline: OperationPipeline = {
-  name: "enhance.derain",
-  run: tiledRestorationBy("enhance.derain", (params) => DERAIN[params.method]),
-};
+export const derainPipeline = definePipeline(
+  "enhance.derain",
+  tiledRestorationBy("enhance.derain", (params) => DERAIN[params.method]),
+);

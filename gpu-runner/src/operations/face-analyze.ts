@@ -1,10 +1,9 @@
-import { OPERATIONS, type DescriptorChip } from "../../../contract/operations.ts";
-import { validateParams } from "../execute.ts";
+import type { DescriptorChip } from "../../../contract/operations.ts";
 import { RunnerError } from "../errors.ts";
 import { analyzeFaces, analyzeRegions, type AnalyzedFace } from "../face/analyze.ts";
 import { FaceModelError } from "../face/models.ts";
 import { IDENTITY_CODE_BITS, identityCode } from "../face/identity-code.ts";
-import type { OperationContext, OperationPipeline, OperationResult } from "./types.ts";
+import { definePipeline } from "./types.ts";
 
 const round = (v: number, digits: number): number => Number(v.toFixed(digits));
 
@@ -37,49 +36,46 @@ function describeFace(
  * face.analyze: faces largest first, each with its identity code. Zero faces is a normal result (the
  * caller then protects provenance only); the first face is the one a single-code payload carries.
  */
-export const faceAnalyzePipeline: OperationPipeline = {
-  name: "face.analyze",
-  async run(ctx: OperationContext): Promise<OperationResult> {
-    const params = OPERATIONS["face.analyze"].params.parse(validateParams("face.analyze", ctx.params));
-    const image = ctx.inputs[0];
-    if (!image) throw new RunnerError("input_unavailable", "face.analyze needs one input image");
-    const toPixels = (r: { x: number; y: number; width: number; height: number }) => ({
-      x: r.x * image.width,
-      y: r.y * image.height,
-      width: r.width * image.width,
-      height: r.height * image.height,
-    });
-    const region = params.region ? toPixels(params.region) : undefined;
-    const options = {
-      maxFaces: params.max_faces,
-      minScore: params.min_score,
-      // One analysis serves every requested chip: the record chips share the landmarks and the plain chip.
-      recordChips: params.include_descriptor
-        ? [...new Set([params.descriptor_chip, ...params.extra_descriptor_chips])].filter((c) => c !== "box")
-        : [],
-    };
-    // With `regions`, each face says which region it was found at (regionIndex), in the regions' order.
-    const faces: (AnalyzedFace & { regionIndex?: number })[] = await ctx.timeModel(() =>
-      (params.regions
-        ? analyzeRegions(image, params.regions.map(toPixels), options).then((perRegion) =>
-            perRegion.flatMap((found, regionIndex) => found.map((f) => ({ ...f, regionIndex }))),
-          )
-        : analyzeFaces(image, { ...options, ...(region ? { region } : {}) })
-      ).catch((e: unknown) => {
-        // A model file that fails its sha256 check will fail again: not retryable.
-        throw e instanceof FaceModelError ? new RunnerError("model_unavailable", e.message) : e;
-      }),
-    );
-    return {
-      result: {
-        faces: faces.map((f) => ({
-          ...describeFace(f, params.include_descriptor, params.descriptor_chip, params.extra_descriptor_chips),
-          ...(f.regionIndex !== undefined ? { region_index: f.regionIndex } : {}),
-        })),
-        identity_code_bits: IDENTITY_CODE_BITS,
-        // The worker stores and compares boxes as fractions of the image size, so resized copies line up.
-        image: { width: image.width, height: image.height },
-      },
-    };
-  },
-};
+export const faceAnalyzePipeline = definePipeline("face.analyze", async (ctx) => {
+  const { params } = ctx;
+  const image = ctx.inputs[0];
+  if (!image) throw new RunnerError("input_unavailable", "face.analyze needs one input image");
+  const toPixels = (r: { x: number; y: number; width: number; height: number }) => ({
+    x: r.x * image.width,
+    y: r.y * image.height,
+    width: r.width * image.width,
+    height: r.height * image.height,
+  });
+  const region = params.region ? toPixels(params.region) : undefined;
+  const options = {
+    maxFaces: params.max_faces,
+    minScore: params.min_score,
+    // One analysis serves every requested chip: the record chips share the landmarks and the plain chip.
+    recordChips: params.include_descriptor
+      ? [...new Set([params.descriptor_chip, ...params.extra_descriptor_chips])].filter((c) => c !== "box")
+      : [],
+  };
+  // With `regions`, each face says which region it was found at (regionIndex), in the regions' order.
+  const faces: (AnalyzedFace & { regionIndex?: number })[] = await ctx.timeModel(() =>
+    (params.regions
+      ? analyzeRegions(image, params.regions.map(toPixels), options).then((perRegion) =>
+          perRegion.flatMap((found, regionIndex) => found.map((f) => ({ ...f, regionIndex }))),
+        )
+      : analyzeFaces(image, { ...options, ...(region ? { region } : {}) })
+    ).catch((e: unknown) => {
+      // A model file that fails its sha256 check will fail again: not retryable.
+      throw e instanceof FaceModelError ? new RunnerError("model_unavailable", e.message) : e;
+    }),
+  );
+  return {
+    result: {
+      faces: faces.map((f) => ({
+        ...describeFace(f, params.include_descriptor, params.descriptor_chip, params.extra_descriptor_chips),
+        ...(f.regionIndex !== undefined ? { region_index: f.regionIndex } : {}),
+      })),
+      identity_code_bits: IDENTITY_CODE_BITS,
+      // The worker stores and compares boxes as fractions of the image size, so resized copies line up.
+      image: { width: image.width, height: image.height },
+    },
+  };
+});

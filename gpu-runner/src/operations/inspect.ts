@@ -1,6 +1,6 @@
 import { decodedLayout } from "../image/decode.ts";
 import { dHash, pHash } from "./phash.ts";
-import type { OperationPipeline } from "./types.ts";
+import { definePipeline } from "./types.ts";
 
 /** EXIF orientations 5-8 transpose the image, so the oriented width and height are the stored ones swapped. */
 const transposed = (orientation: number | null) => orientation !== null && orientation >= 5 && orientation <= 8;
@@ -10,12 +10,9 @@ const transposed = (orientation: number | null) => orientation !== null && orien
  * raster is never decoded. The sample facts (bit depth, channels) describe the image as the runner's pipelines
  * receive it (decodedLayout).
  */
-export const inspectPipeline: OperationPipeline = {
-  name: "inspect",
-  // Facts about an animation are still facts; the hash describes its first frame.
-  animated: "first_frame",
-  input: "encoded",
-  async run({ encoded }) {
+export const inspectPipeline = definePipeline(
+  "inspect",
+  async ({ encoded }) => {
     const image = encoded[0]!;
     const { header } = image;
     // Two independent libvips pipelines: run them side by side on sharp's thread pool.
@@ -42,4 +39,6 @@ export const inspectPipeline: OperationPipeline = {
       },
     };
   },
-};
+  // Facts about an animation are still facts; the hash describes its first frame.
+  { animated: "first_frame", input: "encoded" },
+);

@@ -7,7 +7,7 @@ import {
   type TiledModel,
   type TiledRunOptions,
 } from "../restoration/tiled.ts";
-import type { OperationPipeline, RasterImage } from "./types.ts";
+import { definePipeline, type RasterImage } from "./types.ts";
 
 /**
  * Low-light enhancement (models/lowlight/CARD.md): a gamma map from a 128 x 128 thumbnail of the whole photo, sampled
@@ -30,10 +30,10 @@ export const LOWLIGHT: TiledModel = {
   position: "roi",
 };
 
-export const lowlightPipeline: OperationPipeline = {
-  name: "enhance.lowlight",
-  run: tiledRestoration({ operation: "enhance.lowlight", ...LOWLIGHT }),
-};
+export const lowlightPipeline = definePipeline(
+  "enhance.lowlight",
+  tiledRestoration({ operation: "enhance.lowlight", ...LOWLIGHT }),
+);
 
 export const enhanceRaster = (session: InferenceSession, input: RasterImage, opts?: TiledRunOptions) =>
   restoreRaster(session, LOWLIGHT, input, opts);

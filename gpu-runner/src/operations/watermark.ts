@@ -3,7 +3,7 @@ import { Tensor } from "onnxruntime-node";
 import { OPERATIONS } from "../../../contract/operations.ts";
 import { RunnerError } from "../errors.ts";
 import { modelOutput } from "../models/output.ts";
-import type { OperationPipeline, RasterImage } from "./types.ts";
+import { definePipeline, type RasterImage } from "./types.ts";
 import { CODE_BITS, FALSE_POSITIVE_RATE, channelBits, decodeChannel, type DecodedPayload } from "./watermark-code.ts";
 import { informedResidual, rotator, type InformedOptions } from "./watermark-informed.ts";
 import { ENCODER_GAIN_ID, ENCODER_MESSAGE_ID, imageEncoder, type EncoderSessions } from "./watermark-encoder.ts";
@@ -212,54 +212,38 @@ export async function readWatermark(
   return best!;
 }
 
-function params<K extends "watermark.embed" | "watermark.decode">(name: K, raw: Record<string, unknown>) {
-  const parsed = OPERATIONS[name].params.safeParse(raw);
-  if (!parsed.success) throw new RunnerError("invalid_params", parsed.error.issues.map((i) => i.message).join("; "));
-  return parsed.data;
-}
+export const watermarkEmbedPipeline = definePipeline("watermark.embed", async (ctx) => {
+  const p = ctx.params;
+  if (p.bits.length > 16) throw new RunnerError("invalid_params", `bits: at most 16 hex digits (64 bits), got ${p.bits.length}`);
+  const input = ctx.inputs[0];
+  if (!input) throw new RunnerError("invalid_input", "watermark.embed needs one input image");
+  const [gain, message, decoder] = await Promise.all([
+    ctx.session(ENCODER_GAIN_ID),
+    ctx.session(ENCODER_MESSAGE_ID),
+    ctx.session(DECODER_ID),
+  ]);
+  const encoder = { gain, message };
+  // The decoded input belongs to this job and is not read again: mark it in place.
+  const { width, height } = input;
+  const { image, psnr, codec } = await ctx.timeModel(() => embed(encoder, input, p.bits, p.strength, decoder, { inPlace: true }));
+  return {
+    result: {
+      bits: p.bits.toLowerCase().padStart(16, "0"),
+      strength: p.strength,
+      psnr_db: Number(psnr.toFixed(2)),
+      codec,
+      width,
+      height,
+      ...(codec === 1 ? { working_size: WORKING_SIZE } : {}),
+    },
+    images: [{ name: "image", image, format: p.format }],
+  };
+});
 
-export const watermarkEmbedPipeline: OperationPipeline = {
-  name: "watermark.embed",
-  async run(ctx) {
-    const p = params("watermark.embed", ctx.params);
-    if (p.bits.length > 16)
-      throw new RunnerError("invalid_params", `bits: at most 16 hex digits (64 bits), got ${p.bits.length}`);
-    const input = ctx.inputs[0];
-    if (!input) throw new RunnerError("invalid_input", "watermark.embed needs one input image");
-    const [gain, message, decoder] = await Promise.all([
-      ctx.session(ENCODER_GAIN_ID),
-      ctx.session(ENCODER_MESSAGE_ID),
-      ctx.session(DECODER_ID),
-    ]);
-    const encoder = { gain, message };
-    // The decoded input belongs to this job and is not read again: mark it in place.
-    const { width, height } = input;
-    const { image, psnr, codec } = await ctx.timeModel(() =>
-      embed(encoder, input, p.bits, p.strength, decoder, { inPlace: true }),
-    );
-    return {
-      result: {
-        bits: p.bits.toLowerCase().padStart(16, "0"),
-        strength: p.strength,
-        psnr_db: Number(psnr.toFixed(2)),
-        codec,
-        width,
-        height,
-        ...(codec === 1 ? { working_size: WORKING_SIZE } : {}),
-      },
-      images: [{ name: "image", image, format: p.format }],
-    };
-  },
-};
-
-export const watermarkDecodePipeline: OperationPipeline = {
-  name: "watermark.decode",
-  async run(ctx) {
-    params("watermark.decode", ctx.params);
-    const input = ctx.inputs[0];
-    if (!input) throw new RunnerError("invalid_input", "watermark.decode needs one input image");
-    const session = await ctx.session(DECODER_ID);
-    const r = await ctx.timeModel(() => decode(session, input));
-    return { result: { ...r, confidence: r.confidence.map((c) => Number(c.toFixed(4))) } };
-  },
-};
+export const watermarkDecodePipeline = definePipeline("watermark.decode", async (ctx) => {
+  const input = ctx.inputs[0];
+  if (!input) throw new RunnerError("invalid_input", "watermark.decode needs one input image");
+  const session = await ctx.session(DECODER_ID);
+  const r = await ctx.timeModel(() => decode(session, input));
+  return { result: { ...r, confidence: r.confidence.map((c) => Number(c.toFixed(4))) } };
+});
