@@ -377,6 +377,12 @@ describe("every operation's success body matches the document", () => {
     await check("post", "/v1/inspect", postImage("/v1/inspect", image, once), 202);
     await check("post", "/v1/inspect", postImage("/v1/inspect", uniquePng(), once), 409);
     await check("post", "/v1/webhook_endpoints", postJson("/v1/webhook_endpoints", { url: "http://127.0.0.1/x" }, { key }), 422);
+    // A body over the inline limit (10 MiB), refused on its declared length; and a tenant over its rate limit.
+    const large = new Uint8Array(10 * 1024 * 1024 + 1);
+    await check("post", "/v1/inspect", postImage("/v1/inspect", large, { key }), 413);
+    const limited = await createTenantKey(["inspect"], { rate_limit_per_minute: 1, rate_limit_burst: 1 });
+    await check("get", "/v1/jobs", call("/v1/jobs", { key: limited.key }), 200);
+    await check("get", "/v1/jobs", call("/v1/jobs", { key: limited.key }), 429);
 
     // Identity master keys.
     await check("get", "/v1/identity/keys", call("/v1/identity/keys", { key }), 200);
