@@ -2,7 +2,7 @@
 train split, one per photo, the three training families cycling; PSNR per family per checkpoint. The held-out pairs
 are never used to pick a checkpoint.
 
-    /usr/bin/python3 -m models.derain_streak_vapor.validate models/derain_streak_vapor/runs/main3/snap-*.pt
+    /usr/bin/python3 -m models.derain_streak_vapor.validate models/derain_streak_vapor/runs/main/snap-*.pt
 """
 
 import json
