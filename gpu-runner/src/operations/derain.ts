@@ -17,10 +17,11 @@ export const DERAIN: Record<DerainMethod, TiledRestorationModel<"enhance.derain"
     input: "image",
     output: "derained",
     tile: 1024,
-    // The vapour path reaches 67 px (models/derain/README.md, "Serving"); with a 64 px margin and tiles on the
-    // graph's 1/8 grid (three stride-2 stages) tiled output equals a single pass (48 px: 1.3 levels off).
-    overlap: 160,
-    edgeMargin: 64,
+    // SNet reaches 192 px (models/derain/README.md, "Serving"): with the retrained weights (step 600), whose SNet
+    // removes streaks, 384 px test tiles on the graph's 1/8 grid (three stride-2 stages) are within 1 level of a
+    // single pass with a 144 px margin; a 96 px one left 7.4 levels, 64 px 15.3.
+    overlap: 320,
+    edgeMargin: 144,
     align: 8,
     thumbnail: { size: 128, feeds: thumbnailFeed("thumb") },
     perImage: ["atmospheric_light"],
