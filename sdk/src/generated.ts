@@ -148,6 +148,21 @@ export type WebhookDelivery = {
   updated_at: string;
 };
 
+export type IdentityMasterKeyList = {
+  object: "list";
+  data: Array<IdentityMasterKey>;
+};
+
+export type IdentityMasterKey = {
+  id: string;
+  object: "identity_master_key";
+  generation: number;
+  slot: number;
+  status: "active" | "retired";
+  created_at: string;
+  retired_at: string | null;
+};
+
 /** Every operation of the document by operationId: how to call it. */
 export const OPERATIONS = {
   /** Get a signed URL to PUT a large image to; reference it as { upload_id } when creating a job */
@@ -848,12 +863,12 @@ export interface OperationTypes {
     path: Record<string, never>;
     query: Record<string, never>;
     body: never;
-    response: null;
+    response: IdentityMasterKeyList;
   };
   postIdentityKeysRotate: {
     path: Record<string, never>;
     query: Record<string, never>;
     body: never;
-    response: null;
+    response: IdentityMasterKey;
   };
 }

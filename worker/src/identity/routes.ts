@@ -132,6 +132,22 @@ identityRoutes.delete("/v1/assets/:id", async (c) => {
   });
 });
 
+/** A tenant's identity master key, metadata only (the wrapped key never leaves D1): one shape wherever it is served. */
+const IdentityMasterKey = z
+  .object({
+    id: z.string(),
+    object: z.literal("identity_master_key"),
+    generation: z.number().int(),
+    slot: z.number().int(),
+    status: z.enum(["active", "retired"]),
+    created_at: z.string().datetime(),
+    retired_at: z.string().datetime().nullable(),
+  })
+  .openapi("IdentityMasterKey");
+const IdentityMasterKeyList = z
+  .object({ object: z.literal("list"), data: z.array(IdentityMasterKey) })
+  .openapi("IdentityMasterKeyList");
+
 // Master keys: the tenant's own, with the admin scope; the tenant always comes from the caller's key, never the request.
 for (const [method, path, summary, status] of [
   ["get", "/v1/identity/keys", "The tenant's identity master keys (metadata only; scope admin).", 200],
@@ -150,7 +166,10 @@ for (const [method, path, summary, status] of [
     security: [{ bearer: [] }],
     // A rotation racing another one is a 409 rotation_conflict (master-keys.ts).
     responses: {
-      [status]: { description: "OK" },
+      [status]:
+        method === "get"
+          ? { description: "The master keys, newest first", content: { "application/json": { schema: IdentityMasterKeyList } } }
+          : { description: "The new active master key", content: { "application/json": { schema: IdentityMasterKey } } },
       ...(method === "post" ? problemResponses(401, 403, 409, 429) : problemResponses(401, 403, 429)),
     },
   });
@@ -164,8 +183,7 @@ identityRoutes.get("/v1/identity/keys", async (c) => {
 identityRoutes.post("/v1/identity/keys/rotate", async (c) => {
   const principal = requireScope(c.get("principal"), "admin");
   const row = await rotateMasterKey(c.env, principal.tenantId);
-  return c.json(
-    { id: row.id, object: "identity_master_key", generation: row.generation, slot: row.slot, status: row.status },
-    201,
-  );
+  // The listed shape (one object, one schema): a new key was created now and is not retired.
+  const key = (await listMasterKeys(c.env, principal.tenantId)).find((k) => k.id === row.id)!;
+  return c.json(key, 201);
 });
