@@ -232,6 +232,13 @@ export class LocalStack extends EventEmitter {
       this.emit("worker-exit", { code, signal });
     });
     await waitForHttp(`${this.url}/healthz`, 60_000, wrangler);
+    // The proxy can answer before the dev server has written the user worker's URL: seen in two stacks started at
+    // once at load average ~12 (ENOENT on the file right after the proxy's /healthz), so wait for the file too.
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(this.directUrlFile)) {
+      if (Date.now() > deadline) throw new Error(`wrangler dev did not write ${this.directUrlFile} within 10 s of serving`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
     await waitForHttp(`${this.directUrl()}/healthz`, 10_000, wrangler);
   }
 
