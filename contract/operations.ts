@@ -59,6 +59,19 @@ export interface OperationSpec<P extends z.ZodType = z.ZodType> {
 const MB = 1024 * 1024;
 
 /**
+ * Limits of the tiled restorations (enhance.lowlight, enhance.derain: 1024 px tiles plus a 128 x 128 thumbnail of
+ * the whole image): 12 MP photos with room, any size, panoramas up to 20:1.
+ */
+const TILED_RESTORATION_LIMITS = {
+  max_input_bytes: 50 * MB,
+  max_pixels: 13_000_000,
+  lease_seconds: 120,
+  max_attempts: 3,
+  min_side: 1,
+  max_aspect_ratio: 20,
+};
+
+/**
  * watermark.embed and .decode (gpu-runner/src/operations/watermark.ts): codec 2, the tiled mark on a grid of 128
  * chips along the short side, for images whose short side is at least 256 px; codec 1, the whole image squeezed to
  * 128 x 128, below that and for images marked before codec 2. At least 32 px per side, below which codec 1's
@@ -283,14 +296,7 @@ export const OPERATIONS = {
     // The enhancement runs in 1024 px tiles plus a 128 x 128 area thumbnail of the whole image, so any size works;
     // panoramas (4:1 to 10:1) are ordinary low-light subjects, and 20:1 leaves them room. Beyond it the thumbnail
     // averages 20x more columns than rows into each sample, and the gamma map stops describing the scene.
-    limits: {
-      max_input_bytes: 50 * MB,
-      max_pixels: 13_000_000,
-      lease_seconds: 120,
-      max_attempts: 3,
-      min_side: 1,
-      max_aspect_ratio: 20,
-    },
+    limits: TILED_RESTORATION_LIMITS,
     artifacts: [{ name: "image", content_type: "image/png" }],
   },
   "enhance.derain": {
@@ -313,14 +319,7 @@ export const OPERATIONS = {
     models: Object.values(DERAIN_METHODS),
     // Tiled like lowlight (1024 px tiles and a 128 x 128 thumbnail for A), so the same size and shape limits: 12 MP
     // photos with room, panoramas up to 20:1. Any size runs (the graph takes odd tile sizes).
-    limits: {
-      max_input_bytes: 50 * MB,
-      max_pixels: 13_000_000,
-      lease_seconds: 120,
-      max_attempts: 3,
-      min_side: 1,
-      max_aspect_ratio: 20,
-    },
+    limits: TILED_RESTORATION_LIMITS,
     artifacts: [
       { name: "image", content_type: "image/png" },
       { name: "transmission", content_type: "image/png", when: "maps" },
