@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { RunnerError } from "../../gpu-runner/src/errors.ts";
 import type { OperationContext, RasterImage } from "../../gpu-runner/src/operations/types.ts";
 import { restorePlanar, thumbnailFeed, tiledRestoration, type TiledModel } from "../../gpu-runner/src/restoration/tiled.ts";
+import { definePipeline } from "../../gpu-runner/src/operations/types.ts";
 import { cropPlanar, tileStarts } from "../../gpu-runner/src/restoration/tiles.ts";
 import { ROOT } from "./helpers.ts";
 
@@ -33,7 +34,7 @@ const source = { format: "png", bytes: 0, orientation: null, space: "srgb", icc:
 
 function ctx(session: ort.InferenceSession, inputs: RasterImage[], asked: string[], signal = new AbortController().signal) {
   return {
-    params: { format: "webp" },
+    params: { format: "webp" as const },
     inputs,
     encoded: [],
     session: async (id: string) => {
@@ -158,7 +159,9 @@ describe("tiledRestoration()", () => {
     aborted.abort();
     const run = tiledRestoration({ operation: "enhance.lowlight", ...INVERT });
     await expect(run(ctx(invert, [greyAlpha(20, 20)], [], aborted.signal))).rejects.toMatchObject({ code: "aborted" });
-    await expect(run({ ...ctx(invert, [], []), params: { format: "gif" } })).rejects.toThrow(RunnerError);
+    // Params are parsed once, by the pipeline definePipeline makes of the run function.
+    const pipeline = definePipeline("enhance.lowlight", run);
+    await expect(pipeline.run({ ...ctx(invert, [], []), params: { format: "gif" } })).rejects.toThrow(RunnerError);
   });
 
   it("aligns tile starts to a graph's stride: the last tile reaches past the border, which is cut off", async () => {

@@ -316,7 +316,7 @@ export type RestorationOperation = {
 }[OperationName];
 
 export interface TiledRestorationOptions<Op extends RestorationOperation> extends TiledModel {
-  /** The contract entry whose params the job carries (validated again here: pipelines are also called directly). */
+  /** The contract entry whose params the job carries (parsed by definePipeline before the run). */
   operation: Op;
   /** Scalar feeds (shape [1]) computed from the job's params, the same for every tile. */
   scalars?: (params: ParamsOf<Op>) => Record<string, number>;
@@ -345,14 +345,9 @@ export const tiledRestorationBy = <Op extends RestorationOperation>(
   operation: Op,
   choose: (params: ParamsOf<Op>) => TiledRestorationModel<Op>,
 ) => {
-  const schema = OPERATIONS[operation].params as unknown as z.ZodType<ParamsOf<Op>>;
-  return async function tiledRestoration(ctx: OperationContext): Promise<OperationResult> {
-    const parsed = schema.safeParse(ctx.params);
-    if (!parsed.success) {
-      const detail = parsed.error.issues.map((i) => `${i.path.join(".") || "params"}: ${i.message}`).join("; ");
-      throw new RunnerError("invalid_params", `invalid params for ${operation}: ${detail}`);
-    }
-    const params = parsed.data;
+  // The params arrive parsed and typed (definePipeline parses them once, before any input is decoded).
+  return async function tiledRestoration(ctx: OperationContext<ParamsOf<Op>>): Promise<OperationResult> {
+    const params = ctx.params;
     const input = ctx.inputs[0];
     if (!input) throw new RunnerError("invalid_input", `${operation} needs one input image`);
     const { scalars, rasters, ...model } = choose(params);
