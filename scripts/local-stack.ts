@@ -232,11 +232,14 @@ export class LocalStack extends EventEmitter {
       this.emit("worker-exit", { code, signal });
     });
     await waitForHttp(`${this.url}/healthz`, 60_000, wrangler);
-    // The proxy can answer before the dev server has written the user worker's URL: seen in two stacks started at
-    // once at load average ~12 (ENOENT on the file right after the proxy's /healthz), so wait for the file too.
+    // The /healthz above can be answered by another stack already on this port (two suites once both took 18747),
+    // and then this stack's dev server never writes its URL: wait for the file, and say so plainly when it is not.
     const deadline = Date.now() + 10_000;
     while (!existsSync(this.directUrlFile)) {
-      if (Date.now() > deadline) throw new Error(`wrangler dev did not write ${this.directUrlFile} within 10 s of serving`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `wrangler dev did not write ${this.directUrlFile} within 10 s of port ${this.options.port} answering: is another stack on that port?`,
+        );
       await new Promise((r) => setTimeout(r, 50));
     }
     await waitForHttp(`${this.directUrl()}/healthz`, 10_000, wrangler);

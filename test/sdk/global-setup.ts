@@ -13,7 +13,7 @@ declare module "vitest" {
   }
 }
 
-export const SDK_STACK_PORT = 18747;
+export const SDK_STACK_PORT = 18707;
 /**
  * The stack's inline body limit, lowered from 10 MiB so a test image of a few hundred KB exercises the signed-upload
  * path the SDK takes after a 413 use_signed_upload (the SDK's own limit stays at its 10 MiB default).
