@@ -674,7 +674,7 @@ function splatCyclic(
 }
 
 /** Every sample folded onto one tile of the lattice (bilinear splat into FOLD x FOLD bins). */
-export function fold(view: WorkingView, lattice: Lattice): Float64Array {
+function fold(view: WorkingView, lattice: Lattice): Float64Array {
   const [i00, i01, i10, i11] = inverse(lattice);
   return splatCyclic(view, FOLD, [i00 * FOLD, i01 * FOLD, -0.5], [i10 * FOLD, i11 * FOLD, -0.5]);
 }
@@ -737,7 +737,7 @@ const shiftOf = (flip: 1 | -1, ta: number, tb: number): [number, number] => [fli
  * The best cyclic alignment of the fold with the synchronisation template, plain and mirrored: offsets (ta, tb)
  * in tiles and the peak's z-score over all FOLD^2 shifts.
  */
-export function synchronise(bins: Float64Array, lattice: Lattice): Hypothesis[] {
+function synchronise(bins: Float64Array, lattice: Lattice): Hypothesis[] {
   const out: Hypothesis[] = [];
   const maps = correlationMaps(bins);
   for (const flip of [1, -1] as const) {
@@ -940,7 +940,7 @@ export function readChips(
  * fold up with the host's texture; on the training photos' uncropped copies the raw score's polish moved off the
  * true geometry (0 bit errors there) to one that read 6-13, the normalised one stays at 0.
  */
-export function alignmentScore(view: WorkingView, hyp: Pick<Hypothesis, "lattice" | "flip" | "ta" | "tb">): number {
+function alignmentScore(view: WorkingView, hyp: Pick<Hypothesis, "lattice" | "flip" | "ta" | "tb">): number {
   const folded = foldChips(view, hyp);
   let s = 0;
   for (const k of LAYOUT.syncChips) s += LAYOUT.sign[k]! * folded[k]!;
