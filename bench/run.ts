@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { runCliBench } from "./cli.ts";
+import { runDerainBench } from "./derain.ts";
 import { runFuzzBench } from "./fuzz.ts";
 import { runIdentityBench } from "./identity.ts";
 import { runLowlightBench } from "./lowlight.ts";
@@ -13,6 +14,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   spine: runSpineBench,
   watermark: runWatermarkBench,
   lowlight: runLowlightBench,
+  derain: runDerainBench,
   identity: runIdentityBench,
   storm: runStormBench,
   fuzz: runFuzzBench,

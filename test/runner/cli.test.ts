@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeWorker } from "./fake-worker.ts";
 import { PHOTO, ROOT, photoBytes } from "./helpers.ts";
 
-const TSX = join(ROOT, "node_modules/.bin/tsx");
-const CLI = join(ROOT, "gpu-runner/src/cli.ts");
+// What `npm run runner` runs: the CLI bundled by esbuild (gpu-runner/bin/runner.mjs).
+const CLI = join(ROOT, "gpu-runner/bin/runner.mjs");
 let dir: string;
 
 beforeAll(() => {
@@ -18,7 +18,10 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(TSX, [CLI, ...args], { cwd: ROOT, env: { ...process.env, VIGIL_EXECUTION_PROVIDERS: "cpu" } });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, VIGIL_EXECUTION_PROVIDERS: "cpu" },
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
@@ -68,7 +71,7 @@ describe("CLI serve (child process)", () => {
   it("becomes healthy, runs a job, and exits 0 on SIGTERM", async () => {
     const worker = await new FakeWorker().start();
     const port = 19464 + Math.floor(Math.random() * 500);
-    const child = spawn(TSX, [CLI, "serve"], {
+    const child = spawn(process.execPath, [CLI, "serve"], {
       cwd: ROOT,
       env: {
         ...process.env,

@@ -10,8 +10,8 @@ import { ROOT } from "./helpers.ts";
  * `npm run runner -- exec enhance.derain` as a child process, on a crop of the real rainy photo: the derained image at
  * --out, the maps next to it, and a clear problem on stderr for params the contract refuses.
  */
-const TSX = join(ROOT, "node_modules/.bin/tsx");
-const CLI = join(ROOT, "gpu-runner/src/cli.ts");
+// What `npm run runner` runs: the CLI bundled by esbuild (gpu-runner/bin/runner.mjs).
+const CLI = join(ROOT, "gpu-runner/bin/runner.mjs");
 let dir: string;
 let rainy: string;
 
@@ -26,7 +26,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(TSX, [CLI, "exec", "enhance.derain", "--in", rainy, ...args], {
+    const child = spawn(process.execPath, [CLI, "exec", "enhance.derain", "--in", rainy, ...args], {
       cwd: ROOT,
       env: { ...process.env, VIGIL_EXECUTION_PROVIDERS: "cpu" },
     });

@@ -2,9 +2,8 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import * as tf from "@tensorflow/tfjs";
-import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
-import * as faceapi from "@vladmandic/face-api/dist/face-api.node-wasm.js";
+import type * as TfModule from "@tensorflow/tfjs";
+import type * as FaceApiModule from "@vladmandic/face-api/dist/face-api.node-wasm.js";
 
 /**
  * The three TF.js models face analysis needs, pinned by the sha256 of their weight files as shipped in
@@ -27,7 +26,7 @@ export const FACE_MODEL_FILES = {
   },
 } as const;
 
-export type FaceApi = typeof faceapi;
+export type FaceApi = typeof FaceApiModule;
 
 const require = createRequire(import.meta.url);
 
@@ -54,10 +53,19 @@ async function checkModels(modelDir: string): Promise<void> {
 }
 
 async function load(): Promise<FaceApi> {
+  const before = processHandlers();
+  // Imported on first use, not with this module: tfjs, its wasm backend and face-api take 0.5 s of CPU to import
+  // (measured 2026-12-02, 2-core machine), which every runner start would pay, a one-shot CLI exec of
+  // enhance.derain included. face-api's `tf` is this same @tensorflow/tfjs module.
+  const [tf, { setWasmPaths }, faceapi] = await Promise.all([
+    import("@tensorflow/tfjs"),
+    import("@tensorflow/tfjs-backend-wasm"),
+    import("@vladmandic/face-api/dist/face-api.node-wasm.js"),
+  ]);
+  tfModule = tf;
   // A directory path (not a file map) and no second argument: the wasm binaries come from node_modules,
   // never from a CDN. The SIMD build is picked automatically when the CPU supports it.
   setWasmPaths(`${join(packageDir("@tensorflow/tfjs-backend-wasm"), "dist")}/`);
-  const before = processHandlers();
   try {
     if (!(await tf.setBackend("wasm"))) throw new FaceModelError("tfjs wasm backend failed to initialise");
     await tf.ready();
@@ -97,6 +105,7 @@ function removeHandlersAddedSince(before: Map<ProcessEvent, Listener[]>): void {
 }
 
 let loading: Promise<FaceApi> | null = null;
+let tfModule: typeof TfModule | null = null;
 
 /** Loads the backend and the three nets once per process; concurrent callers share the same promise. */
 export function loadFaceModels(): Promise<FaceApi> {
@@ -110,4 +119,8 @@ export function loadFaceModels(): Promise<FaceApi> {
   return loading;
 }
 
-export { tf };
+/** The @tensorflow/tfjs module with the face models' backend ready (for scripts and tests that build tensors). */
+export async function loadFaceTf(): Promise<typeof TfModule> {
+  await loadFaceModels();
+  return tfModule!;
+}

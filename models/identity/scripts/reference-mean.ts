@@ -13,13 +13,14 @@
  */
 import { writeFile } from "node:fs/promises";
 import { analyzeFaces } from "../../../gpu-runner/src/face/analyze.ts";
-import { loadFaceModels, tf } from "../../../gpu-runner/src/face/models.ts";
+import { loadFaceModels, loadFaceTf } from "../../../gpu-runner/src/face/models.ts";
 import { FACE_API_SAMPLES, loadRaster, readNpyFloat64, SKIMAGE_DATA } from "./common.ts";
 
 const LFW_FACES = 100; // the first 100 entries are faces, the last 100 are non-face patches
 
 async function lfwDescriptors(): Promise<Float32Array[]> {
   const faceapi = await loadFaceModels();
+  const tf = await loadFaceTf();
   const { shape, data } = await readNpyFloat64(`${SKIMAGE_DATA}/lfw_subset.npy`);
   const [n, h, w] = shape as [number, number, number];
   if (n < LFW_FACES) throw new Error("unexpected lfw_subset shape");
