@@ -12,6 +12,7 @@ MODELS = {
     "watermark": "models.watermark.hooks",
     "lowlight": "models.lowlight.hooks",
     "derain_streak_vapor": "models.derain_streak_vapor.hooks",
+    "derain_unet": "models.derain_unet.hooks",
 }
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
