@@ -121,6 +121,7 @@ function strictestOf(...stages: OperationSpec["limits"][]): OperationSpec["limit
  */
 export const DERAIN_METHODS = {
   "streak-vapor": "derain-streak-vapor",
+  "heavy-two-branch": "derain-heavy-two-branch",
 } as const;
 export type DerainMethod = keyof typeof DERAIN_METHODS;
 const DERAIN_METHOD_NAMES = Object.keys(DERAIN_METHODS) as [DerainMethod, ...DerainMethod[]];

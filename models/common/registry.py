@@ -13,6 +13,7 @@ MODELS = {
     "lowlight": "models.lowlight.hooks",
     "derain_streak_vapor": "models.derain_streak_vapor.hooks",
     "derain_unet": "models.derain_unet.hooks",
+    "derain_heavy_two_branch": "models.derain_heavy_two_branch.hooks",
 }
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

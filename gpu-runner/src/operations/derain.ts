@@ -1,5 +1,6 @@
 import type { DerainMethod } from "../../../contract/operations.ts";
 import { tiledRestorationBy, type TiledRestorationModel } from "../restoration/tiled.ts";
+import { heavyTwoBranch } from "./derain/heavy-two-branch.ts";
 import { streakVapor } from "./derain/streak-vapor.ts";
 import { definePipeline } from "./types.ts";
 
@@ -10,6 +11,7 @@ import { definePipeline } from "./types.ts";
  */
 export const DERAIN: Record<DerainMethod, TiledRestorationModel<"enhance.derain">> = {
   "streak-vapor": streakVapor,
+  "heavy-two-branch": heavyTwoBranch,
 };
 
 export const derainPipeline = definePipeline(
