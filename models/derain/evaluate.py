@@ -1,6 +1,6 @@
 """The derain zoo's one evaluation: PSNR and SSIM per set per method on the held-out pairs.
 
-    /usr/bin/python3 -m models.derain.evaluate --out models/derain/results_baselines.json --markdown models/derain/RESULTS.md
+    /usr/bin/python3 -m models.derain.evaluate --out models/derain/results_baselines.json
     /usr/bin/python3 -m models.derain.evaluate --methods input,dcp --plugin some.module:methods --limit 5
 
 Pairs come from models/derain/data/eval (built by prepare_data.py from the HELD-OUT photos): sets light, heavy
@@ -113,7 +113,7 @@ def main(argv=None) -> None:
     ap.add_argument("--sets", default=",".join(data.EVAL_SETS))
     ap.add_argument("--limit", type=int, default=0, help="only the first N held-out photos of each set")
     ap.add_argument("--out", help="results JSON")
-    ap.add_argument("--markdown", help="write the zoo table (RESULTS.md) from these results")
+    ap.add_argument("--markdown", help="write a table of these results alone (the zoo's RESULTS.md, every model included, is zoo.py's)")
     ap.add_argument("--from-json", help="only rewrite --markdown from an earlier results JSON")
     a = ap.parse_args(argv)
     if a.from_json:
@@ -148,8 +148,7 @@ under a veil, wind 32-50 deg from vertical) is never used in training. CPU ms/MP
 on the 2-core machine, method only.
 
 """
-RESULTS_TAIL = """
-Reading the baselines:
+BASELINE_NOTES = """Reading the baselines:
 - Noise and JPEG alone (no rain; the light set's camera parameters on its clean photos) give 40.67 dB on average
   (32.3-52.7 dB by photo), so a method that does not also denoise cannot score far above that on light rain.
 - `dcp` assumes a veil everywhere: on light rain, which has none, it darkens the photo (mean level 0.05-0.13
@@ -157,7 +156,8 @@ Reading the baselines:
   `decomp_derain` then removes some of the streaks the dehazed image still has (`dcp_decomp`, +0.5 dB).
 - `decomp_derain` gains on light rain and hardly on veiled rain, although it changes about as many pixels there
   (2-7 % on the first six heavy pairs): under a veil the error is mostly the veil's, which it leaves.
-
+"""
+RESULTS_TAIL = "\n" + BASELINE_NOTES + """
 Regenerate: `/usr/bin/python3 -m models.derain.prepare_data && /usr/bin/python3 -m models.derain.evaluate
 --out models/derain/results_baselines.json --markdown models/derain/RESULTS.md`. The numbers are in
 `results_baselines.json` (also PSNR on luma, `psnr_y`).

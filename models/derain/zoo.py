@@ -18,7 +18,7 @@ import json
 import os
 
 from . import data
-from .evaluate import SET_TITLES
+from .evaluate import BASELINE_NOTES, SET_TITLES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -132,16 +132,7 @@ intra-op threads). On a machine shared with other jobs, wall time measures the n
 
 """
 
-TAIL = """
-Reading the baselines:
-- Noise and JPEG alone (no rain; the light set's camera parameters on its clean photos) give 40.67 dB on average
-  (32.3-52.7 dB by photo), so a method that does not also denoise cannot score far above that on light rain.
-- `dcp` assumes a veil everywhere: on light rain, which has none, it darkens the photo (mean level 0.05-0.13
-  lower on the first six light pairs) and saturates it. On the veiled sets it is the only baseline that gains much;
-  `decomp_derain` then removes some of the streaks the dehazed image still has (`dcp_decomp`, +0.5 dB).
-- `decomp_derain` gains on light rain and hardly on veiled rain, although it changes about as many pixels there
-  (2-7 % on the first six heavy pairs): under a veil the error is mostly the veil's, which it leaves.
-
+TAIL = "\n" + BASELINE_NOTES + """
 Regenerate:
 1. `/usr/bin/python3 -m models.derain.prepare_data` (the pairs), then `/usr/bin/python3 -m models.derain.evaluate --out
    models/derain/results_baselines.json` (the baselines);
