@@ -215,7 +215,7 @@ describe.runIf(chromiumAvailable())("/console in Chromium, against the local sta
     expect((await page.locator("#operation option").allTextContents()).sort()).toEqual(expected.sort());
     // Each operation's params are fields typed from their schemas.
     await page.selectOption("#operation", { label: "enhance/derain" });
-    expect(await page.locator("#param-method option").allTextContents()).toEqual(["streak-vapor"]);
+    expect(await page.locator("#param-method option").allTextContents()).toEqual(["streak-vapor", "heavy-two-branch"]);
     expect(await page.locator("#param-maps").getAttribute("type")).toBe("checkbox");
     expect(await page.locator("#param-dehaze").getAttribute("type")).toBe("number");
   });

@@ -29,9 +29,9 @@ describe("POST /v1/enhance/derain", () => {
     expect(res.status).toBe(202);
     const job = (await res.json()) as JobJson & { params: Record<string, unknown> };
     expect(job).toMatchObject({ operation: "enhance.derain", status: "queued" });
-    expect(job.params).toEqual({ method: "streak-vapor", format: "png", dehaze: 0.5, maps: true });
+    expect(job.params).toEqual({ method: "heavy-two-branch", format: "png", dehaze: 0.5, maps: true });
     const plain = (await (await postImage("/v1/enhance/derain")).json()) as { params: Record<string, unknown> };
-    expect(plain.params).toEqual({ method: "streak-vapor", format: "png", dehaze: 1, maps: false });
+    expect(plain.params).toEqual({ method: "heavy-two-branch", format: "png", dehaze: 1, maps: false });
     const up = (await (await postJson("/v1/uploads", {})).json()) as { upload_id: string; upload_url: string };
     const url = new URL(up.upload_url);
     expect((await call(url.pathname + url.search, { key: null, method: "PUT", body: await pngOf(64, 48) })).status).toBe(201);
@@ -50,9 +50,9 @@ describe("POST /v1/enhance/derain", () => {
     const leased = await leaseJob(job.id, "enhance.derain");
     const keys = new Map([["test-2026", await importTicketPublicKey("ypRq4DZy2ATa503_4HgtL9xKxRIBR5-fbGchEUQVnsY")]]);
     const ticket = await verifyTicket(leased.ticket, keys);
-    expect(ticket.models.map((m) => m.id)).toEqual(["derain-streak-vapor"]);
+    expect(ticket.models.map((m) => m.id)).toEqual(["derain-streak-vapor", "derain-heavy-two-branch"]);
     expect(ticket.outputs.map((o) => o.name)).toEqual(["image", "transmission", "rain"]);
-    expect(ticket.params).toEqual({ method: "streak-vapor", format: "png", dehaze: 1, maps: true });
+    expect(ticket.params).toEqual({ method: "heavy-two-branch", format: "png", dehaze: 1, maps: true });
   });
 
   it("is in the OpenAPI document with its params", async () => {
@@ -61,6 +61,6 @@ describe("POST /v1/enhance/derain", () => {
     };
     const params = doc.paths["/v1/enhance/derain"]!.post!.parameters!;
     expect(params.map((p) => p.name)).toEqual(expect.arrayContaining(["method", "format", "dehaze", "maps"]));
-    expect(params.find((p) => p.name === "method")!.schema!.enum).toEqual(["streak-vapor"]);
+    expect(params.find((p) => p.name === "method")!.schema!.enum).toEqual(["streak-vapor", "heavy-two-branch"]);
   });
 });
