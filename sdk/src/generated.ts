@@ -583,7 +583,7 @@ export interface OperationTypes {
   postEnhanceDerain: {
     path: Record<string, never>;
     query: {
-      method?: "streak-vapor";
+      method?: "streak-vapor" | "heavy-two-branch";
       format?: "png" | "jpeg" | "webp";
       dehaze?: number | null;
       maps?: boolean | string;
