@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
 import sharp from "sharp";
 import { DERAIN_METHODS, OPERATIONS, type DerainMethod } from "../../contract/operations.ts";
+import { decodeImage } from "../../gpu-runner/src/image/decode.ts";
 import { derainPipeline } from "../../gpu-runner/src/operations/derain.ts";
 import type { RasterImage } from "../../gpu-runner/src/operations/types.ts";
 
@@ -30,18 +31,9 @@ const { values: args } = parseArgs({
 const W = Number(args.width);
 const SET_TITLES: Record<string, string> = { light: "light rain", heavy: "heavy rain + veil", heldout: "held-out family" };
 
-async function raster(path: string): Promise<RasterImage> {
-  const { data, info } = await sharp(path).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-  return {
-    width: info.width,
-    height: info.height,
-    channels: 3,
-    bitDepth: 8,
-    hasAlpha: false,
-    data: new Uint8Array(data.buffer, data.byteOffset, data.length),
-    source: { format: "png", bytes: data.length, orientation: null, space: "srgb", icc: false, pages: 1 },
-  };
-}
+/** A PNG of the evaluation set, decoded as the runner decodes an upload. */
+const raster = (path: string): Promise<RasterImage> =>
+  decodeImage(new Uint8Array(readFileSync(path)), { maxPixels: OPERATIONS["enhance.derain"].limits.max_pixels });
 
 function psnr(a: RasterImage, b: RasterImage): number {
   let se = 0;
